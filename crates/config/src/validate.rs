@@ -1,0 +1,168 @@
+//! Semantic validation of a parsed `Config`: addresses, name uniqueness,
+//! ranges and cross-field rules. Returns the first problem found as a key
+//! path plus message; `lib.rs` turns it into `ConfigError::Invalid` with a
+//! line number.
+
+use std::collections::HashSet;
+
+use crate::address::{check_connect_addr, check_listen_addr};
+use crate::error::Seg;
+use crate::model::{Backend, Config, MAX_WEIGHT};
+
+/// A validation failure: where (key path) and what.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub path: Vec<Seg>,
+    pub message: String,
+}
+
+fn key(parts: &[&str]) -> Vec<Seg> {
+    parts.iter().map(|p| Seg::Key(p.to_string())).collect()
+}
+
+fn indexed(section: &str, i: usize, field: &str) -> Vec<Seg> {
+    vec![
+        Seg::Key(section.to_string()),
+        Seg::Index(i),
+        Seg::Key(field.to_string()),
+    ]
+}
+
+fn fail<T>(path: Vec<Seg>, message: impl Into<String>) -> Result<T, Problem> {
+    Err(Problem {
+        path,
+        message: message.into(),
+    })
+}
+
+fn positive(value: u64, path: &[&str]) -> Result<(), Problem> {
+    if value == 0 {
+        return fail(key(path), "must be greater than 0");
+    }
+    Ok(())
+}
+
+/// Check every semantic rule; the first violation is returned.
+pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
+    // [server]
+    let s = &c.server;
+    if let Err(e) = check_listen_addr(&s.listen) {
+        return fail(key(&["server", "listen"]), e);
+    }
+    positive(s.max_connections.into(), &["server", "max_connections"])?;
+    positive(s.connect_timeout_ms, &["server", "connect_timeout_ms"])?;
+    positive(
+        s.pool_max_per_backend.into(),
+        &["server", "pool_max_per_backend"],
+    )?;
+    positive(s.pool_idle_timeout_ms, &["server", "pool_idle_timeout_ms"])?;
+
+    // [admin]
+    if c.admin.enabled {
+        if let Err(e) = check_listen_addr(&c.admin.listen) {
+            return fail(key(&["admin", "listen"]), e);
+        }
+        if c.admin.listen == s.listen && !s.listen.ends_with(":0") {
+            return fail(
+                key(&["admin", "listen"]),
+                format!("'{}' is already used by server.listen", c.admin.listen),
+            );
+        }
+    }
+
+    // [[users]]
+    if c.users.is_empty() {
+        return fail(key(&["users"]), "at least one [[users]] entry is required");
+    }
+    let mut user_names = HashSet::new();
+    for (i, u) in c.users.iter().enumerate() {
+        if u.name.trim().is_empty() {
+            return fail(indexed("users", i, "name"), "must not be empty");
+        }
+        if !user_names.insert(u.name.as_str()) {
+            return fail(
+                indexed("users", i, "name"),
+                format!("duplicate user name '{}'", u.name),
+            );
+        }
+        if u.backend_user.trim().is_empty() {
+            return fail(indexed("users", i, "backend_user"), "must not be empty");
+        }
+    }
+
+    // [primary] and [[replicas]]
+    let mut backend_names = HashSet::new();
+    check_backend(&c.primary, &mut backend_names, |f| key(&["primary", f]))?;
+    for (i, r) in c.replicas.iter().enumerate() {
+        check_backend(r, &mut backend_names, |f| indexed("replicas", i, f))?;
+        if r.weight > MAX_WEIGHT {
+            return fail(
+                indexed("replicas", i, "weight"),
+                format!("{} is out of range (0-{MAX_WEIGHT})", r.weight),
+            );
+        }
+        if let Some(lag) = r.max_lag_ms {
+            if lag == 0 {
+                return fail(
+                    indexed("replicas", i, "max_lag_ms"),
+                    "must be greater than 0",
+                );
+            }
+            if lag <= c.routing.lag_hysteresis_ms {
+                return fail(
+                    indexed("replicas", i, "max_lag_ms"),
+                    format!(
+                        "{lag} must be greater than routing.lag_hysteresis_ms ({})",
+                        c.routing.lag_hysteresis_ms
+                    ),
+                );
+            }
+        }
+    }
+
+    // [monitor]
+    let m = &c.monitor;
+    if m.user.trim().is_empty() {
+        return fail(key(&["monitor", "user"]), "must not be empty");
+    }
+    positive(m.interval_ms, &["monitor", "interval_ms"])?;
+    positive(m.gtid_interval_ms, &["monitor", "gtid_interval_ms"])?;
+    positive(m.connect_timeout_ms, &["monitor", "connect_timeout_ms"])?;
+
+    // [routing]
+    let r = &c.routing;
+    positive(r.max_lag_ms, &["routing", "max_lag_ms"])?;
+    if r.lag_hysteresis_ms >= r.max_lag_ms {
+        return fail(
+            key(&["routing", "lag_hysteresis_ms"]),
+            format!(
+                "{} must be less than routing.max_lag_ms ({})",
+                r.lag_hysteresis_ms, r.max_lag_ms
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_backend<'a>(
+    b: &'a Backend,
+    names: &mut HashSet<&'a str>,
+    path: impl Fn(&str) -> Vec<Seg>,
+) -> Result<(), Problem> {
+    if b.name.trim().is_empty() {
+        return fail(path("name"), "must not be empty");
+    }
+    if !names.insert(b.name.as_str()) {
+        return fail(
+            path("name"),
+            format!(
+                "duplicate backend name '{}' (names must be unique across [primary] and [[replicas]])",
+                b.name
+            ),
+        );
+    }
+    if let Err(e) = check_connect_addr(&b.address) {
+        return fail(path("address"), e);
+    }
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! One connection from causeway to a MySQL server (the client side of the
+//! protocol).
+//!
+//! Owns the login (caching_sha2_password fast path, RSA full
+//! authentication against a server whose cache is cold, auth switch to
+//! mysql_native_password), the session setup every backend connection gets
+//! (`session_track_gtids`, so commits report the executed GTID set in their
+//! OK packets with no extra round trip), and simple request/response commands
+//! used by the proxy itself (INIT_DB, RESET_CONNECTION, SET). Client traffic
+//! is relayed by `crate::relay`, not here.
+
+use mysql_common::constants::CapabilityFlags;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::protocol::handshake::{self, CACHING_SHA2, NATIVE};
+use crate::protocol::messages::{self, track};
+use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
+
+/// Errors talking to a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Socket or framing failure; the connection is unusable.
+    #[error("backend {server}: {source}")]
+    Io {
+        /// Backend name.
+        server: String,
+        /// Cause.
+        #[source]
+        source: PacketError,
+    },
+    /// Connecting or logging in took longer than the connect timeout.
+    #[error("backend {server}: connect timed out after {ms} ms")]
+    Timeout {
+        /// Backend name.
+        server: String,
+        /// Timeout.
+        ms: u128,
+    },
+    /// The server answered with an error packet (passed to the client as is).
+    #[error("backend {server}: {err}")]
+    Server {
+        /// Backend name.
+        server: String,
+        /// The server's error.
+        err: ErrPacket,
+    },
+    /// The server sent something the protocol does not allow here.
+    #[error("backend {server}: protocol violation: {detail}")]
+    Protocol {
+        /// Backend name.
+        server: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No connection slot became free in time.
+    #[error("backend {server}: connection pool exhausted ({max} connections)")]
+    PoolExhausted {
+        /// Backend name.
+        server: String,
+        /// Pool limit.
+        max: usize,
+    },
+}
+
+impl BackendError {
+    /// Whether nothing can have happened on the server, so another backend
+    /// may be tried (connect failures, not errors of a sent statement).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Timeout { .. } | BackendError::PoolExhausted { .. }
+        )
+    }
+}
+
+/// Who logs in and how the link is shaped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LinkKey {
+    /// MySQL user.
+    pub user: String,
+    /// Reply-shaping capabilities copied from the client.
+    pub caps: u32,
+    /// Collation id sent in the handshake.
+    pub collation: u8,
+}
+
+/// Credentials for a backend login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// MySQL user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// An authenticated backend connection.
+#[derive(Debug)]
+pub struct BackendConn {
+    /// Framed socket.
+    pub io: PacketConn,
+    /// Capabilities in force on this link.
+    pub caps: CapabilityFlags,
+    /// MySQL's thread id for this connection.
+    pub thread_id: u32,
+    /// Backend name.
+    pub server: String,
+    /// Server version string.
+    pub version: String,
+    /// Pool key this connection belongs to.
+    pub key: LinkKey,
+    /// Current default schema, as last reported by the server.
+    pub db: Option<String>,
+    /// When it was last handed back to its pool.
+    pub idle_since: Instant,
+    /// Set when the connection must not be reused.
+    pub broken: bool,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Capabilities causeway always asks a backend for.
+pub fn base_capabilities() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | CapabilityFlags::CLIENT_CONNECT_ATTRS
+        | CapabilityFlags::CLIENT_SESSION_TRACK
+}
+
+/// SQL run once on every new backend connection and after every reset.
+pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
+
+impl BackendConn {
+    /// Connects and logs in, bounded by `timeout`.
+    pub async fn connect(
+        server: &str,
+        addr: &str,
+        login: &Login,
+        key: LinkKey,
+        db: Option<&str>,
+        timeout: Duration,
+    ) -> Result<BackendConn, BackendError> {
+        match tokio::time::timeout(timeout, Self::connect_inner(server, addr, login, key, db)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout {
+                server: server.to_string(),
+                ms: timeout.as_millis(),
+            }),
+        }
+    }
+
+    async fn connect_inner(
+        server: &str,
+        addr: &str,
+        login: &Login,
+        key: LinkKey,
+        db: Option<&str>,
+    ) -> Result<BackendConn, BackendError> {
+        let io_err = |source: PacketError| BackendError::Io {
+            server: server.to_string(),
+            source,
+        };
+        let proto = |detail: String| BackendError::Protocol {
+            server: server.to_string(),
+            detail,
+        };
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| io_err(e.into()))?;
+        let mut io = PacketConn::new(stream);
+        let greet = io.read_packet().await.map_err(io_err)?;
+        if greet.payload.first() == Some(&0xFF) {
+            let err = ErrPacket::parse(&greet.payload).map_err(|e| proto(e.to_string()))?;
+            return Err(BackendError::Server {
+                server: server.to_string(),
+                err,
+            });
+        }
+        let hello =
+            handshake::parse_server_hello(&greet.payload).map_err(|e| proto(e.to_string()))?;
+        let caps = (base_capabilities()
+            | CapabilityFlags::from_bits_truncate(key.caps)
+                & handshake::reply_shaping_capabilities())
+            & (hello.caps | CapabilityFlags::CLIENT_CONNECT_WITH_DB);
+        if !caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
+            return Err(proto("server does not support CLIENT_SESSION_TRACK".into()));
+        }
+        let mut plugin = hello.plugin.clone();
+        let mut nonce = hello.nonce.clone();
+        if plugin != CACHING_SHA2 && plugin != NATIVE {
+            plugin = CACHING_SHA2.to_string();
+        }
+        let auth = handshake::scramble(&plugin, &nonce, &login.password).unwrap_or_default();
+        let mut seq = greet.seq.wrapping_add(1);
+        let resp = handshake::client_hello(caps, key.collation, &login.user, &auth, db, &plugin);
+        io.send(&mut seq, &resp).await.map_err(io_err)?;
+        loop {
+            let p = io.read_packet().await.map_err(io_err)?;
+            seq = p.seq.wrapping_add(1);
+            match p.payload.first().copied() {
+                Some(0x00) => break,
+                Some(0xFF) => {
+                    let err = ErrPacket::parse(&p.payload).map_err(|e| proto(e.to_string()))?;
+                    return Err(BackendError::Server {
+                        server: server.to_string(),
+                        err,
+                    });
+                }
+                Some(0xFE) => {
+                    // auth switch: plugin name NUL, nonce NUL
+                    let body = &p.payload[1..];
+                    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                    plugin = String::from_utf8_lossy(&body[..end]).into_owned();
+                    let mut n = body.get(end + 1..).unwrap_or_default().to_vec();
+                    if n.last() == Some(&0) {
+                        n.pop();
+                    }
+                    nonce = n;
+                    let auth = handshake::scramble(&plugin, &nonce, &login.password)
+                        .ok_or_else(|| proto(format!("unsupported auth plugin {plugin}")))?;
+                    io.send(&mut seq, &auth).await.map_err(io_err)?;
+                }
+                Some(0x01) if plugin == CACHING_SHA2 => match p.payload.get(1) {
+                    Some(0x03) => {} // fast auth succeeded; OK follows
+                    Some(0x04) => {
+                        // full authentication without TLS: ask for the RSA key
+                        io.send(&mut seq, &[0x02]).await.map_err(io_err)?;
+                        let key_pkt = io.read_packet().await.map_err(io_err)?;
+                        seq = key_pkt.seq.wrapping_add(1);
+                        if key_pkt.payload.first() != Some(&0x01) {
+                            return Err(proto("expected RSA public key".into()));
+                        }
+                        let pem = &key_pkt.payload[1..];
+                        let plain = handshake::xor_password(&login.password, &nonce);
+                        let enc = mysql_common::crypto::encrypt(&plain, pem);
+                        io.send(&mut seq, &enc).await.map_err(io_err)?;
+                    }
+                    _ => return Err(proto("unexpected caching_sha2_password state".into())),
+                },
+                _ => return Err(proto("unexpected packet during authentication".into())),
+            }
+        }
+        let mut conn = BackendConn {
+            io,
+            caps,
+            thread_id: hello.connection_id,
+            server: server.to_string(),
+            version: hello.version,
+            key,
+            db: db.map(str::to_string),
+            idle_since: Instant::now(),
+            broken: false,
+            permit: None,
+        };
+        conn.query_ok(SETUP_SQL)
+            .await?
+            .map_err(|err| BackendError::Server {
+                server: server.to_string(),
+                err,
+            })?;
+        Ok(conn)
+    }
+
+    fn io_err(&mut self, source: PacketError) -> BackendError {
+        self.broken = true;
+        BackendError::Io {
+            server: self.server.clone(),
+            source,
+        }
+    }
+
+    /// Sends a command whose reply is a single OK or ERR packet.
+    pub async fn command(
+        &mut self,
+        cmd: u8,
+        arg: &[u8],
+    ) -> Result<Result<OkPacket, ErrPacket>, BackendError> {
+        let mut payload = Vec::with_capacity(1 + arg.len());
+        payload.push(cmd);
+        payload.extend_from_slice(arg);
+        let mut seq = 0;
+        if let Err(e) = self.io.send(&mut seq, &payload).await {
+            return Err(self.io_err(e));
+        }
+        let p = match self.io.read_packet().await {
+            Ok(p) => p,
+            Err(e) => return Err(self.io_err(e)),
+        };
+        match p.payload.first() {
+            Some(0x00) | Some(0xFE) => {
+                let ok = OkPacket::parse(&p.payload, self.caps).map_err(|e| {
+                    self.broken = true;
+                    BackendError::Protocol {
+                        server: self.server.clone(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                self.observe_ok(&ok);
+                Ok(Ok(ok))
+            }
+            Some(0xFF) => Ok(Err(ErrPacket::parse(&p.payload).map_err(|e| {
+                BackendError::Protocol {
+                    server: self.server.clone(),
+                    detail: e.to_string(),
+                }
+            })?)),
+            _ => {
+                self.broken = true;
+                Err(BackendError::Protocol {
+                    server: self.server.clone(),
+                    detail: "expected OK or ERR".into(),
+                })
+            }
+        }
+    }
+
+    /// Runs a statement that returns no rows.
+    pub async fn query_ok(
+        &mut self,
+        sql: &str,
+    ) -> Result<Result<OkPacket, ErrPacket>, BackendError> {
+        self.command(0x03, sql.as_bytes()).await
+    }
+
+    /// Changes the default schema.
+    pub async fn init_db(&mut self, db: &str) -> Result<Result<OkPacket, ErrPacket>, BackendError> {
+        let r = self.command(0x02, db.as_bytes()).await?;
+        if r.is_ok() {
+            self.db = Some(db.to_string());
+        }
+        Ok(r)
+    }
+
+    /// COM_RESET_CONNECTION followed by the session setup, so the connection
+    /// carries no state of its previous user.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        let server = self.server.clone();
+        let to_err = |err| BackendError::Server {
+            server: server.clone(),
+            err,
+        };
+        self.command(0x1F, &[]).await?.map_err(to_err)?;
+        self.query_ok(SETUP_SQL).await?.map_err(to_err)?;
+        let cs = collation_names(self.key.collation);
+        if let Some((charset, collation)) = cs {
+            self.query_ok(&format!("SET NAMES {charset} COLLATE {collation}"))
+                .await?
+                .map_err(to_err)?;
+        }
+        Ok(())
+    }
+
+    /// Learns what an OK packet reports about session state this connection
+    /// tracks itself (the current schema).
+    pub fn observe_ok(&mut self, ok: &OkPacket) {
+        for (ty, data) in ok.state_entries() {
+            if ty == track::SCHEMA {
+                if let Some((name, _)) = messages::read_lenenc_str(data) {
+                    self.db = Some(String::from_utf8_lossy(name).into_owned());
+                }
+            }
+        }
+    }
+}
+
+/// Character set and collation names of a collation id.
+pub fn collation_names(id: u8) -> Option<(String, String)> {
+    use mysql_common::collations::{Collation, CollationId};
+    let cid = CollationId::from(id as u16);
+    if cid == CollationId::UNKNOWN_COLLATION_ID {
+        return None;
+    }
+    let c = Collation::resolve(cid);
+    Some((c.charset().to_string(), c.collation().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collation_ids_resolve() {
+        assert_eq!(
+            collation_names(255),
+            Some(("utf8mb4".into(), "utf8mb4_0900_ai_ci".into()))
+        );
+        assert_eq!(
+            collation_names(33).map(|c| c.0),
+            Some("utf8mb3".to_string()).or(Some("utf8".into()))
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The proxy's side towards MySQL servers: authenticated connections and
+//! their pools.
+
+pub mod conn;
+pub mod pool;
+
+pub use conn::{BackendConn, BackendError, LinkKey, Login};
+pub use pool::{Pool, PoolConfig};

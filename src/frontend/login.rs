@@ -1,0 +1,276 @@
+//! The connection phase towards clients: greeting, authentication against
+//! the configured users, auth switch, and COM_CHANGE_USER.
+//!
+//! causeway knows each user's plaintext password (from its config), so the
+//! `caching_sha2_password` fast path always applies: a correct scramble is
+//! accepted with "fast auth success", a wrong one is refused with MySQL's
+//! own 1045 / 28000 error. A client that answered with another plugin than
+//! the user's is switched to it with an AuthSwitchRequest, as MySQL does.
+
+use causeway_config::{Config, User};
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+
+use crate::protocol::handshake::{self, ClientHello, CACHING_SHA2};
+use crate::protocol::messages::read_lenenc_str;
+use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
+
+/// Errors of the connection phase.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The client socket failed.
+    #[error("client i/o: {0}")]
+    Io(#[from] PacketError),
+    /// Authentication was refused; the client has been sent `0`.
+    #[error("login refused: {0}")]
+    Refused(ErrPacket),
+}
+
+/// A successfully authenticated client.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The configured user it logged in as.
+    pub user: User,
+    /// What the client announced.
+    pub hello: ClientHello,
+    /// Last scramble sent to the client (COM_CHANGE_USER signs with it).
+    pub nonce: [u8; 20],
+}
+
+/// MySQL's access-denied error.
+pub fn access_denied(user: &str, host: &str, with_password: bool) -> ErrPacket {
+    ErrPacket::new(
+        1045,
+        "28000",
+        format!(
+            "Access denied for user '{user}'@'{host}' (using password: {})",
+            if with_password { "YES" } else { "NO" }
+        ),
+    )
+}
+
+/// Runs the connection phase. On success the client has NOT yet been sent
+/// its OK: the caller sends it (after checking the initial schema).
+pub async fn login(
+    client: &mut PacketConn,
+    config: &Config,
+    connection_id: u32,
+    server_version: &str,
+    peer_host: &str,
+) -> Result<(Authenticated, u8), LoginError> {
+    let mut nonce = handshake::new_nonce();
+    let mut seq = 0u8;
+    let greet = handshake::greeting(server_version, connection_id, &nonce, 255, CACHING_SHA2);
+    client.send(&mut seq, &greet).await?;
+    let p = client.read_packet().await?;
+    seq = p.seq.wrapping_add(1);
+    let hello = match handshake::parse_client_hello(&p.payload) {
+        Ok(h) => h,
+        Err(e) => {
+            let err = if p.payload.len() >= 4
+                && u32::from_le_bytes(p.payload[..4].try_into().unwrap_or_default())
+                    & CapabilityFlags::CLIENT_SSL.bits()
+                    != 0
+            {
+                ErrPacket::new(
+                    3159,
+                    "HY000",
+                    "causeway does not offer TLS yet; connect with ssl-mode=DISABLED",
+                )
+            } else {
+                ErrPacket::new(1043, "08S01", format!("Bad handshake: {e}"))
+            };
+            client.send(&mut seq, &err.encode()).await?;
+            return Err(LoginError::Refused(err));
+        }
+    };
+    let user = config.user(&hello.user).cloned();
+    let (response, plugin) = authenticate(
+        client,
+        &mut seq,
+        &mut nonce,
+        &hello.plugin,
+        &hello.auth_response,
+        user.as_ref(),
+    )
+    .await?;
+    let ok = user
+        .as_ref()
+        .is_some_and(|u| handshake::verify(plugin, &nonce, &u.password, &response));
+    match user {
+        Some(user) if ok => {
+            if plugin == CACHING_SHA2 && !is_empty_response(&response) {
+                client.queue(&mut seq, &[0x01, 0x03]);
+            }
+            Ok((Authenticated { user, hello, nonce }, seq))
+        }
+        _ => {
+            let err = access_denied(&hello.user, peer_host, !is_empty_response(&response));
+            client.send(&mut seq, &err.encode()).await?;
+            Err(LoginError::Refused(err))
+        }
+    }
+}
+
+/// Gets a response computed with the user's plugin, switching the client to
+/// it when it answered with another one. Returns the response and plugin.
+async fn authenticate(
+    client: &mut PacketConn,
+    seq: &mut u8,
+    nonce: &mut [u8; 20],
+    client_plugin: &str,
+    first_response: &[u8],
+    user: Option<&User>,
+) -> Result<(Vec<u8>, &'static str), LoginError> {
+    let wanted = user.map(|u| u.auth_plugin.as_str()).unwrap_or(CACHING_SHA2);
+    if client_plugin == wanted {
+        return Ok((first_response.to_vec(), wanted));
+    }
+    *nonce = handshake::new_nonce();
+    client
+        .send(seq, &handshake::auth_switch_request(wanted, nonce))
+        .await?;
+    let p = client.read_packet().await?;
+    *seq = p.seq.wrapping_add(1);
+    Ok((p.payload.to_vec(), wanted))
+}
+
+fn is_empty_response(r: &[u8]) -> bool {
+    r.is_empty() || r == [0]
+}
+
+/// Builds the OK that ends a successful login or change-user.
+pub fn login_ok(caps: CapabilityFlags) -> Vec<u8> {
+    OkPacket {
+        status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
+        ..OkPacket::default()
+    }
+    .encode(0x00, caps)
+}
+
+/// A parsed COM_CHANGE_USER request.
+#[derive(Debug, Clone)]
+pub struct ChangeUser {
+    /// New user.
+    pub user: String,
+    /// Auth response.
+    pub auth_response: Vec<u8>,
+    /// New schema.
+    pub db: Option<String>,
+    /// Collation, if sent.
+    pub collation: Option<u8>,
+    /// Plugin the response was computed with.
+    pub plugin: String,
+}
+
+/// Parses a COM_CHANGE_USER payload (including its command byte).
+pub fn parse_change_user(payload: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
+    let mut rest = payload.get(1..)?;
+    let take_nul = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        let end = rest.iter().position(|&b| b == 0)?;
+        let s = rest[..end].to_vec();
+        *rest = &rest[end + 1..];
+        Some(s)
+    };
+    let user = String::from_utf8_lossy(&take_nul(&mut rest)?).into_owned();
+    let auth_response = if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let n = *rest.first()? as usize;
+        let r = rest.get(1..1 + n)?.to_vec();
+        rest = &rest[1 + n..];
+        r
+    } else {
+        take_nul(&mut rest)?
+    };
+    let db = take_nul(&mut rest)
+        .filter(|d| !d.is_empty())
+        .map(|d| String::from_utf8_lossy(&d).into_owned());
+    let mut collation = None;
+    if rest.len() >= 2 {
+        collation = Some(rest[0]);
+        rest = &rest[2..];
+    }
+    let mut plugin = handshake::NATIVE.to_string();
+    if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
+        if let Some(p) = take_nul(&mut rest) {
+            plugin = String::from_utf8_lossy(&p).into_owned();
+        }
+    }
+    let _ = read_lenenc_str; // connection attributes, if any, are ignored
+    Some(ChangeUser {
+        user,
+        auth_response,
+        db,
+        collation,
+        plugin,
+    })
+}
+
+/// Authenticates a COM_CHANGE_USER. `seq` continues the command's sequence.
+/// On success returns the user and the scramble now in force.
+pub async fn change_user(
+    client: &mut PacketConn,
+    seq: &mut u8,
+    config: &Config,
+    req: &ChangeUser,
+    nonce: &mut [u8; 20],
+    peer_host: &str,
+) -> Result<User, LoginError> {
+    let user = config.user(&req.user).cloned();
+    let (response, plugin) = authenticate(
+        client,
+        seq,
+        nonce,
+        &req.plugin,
+        &req.auth_response,
+        user.as_ref(),
+    )
+    .await?;
+    match user {
+        Some(u) if handshake::verify(plugin, nonce, &u.password, &response) => {
+            if plugin == CACHING_SHA2 && !is_empty_response(&response) {
+                client.queue(seq, &[0x01, 0x03]);
+            }
+            Ok(u)
+        }
+        _ => {
+            let err = access_denied(&req.user, peer_host, !is_empty_response(&response));
+            client.send(seq, &err.encode()).await?;
+            Err(LoginError::Refused(err))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_user_payload_parses() {
+        let caps = CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PROTOCOL_41;
+        let mut p = vec![0x11];
+        p.extend_from_slice(b"bob\0");
+        p.push(3);
+        p.extend_from_slice(&[1, 2, 3]);
+        p.extend_from_slice(b"db1\0");
+        p.extend_from_slice(&[255, 0]);
+        p.extend_from_slice(b"caching_sha2_password\0");
+        let c = parse_change_user(&p, caps).unwrap();
+        assert_eq!(c.user, "bob");
+        assert_eq!(c.auth_response, vec![1, 2, 3]);
+        assert_eq!(c.db.as_deref(), Some("db1"));
+        assert_eq!(c.collation, Some(255));
+        assert_eq!(c.plugin, "caching_sha2_password");
+    }
+
+    #[test]
+    fn access_denied_matches_mysql() {
+        let e = access_denied("app", "127.0.0.1", true);
+        assert_eq!(e.code, 1045);
+        assert_eq!(e.sqlstate(), "28000");
+        assert_eq!(
+            e.message,
+            "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! causeway: a MySQL-protocol proxy that splits reads to GTID replicas and
+//! writes to a primary, with portable consistency tokens.
+
+pub mod backend;
+pub mod frontend;
+pub mod protocol;
+pub mod proxy;
+pub mod relay;
+pub mod topology;

@@ -1,0 +1,409 @@
+//! Small protocol messages the proxy builds or inspects itself.
+//!
+//! Owns length-encoded integers and strings, OK / ERR / EOF packets (parsing
+//! and building, including the session-state part of OK packets that the
+//! GTID token logic reads), and the column-count / terminator tests used by
+//! the relay. Rows are never decoded here.
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+
+/// Errors decoding a message.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The payload ended early or had a bad shape.
+    #[error("malformed {0} packet")]
+    Malformed(&'static str),
+}
+
+/// Reads a length-encoded integer at the start of `buf`: (value, bytes used).
+pub fn read_lenenc(buf: &[u8]) -> Option<(u64, usize)> {
+    let first = *buf.first()?;
+    match first {
+        0..=0xFA => Some((first as u64, 1)),
+        0xFC => Some((
+            u16::from_le_bytes(buf.get(1..3)?.try_into().ok()?) as u64,
+            3,
+        )),
+        0xFD => {
+            let b = buf.get(1..4)?;
+            Some((b[0] as u64 | (b[1] as u64) << 8 | (b[2] as u64) << 16, 4))
+        }
+        0xFE => Some((u64::from_le_bytes(buf.get(1..9)?.try_into().ok()?), 9)),
+        _ => None,
+    }
+}
+
+/// Reads a length-encoded string: (bytes, bytes used).
+pub fn read_lenenc_str(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let (len, n) = read_lenenc(buf)?;
+    let end = n.checked_add(usize::try_from(len).ok()?)?;
+    Some((buf.get(n..end)?, end))
+}
+
+/// Appends a length-encoded integer.
+pub fn put_lenenc(out: &mut Vec<u8>, v: u64) {
+    if v < 0xFB {
+        out.push(v as u8);
+    } else if v <= 0xFFFF {
+        out.push(0xFC);
+        out.extend_from_slice(&(v as u16).to_le_bytes());
+    } else if v <= 0xFF_FFFF {
+        out.push(0xFD);
+        out.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+    } else {
+        out.push(0xFE);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Appends a length-encoded string.
+pub fn put_lenenc_str(out: &mut Vec<u8>, s: &[u8]) {
+    put_lenenc(out, s.len() as u64);
+    out.extend_from_slice(s);
+}
+
+/// Session-state change types (`SESSION_TRACK_*`).
+pub mod track {
+    /// A system variable changed: name and value.
+    pub const SYSTEM_VARIABLES: u8 = 0;
+    /// The current schema changed.
+    pub const SCHEMA: u8 = 1;
+    /// Some session state changed.
+    pub const STATE_CHANGE: u8 = 2;
+    /// GTIDs (per `session_track_gtids`).
+    pub const GTIDS: u8 = 3;
+    /// Transaction characteristics.
+    pub const TRANSACTION_CHARACTERISTICS: u8 = 4;
+    /// Transaction state.
+    pub const TRANSACTION_STATE: u8 = 5;
+}
+
+/// A decoded OK packet (header 0x00, or 0xFE as a result-set terminator).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ok {
+    /// Affected rows.
+    pub affected_rows: u64,
+    /// Last insert id.
+    pub last_insert_id: u64,
+    /// Server status flags.
+    pub status: u16,
+    /// Warning count.
+    pub warnings: u16,
+    /// Human readable info.
+    pub info: Vec<u8>,
+    /// Raw session-state block (present when SERVER_SESSION_STATE_CHANGED).
+    pub session_state: Vec<u8>,
+}
+
+impl Ok {
+    /// Parses an OK payload sent under `caps` (the capabilities of that link).
+    pub fn parse(payload: &[u8], caps: CapabilityFlags) -> Result<Ok, MessageError> {
+        const E: MessageError = MessageError::Malformed("OK");
+        let mut p = 1;
+        let (affected_rows, n) = read_lenenc(payload.get(p..).ok_or(E)?).ok_or(E)?;
+        p += n;
+        let (last_insert_id, n) = read_lenenc(payload.get(p..).ok_or(E)?).ok_or(E)?;
+        p += n;
+        let sw = payload.get(p..p + 4).ok_or(E)?;
+        let status = u16::from_le_bytes([sw[0], sw[1]]);
+        let warnings = u16::from_le_bytes([sw[2], sw[3]]);
+        p += 4;
+        let mut ok = Ok {
+            affected_rows,
+            last_insert_id,
+            status,
+            warnings,
+            ..Ok::default()
+        };
+        if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
+            if p < payload.len() {
+                let (info, n) = read_lenenc_str(&payload[p..]).ok_or(E)?;
+                ok.info = info.to_vec();
+                p += n;
+            }
+            if status & StatusFlags::SERVER_SESSION_STATE_CHANGED.bits() != 0 && p < payload.len() {
+                let (state, _) = read_lenenc_str(&payload[p..]).ok_or(E)?;
+                ok.session_state = state.to_vec();
+            }
+        } else if p < payload.len() {
+            ok.info = match read_lenenc_str(&payload[p..]) {
+                Some((info, n)) if p + n == payload.len() => info.to_vec(),
+                _ => payload[p..].to_vec(),
+            };
+        }
+        Result::Ok(ok)
+    }
+
+    /// Encodes this OK for a link with capabilities `caps`, with `header`
+    /// 0x00 (plain OK) or 0xFE (result-set terminator).
+    pub fn encode(&self, header: u8, caps: CapabilityFlags) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.info.len() + self.session_state.len());
+        out.push(header);
+        put_lenenc(&mut out, self.affected_rows);
+        put_lenenc(&mut out, self.last_insert_id);
+        let mut status = self.status;
+        let track = caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK);
+        if !track || self.session_state.is_empty() {
+            status &= !StatusFlags::SERVER_SESSION_STATE_CHANGED.bits();
+        }
+        out.extend_from_slice(&status.to_le_bytes());
+        out.extend_from_slice(&self.warnings.to_le_bytes());
+        if track {
+            if !self.info.is_empty() || !self.session_state.is_empty() {
+                put_lenenc_str(&mut out, &self.info);
+            }
+            if !self.session_state.is_empty() {
+                put_lenenc_str(&mut out, &self.session_state);
+            }
+        } else if !self.info.is_empty() {
+            // MySQL's net_send_ok writes the message length-encoded even
+            // without CLIENT_SESSION_TRACK; clients expect those bytes.
+            put_lenenc_str(&mut out, &self.info);
+        }
+        out
+    }
+
+    /// Iterates the session-state entries: (type, data).
+    pub fn state_entries(&self) -> StateEntries<'_> {
+        StateEntries {
+            rest: &self.session_state,
+        }
+    }
+
+    /// Whether the status flags say a transaction is open.
+    pub fn in_trans(&self) -> bool {
+        self.status & StatusFlags::SERVER_STATUS_IN_TRANS.bits() != 0
+    }
+}
+
+/// Iterator over session-state entries of an OK packet.
+pub struct StateEntries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for StateEntries<'a> {
+    type Item = (u8, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let ty = *self.rest.first()?;
+        let (data, n) = read_lenenc_str(&self.rest[1..])?;
+        self.rest = &self.rest[1 + n..];
+        Some((ty, data))
+    }
+}
+
+/// Builds a SESSION_TRACK_GTIDS entry holding `gtids` (encoding spec 0).
+pub fn gtids_state_entry(gtids: &str) -> Vec<u8> {
+    let mut data = vec![0u8];
+    put_lenenc_str(&mut data, gtids.as_bytes());
+    let mut out = vec![track::GTIDS];
+    put_lenenc_str(&mut out, &data);
+    out
+}
+
+/// Decodes the data of a SESSION_TRACK_GTIDS entry into the GTID text.
+pub fn gtids_from_state_data(data: &[u8]) -> Option<&[u8]> {
+    // one byte encoding specification (0), then a length-encoded string
+    let (s, _) = read_lenenc_str(data.get(1..)?)?;
+    Some(s)
+}
+
+/// A decoded ERR packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Err {
+    /// Error code.
+    pub code: u16,
+    /// Five-character SQLSTATE.
+    pub state: [u8; 5],
+    /// Message.
+    pub message: String,
+}
+
+impl Err {
+    /// A new error.
+    pub fn new(code: u16, state: &str, message: impl Into<String>) -> Self {
+        let mut s = [b'H', b'Y', b'0', b'0', b'0'];
+        for (d, c) in s.iter_mut().zip(state.bytes()) {
+            *d = c;
+        }
+        Err {
+            code,
+            state: s,
+            message: message.into(),
+        }
+    }
+
+    /// Parses an ERR payload (protocol 4.1).
+    pub fn parse(payload: &[u8]) -> Result<Err, MessageError> {
+        const E: MessageError = MessageError::Malformed("ERR");
+        if payload.len() < 3 || payload[0] != 0xFF {
+            return Result::Err(E);
+        }
+        let code = u16::from_le_bytes([payload[1], payload[2]]);
+        let (state, msg) = if payload.get(3) == Some(&b'#') && payload.len() >= 9 {
+            let mut s = [0u8; 5];
+            s.copy_from_slice(&payload[4..9]);
+            (s, &payload[9..])
+        } else {
+            (*b"HY000", &payload[3..])
+        };
+        Result::Ok(Err {
+            code,
+            state,
+            message: String::from_utf8_lossy(msg).into_owned(),
+        })
+    }
+
+    /// Encodes the ERR payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.message.len());
+        out.push(0xFF);
+        out.extend_from_slice(&self.code.to_le_bytes());
+        out.push(b'#');
+        out.extend_from_slice(&self.state);
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    /// SQLSTATE as text.
+    pub fn sqlstate(&self) -> &str {
+        std::str::from_utf8(&self.state).unwrap_or("HY000")
+    }
+}
+
+impl std::fmt::Display for Err {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ERROR {} ({}): {}",
+            self.code,
+            self.sqlstate(),
+            self.message
+        )
+    }
+}
+
+/// Builds an old-style EOF payload.
+pub fn eof(warnings: u16, status: u16) -> Vec<u8> {
+    let mut out = vec![0xFE];
+    out.extend_from_slice(&warnings.to_le_bytes());
+    out.extend_from_slice(&status.to_le_bytes());
+    out
+}
+
+/// Whether `payload` is an EOF or OK-as-terminator packet under the link's
+/// DEPRECATE_EOF setting (0xFE header and a short payload).
+pub fn is_terminator(payload_len: usize, first: u8, deprecate_eof: bool) -> bool {
+    first == 0xFE
+        && if deprecate_eof {
+            payload_len < 0xFF_FFFF
+        } else {
+            payload_len < 9
+        }
+}
+
+/// Status flags of a terminator (EOF or OK 0xFE) payload.
+pub fn terminator_status(payload: &[u8], deprecate_eof: bool) -> u16 {
+    if deprecate_eof {
+        // OK layout: header, lenenc affected, lenenc insert id, status
+        let mut p = 1;
+        for _ in 0..2 {
+            match payload.get(p..).and_then(read_lenenc) {
+                Some((_, n)) => p += n,
+                None => return 0,
+            }
+        }
+        payload
+            .get(p..p + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .unwrap_or(0)
+    } else {
+        payload
+            .get(3..5)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_round_trip() {
+        for v in [
+            0u64,
+            250,
+            251,
+            0xFFFF,
+            0x10000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_lenenc(&mut out, v);
+            assert_eq!(read_lenenc(&out), Some((v, out.len())), "value {v}");
+        }
+    }
+
+    #[test]
+    fn ok_round_trip_with_session_state() {
+        let caps = CapabilityFlags::CLIENT_SESSION_TRACK | CapabilityFlags::CLIENT_PROTOCOL_41;
+        let ok = Ok {
+            affected_rows: 3,
+            last_insert_id: 300,
+            status: StatusFlags::SERVER_SESSION_STATE_CHANGED.bits() | 2,
+            warnings: 1,
+            info: b"Rows matched: 3".to_vec(),
+            session_state: gtids_state_entry("uuid:1-3"),
+        };
+        let enc = ok.encode(0, caps);
+        let back = Ok::parse(&enc, caps).unwrap();
+        assert_eq!(back, ok);
+        let entries: Vec<_> = back.state_entries().collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0, track::GTIDS);
+        assert_eq!(gtids_from_state_data(entries[0].1), Some(&b"uuid:1-3"[..]));
+    }
+
+    #[test]
+    fn ok_without_session_track_drops_state_and_flag() {
+        let ok = Ok {
+            status: StatusFlags::SERVER_SESSION_STATE_CHANGED.bits(),
+            info: b"hello".to_vec(),
+            session_state: gtids_state_entry("x:1"),
+            ..Ok::default()
+        };
+        let caps = CapabilityFlags::CLIENT_PROTOCOL_41;
+        let enc = ok.encode(0, caps);
+        let back = Ok::parse(&enc, caps).unwrap();
+        assert_eq!(back.status, 0);
+        assert_eq!(back.info, b"hello");
+        assert!(back.session_state.is_empty());
+    }
+
+    #[test]
+    fn err_round_trip() {
+        let e = Err::new(1045, "28000", "Access denied");
+        let back = Err::parse(&e.encode()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.to_string(), "ERROR 1045 (28000): Access denied");
+    }
+
+    #[test]
+    fn terminators() {
+        assert!(is_terminator(5, 0xFE, false));
+        assert!(!is_terminator(9, 0xFE, false));
+        assert!(is_terminator(7, 0xFE, true));
+        assert!(!is_terminator(0xFF_FFFF, 0xFE, true));
+        assert_eq!(terminator_status(&eof(0, 0x0008), false), 0x0008);
+        let ok = Ok {
+            status: 0x22,
+            ..Ok::default()
+        };
+        assert_eq!(
+            terminator_status(&ok.encode(0xFE, CapabilityFlags::empty()), true),
+            0x22
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The MySQL wire protocol as causeway speaks it on both sides: packet
+//! framing, connection-phase messages and the small messages the proxy builds
+//! or inspects itself. Rows are never decoded.
+
+pub mod handshake;
+pub mod messages;
+pub mod packet;
+
+pub use messages::{Err as ErrPacket, Ok as OkPacket};
+pub use packet::{Packet, PacketConn, PacketError};

@@ -1,0 +1,138 @@
+//! The topology snapshot: configuration plus one connection pool per
+//! backend, published as one `Arc` through an `ArcSwap`.
+//!
+//! Sessions load the current snapshot when they need a backend and keep
+//! using that `Arc` while they hold connections from it; a reload builds a
+//! whole new snapshot (reusing the pools of unchanged backends) and swaps it
+//! in with one store, so a session never sees half of a change.
+
+use arc_swap::ArcSwap;
+use causeway_config::{Backend as BackendConfig, Config};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::{Pool, PoolConfig};
+
+/// Errors building a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// A backend is configured twice.
+    #[error("backend '{0}' appears twice")]
+    Duplicate(String),
+}
+
+/// Role of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The writable primary.
+    Primary,
+    /// A read replica.
+    Replica,
+}
+
+impl Role {
+    /// Lowercase name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// One backend server in a snapshot.
+#[derive(Debug)]
+pub struct Backend {
+    /// Its configuration.
+    pub config: BackendConfig,
+    /// Its role.
+    pub role: Role,
+    /// Its connection pool (shared with later snapshots while unchanged).
+    pub pool: Arc<Pool>,
+}
+
+impl Backend {
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+/// An immutable view of the configured servers.
+#[derive(Debug)]
+pub struct Topology {
+    /// The configuration it was built from.
+    pub config: Arc<Config>,
+    /// The primary.
+    pub primary: Arc<Backend>,
+    /// Replicas in configuration order.
+    pub replicas: Vec<Arc<Backend>>,
+    /// Snapshot generation (1 for the first, +1 per reload).
+    pub generation: u64,
+}
+
+impl Topology {
+    /// Builds a snapshot from `config`, reusing pools from `previous` for
+    /// backends whose address is unchanged.
+    pub fn build(
+        config: Arc<Config>,
+        previous: Option<&Topology>,
+    ) -> Result<Topology, TopologyError> {
+        let pool_cfg = PoolConfig {
+            max: config.server.pool_max_per_backend as usize,
+            connect_timeout: config.server.connect_timeout(),
+            idle_timeout: config.server.pool_idle_timeout(),
+        };
+        let mut old: HashMap<&str, &Arc<Backend>> = HashMap::new();
+        if let Some(prev) = previous {
+            old.insert(prev.primary.name(), &prev.primary);
+            for r in &prev.replicas {
+                old.insert(r.name(), r);
+            }
+        }
+        let make = |cfg: &BackendConfig, role: Role| -> Arc<Backend> {
+            let pool = match old.get(cfg.name.as_str()) {
+                Some(b)
+                    if b.config.address == cfg.address
+                        && b.pool.config().max == pool_cfg.max
+                        && b.pool.config().connect_timeout == pool_cfg.connect_timeout =>
+                {
+                    Arc::clone(&b.pool)
+                }
+                _ => Pool::new(&cfg.name, &cfg.address, pool_cfg.clone()),
+            };
+            Arc::new(Backend {
+                config: cfg.clone(),
+                role,
+                pool,
+            })
+        };
+        let primary = make(&config.primary, Role::Primary);
+        let mut names = vec![primary.name().to_string()];
+        let mut replicas = Vec::with_capacity(config.replicas.len());
+        for r in &config.replicas {
+            if names.iter().any(|n| n == &r.name) {
+                return Err(TopologyError::Duplicate(r.name.clone()));
+            }
+            names.push(r.name.clone());
+            replicas.push(make(r, Role::Replica));
+        }
+        Ok(Topology {
+            generation: previous.map(|p| p.generation + 1).unwrap_or(1),
+            config,
+            primary,
+            replicas,
+        })
+    }
+
+    /// A backend by name.
+    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
+        if self.primary.name() == name {
+            return Some(&self.primary);
+        }
+        self.replicas.iter().find(|r| r.name() == name)
+    }
+}
+
+/// The current topology, swappable as a whole.
+pub type SharedTopology = ArcSwap<Topology>;
