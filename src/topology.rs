@@ -8,8 +8,11 @@
 
 use arc_swap::ArcSwap;
 use causeway_config::{Backend as BackendConfig, Config};
+use causeway_gtid::GtidSet;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
 
 use crate::backend::{Pool, PoolConfig};
 
@@ -40,6 +43,63 @@ impl Role {
     }
 }
 
+/// What the monitor last measured on a backend. Replaced as a whole.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The last check reached the server.
+    pub reachable: bool,
+    /// `@@read_only` or `@@super_read_only` is on.
+    pub read_only: bool,
+    /// Replication receiver and applier threads both run (replicas).
+    pub replicating: bool,
+    /// The server's executed GTID set.
+    pub gtid_executed: Arc<GtidSet>,
+    /// Replication lag in milliseconds (0 when caught up); None if unknown.
+    pub lag_ms: Option<u64>,
+    /// Last error seen by the monitor.
+    pub last_error: Option<String>,
+    /// When this view was measured (None: never).
+    pub measured_at: Option<Instant>,
+    /// Whether routing may use the server (health and lag budget, with
+    /// hysteresis), as decided by the monitor.
+    pub eligible: bool,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        // Until measured, a backend is assumed usable (fail open) but its
+        // GTID set is unknown (empty), so causal reads will not trust it.
+        View {
+            reachable: true,
+            read_only: false,
+            replicating: true,
+            gtid_executed: Arc::new(GtidSet::new()),
+            lag_ms: None,
+            last_error: None,
+            measured_at: None,
+            eligible: true,
+        }
+    }
+}
+
+/// Live state of one backend, shared by every snapshot that contains it
+/// unchanged (like its pool) and written only by its monitor task.
+#[derive(Debug, Default)]
+pub struct BackendState {
+    /// Latest view.
+    pub view: ArcSwap<View>,
+    /// Woken whenever the view changes (causal reads wait on it).
+    pub changed: Notify,
+}
+
+impl BackendState {
+    /// Publishes a new view and wakes waiters.
+    pub fn publish(&self, view: View) {
+        self.view.store(Arc::new(view));
+        self.changed.notify_waiters();
+    }
+}
+
 /// One backend server in a snapshot.
 #[derive(Debug)]
 pub struct Backend {
@@ -49,6 +109,8 @@ pub struct Backend {
     pub role: Role,
     /// Its connection pool (shared with later snapshots while unchanged).
     pub pool: Arc<Pool>,
+    /// Its monitored state (shared with later snapshots while unchanged).
+    pub state: Arc<BackendState>,
 }
 
 impl Backend {
@@ -91,20 +153,24 @@ impl Topology {
             }
         }
         let make = |cfg: &BackendConfig, role: Role| -> Arc<Backend> {
-            let pool = match old.get(cfg.name.as_str()) {
-                Some(b)
-                    if b.config.address == cfg.address
-                        && b.pool.config().max == pool_cfg.max
-                        && b.pool.config().connect_timeout == pool_cfg.connect_timeout =>
-                {
-                    Arc::clone(&b.pool)
-                }
-                _ => Pool::new(&cfg.name, &cfg.address, pool_cfg.clone()),
+            let same = old.get(cfg.name.as_str()).filter(|b| {
+                b.config.address == cfg.address
+                    && b.role == role
+                    && b.pool.config().max == pool_cfg.max
+                    && b.pool.config().connect_timeout == pool_cfg.connect_timeout
+            });
+            let (pool, state) = match same {
+                Some(b) => (Arc::clone(&b.pool), Arc::clone(&b.state)),
+                None => (
+                    Pool::new(&cfg.name, &cfg.address, pool_cfg.clone()),
+                    Arc::new(BackendState::default()),
+                ),
             };
             Arc::new(Backend {
                 config: cfg.clone(),
                 role,
                 pool,
+                state,
             })
         };
         let primary = make(&config.primary, Role::Primary);
@@ -123,6 +189,11 @@ impl Topology {
             primary,
             replicas,
         })
+    }
+
+    /// Every backend, primary first.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        std::iter::once(&self.primary).chain(self.replicas.iter())
     }
 
     /// A backend by name.
