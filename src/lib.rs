@@ -2,8 +2,11 @@
 //! writes to a primary, with portable consistency tokens.
 
 pub mod backend;
+pub mod consistency;
 pub mod frontend;
+pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;
+pub mod router;
 pub mod topology;

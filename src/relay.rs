@@ -108,6 +108,49 @@ pub async fn relay(
     client_stmt_id: Option<u32>,
     on_ok: OkHook<'_>,
 ) -> Result<Outcome, RelayError> {
+    relay_to(
+        backend,
+        client,
+        client_caps,
+        expect,
+        client_stmt_id,
+        on_ok,
+        false,
+    )
+    .await
+}
+
+/// Reads one reply from `backend` and throws it away (a read whose result
+/// must not reach the client, e.g. after a failed consistency wait).
+pub async fn discard(
+    backend: &mut BackendConn,
+    scratch: &mut PacketConn,
+    expect: Expect,
+) -> Result<Outcome, RelayError> {
+    let caps = backend.caps;
+    relay_to(
+        backend,
+        scratch,
+        caps,
+        expect,
+        None,
+        &mut |_, _| false,
+        true,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_to(
+    backend: &mut BackendConn,
+    client: &mut PacketConn,
+    client_caps: CapabilityFlags,
+    expect: Expect,
+    client_stmt_id: Option<u32>,
+    on_ok: OkHook<'_>,
+    discard: bool,
+) -> Result<Outcome, RelayError> {
+    let keep = client.wbuf.len();
     let link_caps = backend.caps;
     let deprecate_eof = link_caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
     let mut out = Outcome::default();
@@ -277,12 +320,18 @@ pub async fn relay(
             }
             if matches!(st, St::Done) && !cont {
                 backend.io.rbuf.advance(pos);
-                client.flush().await.map_err(RelayError::Client)?;
+                if discard {
+                    client.wbuf.truncate(keep);
+                } else {
+                    client.flush().await.map_err(RelayError::Client)?;
+                }
                 return Ok(out);
             }
         }
         backend.io.rbuf.advance(pos);
-        if !client.wbuf.is_empty() {
+        if discard {
+            client.wbuf.truncate(keep);
+        } else if !client.wbuf.is_empty() {
             sent = true;
             client.flush().await.map_err(RelayError::Client)?;
         }

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use causeway_config::{Backend as BackendConfig, Config};
 use causeway_gtid::GtidSet;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -90,6 +91,8 @@ pub struct BackendState {
     pub view: ArcSwap<View>,
     /// Woken whenever the view changes (causal reads wait on it).
     pub changed: Notify,
+    /// Statements sent to this backend.
+    pub queries: AtomicU64,
 }
 
 impl BackendState {
@@ -131,6 +134,8 @@ pub struct Topology {
     pub replicas: Vec<Arc<Backend>>,
     /// Snapshot generation (1 for the first, +1 per reload).
     pub generation: u64,
+    /// Round-robin cursor for weighted replica choice.
+    pub cursor: AtomicU64,
 }
 
 impl Topology {
@@ -188,6 +193,7 @@ impl Topology {
             config,
             primary,
             replicas,
+            cursor: AtomicU64::new(0),
         })
     }
 

@@ -87,6 +87,7 @@ async fn every_column_type_null_zero_dates_and_a_20mb_blob() {
         .unwrap();
     // 20 MiB + 1: a row larger than one 16 MiB protocol packet, both ways
     let blob: Vec<u8> = (0..20 * 1024 * 1024 + 1).map(|i| (i % 251) as u8).collect();
+    support::sync_replicas().await;
     let mut proxied = proxy.conn().await;
     proxied.query_drop(format!("USE {db}")).await.unwrap();
     proxied
@@ -144,6 +145,7 @@ async fn affected_rows_insert_ids_warnings_and_info() {
         .query_drop("CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, v TINYINT)")
         .await
         .unwrap();
+    support::sync_replicas().await;
     let sql = "INSERT INTO t (v) VALUES (1), (2), (3)";
     let a = dump::text(&mut direct, sql).await.unwrap();
     let ins = dump::text(&mut proxied, sql).await.unwrap();
@@ -212,6 +214,7 @@ async fn multi_results_from_call_and_multi_statements() {
         )
         .await
         .unwrap();
+    support::sync_replicas().await;
     let r = same_text(&mut direct, &mut proxied, "CALL two_sets(7)")
         .await
         .unwrap();
@@ -339,6 +342,7 @@ async fn server_errors_pass_through_with_code_state_and_message() {
         .await
         .unwrap();
     direct.query_drop("INSERT INTO u VALUES (1)").await.unwrap();
+    support::sync_replicas().await;
     let cases = [
         ("INSERT INTO u VALUES (1)", 1062, "23000"),
         ("SELEKT 1", 1064, "42000"),

@@ -322,6 +322,78 @@ impl BackendConn {
         }
     }
 
+    /// Sends `wait_sql` (a `SELECT WAIT_FOR_EXECUTED_GTID_SET(...)`) and then
+    /// the client's command `payload` in one write, and reads the wait's
+    /// reply. Returns whether the wait succeeded (result 0). The command's
+    /// reply is left unread for the caller to relay or discard.
+    pub async fn pipelined_wait(
+        &mut self,
+        wait_sql: &str,
+        payload: &[u8],
+    ) -> Result<bool, BackendError> {
+        let mut q = Vec::with_capacity(1 + wait_sql.len());
+        q.push(0x03);
+        q.extend_from_slice(wait_sql.as_bytes());
+        let mut seq = 0;
+        self.io.queue(&mut seq, &q);
+        let mut seq = 0;
+        self.io.queue(&mut seq, payload);
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_err(e));
+        }
+        match self.read_single_value().await? {
+            Ok(v) => Ok(v.as_deref() == Some(&b"0"[..])),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Reads a text result set of one row and returns its first value
+    /// (None for NULL), or the server's error.
+    async fn read_single_value(
+        &mut self,
+    ) -> Result<Result<Option<Vec<u8>>, ErrPacket>, BackendError> {
+        let deprecate_eof = self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+        let first = self.read_or_break().await?;
+        match first.first() {
+            Some(0xFF) => {
+                return Ok(Err(ErrPacket::parse(&first).unwrap_or_else(|_| {
+                    ErrPacket::new(1105, "HY000", "malformed error")
+                })))
+            }
+            Some(0x00) => return Ok(Ok(None)),
+            _ => {}
+        }
+        let cols = messages::read_lenenc(&first).map(|v| v.0).unwrap_or(0);
+        for _ in 0..cols {
+            self.read_or_break().await?;
+        }
+        if !deprecate_eof {
+            self.read_or_break().await?;
+        }
+        let mut value = None;
+        loop {
+            let p = self.read_or_break().await?;
+            if p.first() == Some(&0xFF) {
+                return Ok(Err(ErrPacket::parse(&p).unwrap_or_else(|_| {
+                    ErrPacket::new(1105, "HY000", "malformed error")
+                })));
+            }
+            if messages::is_terminator(p.len(), p.first().copied().unwrap_or(0), deprecate_eof) {
+                return Ok(Ok(value));
+            }
+            if value.is_none() && p.first() != Some(&0xFB) {
+                value = messages::read_lenenc_str(&p).map(|(v, _)| v.to_vec());
+            }
+        }
+    }
+
+    async fn read_or_break(&mut self) -> Result<bytes::BytesMut, BackendError> {
+        match self.io.read_packet().await {
+            Ok(p) => Ok(p.payload),
+            Err(e) => Err(self.io_err(e)),
+        }
+    }
+
     /// Runs a statement that returns no rows.
     pub async fn query_ok(
         &mut self,

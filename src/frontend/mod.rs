@@ -1,5 +1,9 @@
 //! The proxy's side towards clients: login and the per-connection session.
 
+mod admin_rows;
+pub mod local;
 pub mod login;
+mod prepared;
+mod query;
 pub mod session;
 pub mod stmt;

@@ -14,42 +14,54 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::login::{self, ChangeUser};
-use super::stmt::{Stmt, StmtMap};
+use super::stmt::StmtMap;
 use crate::backend::{BackendConn, BackendError, LinkKey, Login, Pool};
+use crate::consistency::Settings;
 use crate::protocol::handshake;
+use crate::protocol::messages::{self, put_lenenc_str, track};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn};
 use crate::proxy::Proxy;
 use crate::relay::{self, Expect, Outcome, RelayError};
+use crate::router::RouteState;
 use crate::topology::{Backend, Topology};
 
 /// What the dispatcher tells the loop.
 #[derive(Debug, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     Continue,
     Quit,
 }
 
-struct Held {
-    pool: Arc<Pool>,
-    conn: BackendConn,
+pub(super) struct Held {
+    pub(super) pool: Arc<Pool>,
+    pub(super) conn: BackendConn,
+    /// How many of the session's replayable SETs this connection has seen.
+    pub(super) applied_sets: usize,
 }
 
 /// A logged-in client session.
 pub struct Session {
-    proxy: Arc<Proxy>,
-    id: u32,
-    client: PacketConn,
-    peer_host: String,
-    caps: CapabilityFlags,
-    collation: u8,
-    user: User,
-    nonce: [u8; 20],
-    db: Option<String>,
-    topo: Arc<Topology>,
-    held: Vec<Held>,
-    stmts: StmtMap,
-    status: u16,
-    last_route: String,
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) id: u32,
+    pub(super) client: PacketConn,
+    pub(super) peer_host: String,
+    pub(super) caps: CapabilityFlags,
+    pub(super) collation: u8,
+    pub(super) user: User,
+    pub(super) nonce: [u8; 20],
+    pub(super) db: Option<String>,
+    pub(super) topo: Arc<Topology>,
+    pub(super) held: Vec<Held>,
+    pub(super) stmts: StmtMap,
+    pub(super) status: u16,
+    /// `@@causeway.last_route`.
+    pub(super) last_route: String,
+    /// Routing state machine.
+    pub(super) route: RouteState,
+    /// Consistency settings and token.
+    pub(super) settings: Settings,
+    /// Session-variable statements replayed on every backend connection.
+    pub(super) sets: Vec<String>,
 }
 
 impl Session {
@@ -74,6 +86,7 @@ impl Session {
                     return;
                 }
             };
+        let topo_cfg = Arc::clone(&topo.config);
         let mut session = Session {
             id,
             peer_host,
@@ -87,6 +100,9 @@ impl Session {
             stmts: StmtMap::default(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
             last_route: String::new(),
+            route: RouteState::default(),
+            settings: Settings::from_config(&topo_cfg),
+            sets: Vec::new(),
             client,
             proxy,
         };
@@ -177,50 +193,24 @@ impl Session {
             0x0E => self.reply_ok().await,
             0x11 => self.change_user(payload).await,
             0x16 => self.prepare(payload).await,
-            0x17 => {
-                self.stmt_command(payload, Expect::Execute, "mysqld_stmt_execute")
-                    .await
-            }
-            0x18 | 0x19 => self.stmt_no_reply(payload).await,
+            0x17 => self.execute(payload).await,
+            0x18 => self.long_data(payload).await,
+            0x19 => self.close_stmt(payload).await,
             0x1A => {
-                self.stmt_command(payload, Expect::Simple, "mysqld_stmt_reset")
+                self.stmt_follow_up(payload, Expect::Simple, "mysqld_stmt_reset")
                     .await
             }
             0x1B => self.set_option(payload).await,
             0x1C => {
-                self.stmt_command(payload, Expect::Fetch, "mysqld_stmt_fetch")
+                self.stmt_follow_up(payload, Expect::Fetch, "mysqld_stmt_fetch")
                     .await
             }
             0x1F => {
-                for h in self.held.drain(..) {
-                    h.pool.release(h.conn);
-                }
-                self.stmts.clear();
-                self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits();
+                self.reset_state();
                 self.reply_ok().await
             }
             _ => self.reply_err(&unknown_command()).await,
         }
-    }
-
-    async fn query(&mut self, payload: &[u8]) -> Flow {
-        let sql = &payload[1..];
-        if starts_with_keyword(sql, b"kill") {
-            let err = ErrPacket::new(
-                1235,
-                "42000",
-                "causeway does not support KILL yet; connect to the server directly to kill a query",
-            );
-            return self.reply_err(&err).await;
-        }
-        let backend = self.route(sql);
-        self.forward(&backend, payload, Expect::Query, None).await.0
-    }
-
-    /// The per-statement backend decision.
-    fn route(&mut self, _sql: &[u8]) -> Arc<Backend> {
-        self.topo = self.proxy.topology.load_full();
-        Arc::clone(&self.topo.primary)
     }
 
     async fn forward_primary(
@@ -234,7 +224,7 @@ impl Session {
     }
 
     /// Sends one command to `backend` and relays its reply.
-    async fn forward(
+    pub(super) async fn forward(
         &mut self,
         backend: &Arc<Backend>,
         payload: &[u8],
@@ -245,7 +235,17 @@ impl Session {
             Ok(i) => i,
             Err(err) => return (self.reply_err(&err).await, None),
         };
-        self.last_route = backend.name().to_string();
+        self.forward_on(idx, payload, expect, stmt_id).await
+    }
+
+    /// Sends one command on held connection `idx` and relays its reply.
+    pub(super) async fn forward_on(
+        &mut self,
+        idx: usize,
+        payload: &[u8],
+        expect: Expect,
+        stmt_id: Option<u32>,
+    ) -> (Flow, Option<Outcome>) {
         let h = &mut self.held[idx];
         let mut seq = 0;
         h.conn.io.queue(&mut seq, payload);
@@ -255,19 +255,33 @@ impl Session {
             tracing::warn!(conn = self.id, backend = %name, error = %e, "backend write failed");
             return (self.reply_err(&lost_backend(&name)).await, None);
         }
+        self.relay_reply(idx, expect, stmt_id).await
+    }
+
+    /// Relays the reply to a command already sent on held connection `idx`.
+    pub(super) async fn relay_reply(
+        &mut self,
+        idx: usize,
+        expect: Expect,
+        stmt_id: Option<u32>,
+    ) -> (Flow, Option<Outcome>) {
         let caps = self.caps;
+        let token = &mut self.settings.token;
+        let h = &mut self.held[idx];
         let result = relay::relay(
             &mut h.conn,
             &mut self.client,
             caps,
             expect,
             stmt_id,
-            &mut |_ok, _final| false,
+            &mut |ok, _final| merge_token(ok, token),
         )
         .await;
         match result {
             Ok(outcome) => {
-                self.status = outcome.status;
+                if outcome.error.is_none() {
+                    self.status = outcome.status;
+                }
                 (Flow::Continue, Some(outcome))
             }
             Err(RelayError::Client(_)) => (Flow::Quit, None),
@@ -290,7 +304,7 @@ impl Session {
 
     /// The held connection to `backend`, acquiring one if needed, with the
     /// session's schema applied.
-    async fn conn_for(&mut self, backend: &Arc<Backend>) -> Result<usize, ErrPacket> {
+    pub(super) async fn conn_for(&mut self, backend: &Arc<Backend>) -> Result<usize, ErrPacket> {
         let idx = match self
             .held
             .iter()
@@ -316,6 +330,7 @@ impl Session {
                 self.held.push(Held {
                     pool: Arc::clone(&backend.pool),
                     conn,
+                    applied_sets: 0,
                 });
                 self.held.len() - 1
             }
@@ -332,15 +347,27 @@ impl Session {
                 }
             }
         }
+        while self.held[idx].applied_sets < self.sets.len() {
+            let sql = self.sets[self.held[idx].applied_sets].clone();
+            match self.held[idx].conn.query_ok(&sql).await {
+                Ok(Ok(_)) => self.held[idx].applied_sets += 1,
+                Ok(Err(err)) => return Err(err),
+                Err(e) => {
+                    self.drop_conn(idx);
+                    return Err(backend_error(&e, backend));
+                }
+            }
+        }
+        backend.state.queries.fetch_add(1, Ordering::Relaxed);
         Ok(idx)
     }
 
-    fn drop_conn(&mut self, idx: usize) {
+    pub(super) fn drop_conn(&mut self, idx: usize) {
         let h = self.held.swap_remove(idx);
         self.stmts.forget_backend(&h.conn.server);
     }
 
-    async fn reply_err(&mut self, err: &ErrPacket) -> Flow {
+    pub(super) async fn reply_err(&mut self, err: &ErrPacket) -> Flow {
         let mut seq = 1;
         match self.client.send(&mut seq, &err.encode()).await {
             Ok(()) => Flow::Continue,
@@ -348,7 +375,7 @@ impl Session {
         }
     }
 
-    async fn reply_ok(&mut self) -> Flow {
+    pub(super) async fn reply_ok(&mut self) -> Flow {
         let ok = OkPacket {
             status: self.status
                 & (StatusFlags::SERVER_STATUS_AUTOCOMMIT | StatusFlags::SERVER_STATUS_IN_TRANS)
@@ -369,61 +396,6 @@ impl Session {
             self.caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
         }
         flow
-    }
-
-    async fn prepare(&mut self, payload: &[u8]) -> Flow {
-        let backend = self.route(&payload[1..]);
-        let client_id = self.stmts.next_id();
-        let (flow, outcome) = self
-            .forward(&backend, payload, Expect::Prepare, Some(client_id))
-            .await;
-        if let Some((backend_id, columns, params)) = outcome.and_then(|o| o.prepared) {
-            self.stmts.insert(
-                client_id,
-                Stmt {
-                    backend: backend.name().to_string(),
-                    backend_id,
-                    columns,
-                    params,
-                },
-            );
-        }
-        flow
-    }
-
-    /// A statement command with a reply (execute, fetch, reset).
-    async fn stmt_command(&mut self, payload: &[u8], expect: Expect, what: &str) -> Flow {
-        let Some((stmt, rewritten)) = self.stmts.rewrite(payload) else {
-            let id = stmt_id_of(payload);
-            let err = ErrPacket::new(
-                1243,
-                "HY000",
-                format!("Unknown prepared statement handler ({id}) given to {what}"),
-            );
-            return self.reply_err(&err).await;
-        };
-        let Some(backend) = self.topo.backend(&stmt.backend).cloned() else {
-            return self.reply_err(&lost_backend(&stmt.backend)).await;
-        };
-        self.forward(&backend, &rewritten, expect, None).await.0
-    }
-
-    /// SEND_LONG_DATA and CLOSE: forwarded, no reply.
-    async fn stmt_no_reply(&mut self, payload: &[u8]) -> Flow {
-        let Some((stmt, rewritten)) = self.stmts.rewrite(payload) else {
-            return Flow::Continue;
-        };
-        if payload[0] == 0x19 {
-            self.stmts.remove(stmt_id_of(payload));
-        }
-        if let Some(h) = self.held.iter_mut().find(|h| h.conn.server == stmt.backend) {
-            let mut seq = 0;
-            h.conn.io.queue(&mut seq, &rewritten);
-            if h.conn.io.flush().await.is_err() {
-                h.conn.broken = true;
-            }
-        }
-        Flow::Continue
     }
 
     async fn change_user(&mut self, payload: &[u8]) -> Flow {
@@ -463,31 +435,72 @@ impl Session {
     }
 
     fn apply_change_user(&mut self, user: User, req: &ChangeUser) {
-        for h in self.held.drain(..) {
-            h.pool.release(h.conn);
-        }
-        self.stmts.clear();
+        self.reset_state();
         self.user = user;
         self.db = req.db.clone();
         if let Some(c) = req.collation {
             self.collation = c;
         }
+    }
+
+    /// Forgets all session state (COM_RESET_CONNECTION, COM_CHANGE_USER):
+    /// backend connections go back to their pools (reset there).
+    fn reset_state(&mut self) {
+        for h in self.held.drain(..) {
+            h.pool.release(h.conn);
+        }
+        self.stmts.clear();
+        self.sets.clear();
+        self.route = RouteState::default();
+        self.settings = Settings::from_config(&self.topo.config);
         self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits();
     }
 }
 
-fn stmt_id_of(payload: &[u8]) -> u32 {
+/// Merges the GTID set of an OK packet's SESSION_TRACK_GTIDS entry into the
+/// session token, and makes the entry carry the whole token. Returns true
+/// when the packet changed.
+pub(super) fn merge_token(ok: &mut OkPacket, token: &mut causeway_gtid::GtidSet) -> bool {
+    if ok.session_state.is_empty() {
+        return false;
+    }
+    let mut rebuilt = Vec::with_capacity(ok.session_state.len());
+    let mut changed = false;
+    for (ty, data) in ok.state_entries() {
+        if ty == track::GTIDS {
+            if let Some(set) = messages::gtids_from_state_data(data)
+                .and_then(|g| std::str::from_utf8(g).ok())
+                .and_then(|g| causeway_gtid::GtidSet::parse(g).ok())
+            {
+                token.union(&set);
+                if !set.contains(token) {
+                    rebuilt.extend_from_slice(&messages::gtids_state_entry(&token.to_string()));
+                    changed = true;
+                    continue;
+                }
+            }
+        }
+        rebuilt.push(ty);
+        put_lenenc_str(&mut rebuilt, data);
+    }
+    if changed {
+        ok.session_state = rebuilt;
+    }
+    changed
+}
+
+pub(super) fn stmt_id_of(payload: &[u8]) -> u32 {
     payload
         .get(1..5)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or(0)
 }
 
-fn unknown_command() -> ErrPacket {
+pub(super) fn unknown_command() -> ErrPacket {
     ErrPacket::new(1047, "08S01", "Unknown command")
 }
 
-fn lost_backend(name: &str) -> ErrPacket {
+pub(super) fn lost_backend(name: &str) -> ErrPacket {
     ErrPacket::new(
         2013,
         "HY000",
@@ -496,7 +509,7 @@ fn lost_backend(name: &str) -> ErrPacket {
 }
 
 /// The client-facing error for a failure to get a backend connection.
-fn backend_error(e: &BackendError, backend: &Backend) -> ErrPacket {
+pub(super) fn backend_error(e: &BackendError, backend: &Backend) -> ErrPacket {
     match e {
         BackendError::Server { err, .. } => err.clone(),
         BackendError::PoolExhausted { .. } => ErrPacket::new(
@@ -520,7 +533,7 @@ fn backend_error(e: &BackendError, backend: &Backend) -> ErrPacket {
 }
 
 /// Whether `sql`, after whitespace and comments, starts with `kw`.
-fn starts_with_keyword(sql: &[u8], kw: &[u8]) -> bool {
+pub(super) fn starts_with_keyword(sql: &[u8], kw: &[u8]) -> bool {
     let mut s = sql;
     loop {
         while let Some((&c, rest)) = s.split_first() {

@@ -1,26 +1,86 @@
-//! Prepared statements of one session: client-facing ids mapped to the
-//! backend and backend statement id where each was prepared.
+//! Prepared statements of one session.
+//!
+//! A statement is prepared where it will run: a plain read on a replica, a
+//! write on the primary, and again, lazily, on any other backend an
+//! execution is routed to (a transaction on the primary, another replica).
+//! Clients see one statement id; each backend has its own. Parameter types
+//! the client bound once are remembered, so the first execution on another
+//! backend can carry them even when the client omits them.
 
-use std::collections::HashMap;
+use causeway_classify::Classification;
+
+/// One backend's copy of a statement.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    /// Backend name.
+    pub backend: String,
+    /// Statement id there.
+    pub id: u32,
+    /// Whether it has been executed there (so the server knows the types).
+    pub executed: bool,
+}
 
 /// One prepared statement.
 #[derive(Debug, Clone)]
 pub struct Stmt {
-    /// Backend it was prepared on.
-    pub backend: String,
-    /// Its id on that backend.
-    pub backend_id: u32,
-    /// Result columns.
-    pub columns: u16,
-    /// Parameters.
+    /// The COM_STMT_PREPARE payload, to prepare it elsewhere.
+    pub prepare: Vec<u8>,
+    /// How its SQL classifies.
+    pub class: Classification,
+    /// Parameter count.
     pub params: u16,
+    /// Copies on backends.
+    pub copies: Vec<Copy>,
+    /// Last parameter types the client bound (2 bytes per parameter).
+    pub types: Option<Vec<u8>>,
+    /// Backend holding pending SEND_LONG_DATA, where it must execute.
+    pub long_data_on: Option<String>,
+    /// Backend of the last execution (FETCH and RESET go there).
+    pub last_backend: Option<String>,
+}
+
+impl Stmt {
+    /// The copy on `backend`.
+    pub fn copy_on(&self, backend: &str) -> Option<&Copy> {
+        self.copies.iter().find(|c| c.backend == backend)
+    }
+
+    /// Backend the statement was first prepared on.
+    pub fn home(&self) -> Option<&str> {
+        self.copies.first().map(|c| c.backend.as_str())
+    }
+
+    /// Rewrites a COM_STMT_EXECUTE payload for `backend`: its statement id,
+    /// and the remembered types when the client omitted them but this copy
+    /// has never seen them. Also remembers types the client sent.
+    pub fn execute_payload(&mut self, payload: &[u8], backend: &str) -> Option<Vec<u8>> {
+        let params = self.params as usize;
+        let nb = params.div_ceil(8);
+        let bound_at = 10 + nb;
+        if params > 0 && payload.get(bound_at) == Some(&1) {
+            if let Some(t) = payload.get(bound_at + 1..bound_at + 1 + 2 * params) {
+                self.types = Some(t.to_vec());
+            }
+        }
+        let copy = self.copies.iter_mut().find(|c| c.backend == backend)?;
+        let mut out = payload.to_vec();
+        out[1..5].copy_from_slice(&copy.id.to_le_bytes());
+        if params > 0 && !copy.executed && payload.get(bound_at) == Some(&0) {
+            if let Some(types) = &self.types {
+                out[bound_at] = 1;
+                out.splice(bound_at + 1..bound_at + 1, types.iter().copied());
+            }
+        }
+        copy.executed = true;
+        Some(out)
+    }
 }
 
 /// Client statement id → statement.
 #[derive(Debug, Default)]
 pub struct StmtMap {
     next: u32,
-    map: HashMap<u32, Stmt>,
+    map: std::collections::HashMap<u32, Stmt>,
 }
 
 impl StmtMap {
@@ -35,9 +95,19 @@ impl StmtMap {
         self.map.insert(id, stmt);
     }
 
+    /// A statement.
+    pub fn get(&self, id: u32) -> Option<&Stmt> {
+        self.map.get(&id)
+    }
+
+    /// A statement, mutably.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Stmt> {
+        self.map.get_mut(&id)
+    }
+
     /// Forgets a statement.
-    pub fn remove(&mut self, id: u32) {
-        self.map.remove(&id);
+    pub fn remove(&mut self, id: u32) -> Option<Stmt> {
+        self.map.remove(&id)
     }
 
     /// Forgets everything.
@@ -45,19 +115,14 @@ impl StmtMap {
         self.map.clear();
     }
 
-    /// Forgets statements prepared on a backend connection that is gone.
+    /// Forgets copies on a backend connection that is gone.
     pub fn forget_backend(&mut self, backend: &str) {
-        self.map.retain(|_, s| s.backend != backend);
-    }
-
-    /// For a statement command payload: the statement and the payload with
-    /// the backend's statement id in place of the client's.
-    pub fn rewrite(&self, payload: &[u8]) -> Option<(Stmt, Vec<u8>)> {
-        let id = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?);
-        let stmt = self.map.get(&id)?.clone();
-        let mut p = payload.to_vec();
-        p[1..5].copy_from_slice(&stmt.backend_id.to_le_bytes());
-        Some((stmt, p))
+        for s in self.map.values_mut() {
+            s.copies.retain(|c| c.backend != backend);
+            if s.long_data_on.as_deref() == Some(backend) {
+                s.long_data_on = None;
+            }
+        }
     }
 }
 
@@ -65,26 +130,56 @@ impl StmtMap {
 mod tests {
     use super::*;
 
+    fn stmt(params: u16) -> Stmt {
+        Stmt {
+            prepare: vec![0x16],
+            class: causeway_classify::classify("SELECT ?"),
+            params,
+            copies: vec![
+                Copy {
+                    backend: "r1".into(),
+                    id: 7,
+                    executed: false,
+                },
+                Copy {
+                    backend: "primary".into(),
+                    id: 9,
+                    executed: false,
+                },
+            ],
+            types: None,
+            long_data_on: None,
+            last_backend: None,
+        }
+    }
+
     #[test]
-    fn rewrites_ids() {
+    fn rewrites_id_and_replays_types_on_first_execution_elsewhere() {
+        let mut s = stmt(1);
+        // id=1, flags=0, iter=1, null bitmap 0, bound=1, type LONGLONG, value
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        let out = s.execute_payload(&with_types, "r1").unwrap();
+        assert_eq!(&out[1..5], &7u32.to_le_bytes());
+        // the client omits types next time; the primary copy never saw them
+        let mut without = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = s.execute_payload(&without, "primary").unwrap();
+        assert_eq!(&out[1..5], &9u32.to_le_bytes());
+        assert_eq!(out[11], 1, "types bound again");
+        assert_eq!(&out[12..14], &[8, 0]);
+        assert_eq!(&out[14..], &6i64.to_le_bytes());
+        // the replica copy already knows them: passed through unchanged
+        let out = s.execute_payload(&without, "r1").unwrap();
+        assert_eq!(out.len(), without.len());
+    }
+
+    #[test]
+    fn forgetting_a_backend_drops_its_copies() {
         let mut m = StmtMap::default();
         let id = m.next_id();
-        m.insert(
-            id,
-            Stmt {
-                backend: "primary".into(),
-                backend_id: 77,
-                columns: 1,
-                params: 0,
-            },
-        );
-        let mut p = vec![0x17];
-        p.extend_from_slice(&id.to_le_bytes());
-        p.push(0);
-        let (s, r) = m.rewrite(&p).unwrap();
-        assert_eq!(s.backend_id, 77);
-        assert_eq!(&r[1..5], &77u32.to_le_bytes());
-        m.forget_backend("primary");
-        assert!(m.rewrite(&p).is_none());
+        m.insert(id, stmt(0));
+        m.forget_backend("r1");
+        assert_eq!(m.get(id).unwrap().home(), Some("primary"));
     }
 }

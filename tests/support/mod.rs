@@ -156,3 +156,12 @@ pub async fn direct_conn() -> mysql_async::Conn {
         .expect("direct connect")
 }
 pub mod dump;
+
+/// Waits (bounded) until every replica has applied everything the primary
+/// has executed, so direct setup statements are visible on replicas.
+pub async fn sync_replicas() {
+    topology()
+        .wait_replicated(std::time::Duration::from_secs(30))
+        .await
+        .expect("replicas caught up");
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs what the tests need on a fresh
+# Debian/Ubuntu machine (a MySQL 9.x server via integration/provide-mysql.sh,
+# PyMySQL), then runs every test of the workspace against real MySQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '==> %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+step "MySQL server (mysqld on PATH, \$CAUSEWAY_MYSQLD, or a Debian sid root)"
+integration/provide-mysql.sh >/dev/null
+
+if ! python3 -c 'import pymysql' 2>/dev/null; then
+  step "PyMySQL"
+  python3 -m pip install --quiet pymysql 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pymysql \
+    || { apt-get update -qq && apt-get install -y -qq python3-pymysql; }
+fi
+
+step "cargo test --workspace"
+# one test binary at a time: each starts its own MySQL topology (3 servers)
+cargo test --workspace --locked -- --test-threads="${CAUSEWAY_TEST_THREADS:-8}"

@@ -1,0 +1,292 @@
+//! Consistency modes, tokens and replica choice.
+//!
+//! A session's token is a GTID set: everything it committed (taken from the
+//! primary's OK packets, `session_track_gtids = ALL_GTIDS`, so the token is
+//! the primary's executed set at the commit) plus any token the client set.
+//! A read in `causal` mode may run only on a replica whose executed GTID set
+//! contains the whole token; `eventual` ignores the token; `strong` always
+//! reads the primary.
+//!
+//! Replica choice is weighted: a cursor shared by the topology snapshot
+//! walks the cumulative weights, so over any run of `sum(weights)` picks
+//! each replica gets exactly its share, without a lock.
+
+use causeway_config::{Consistency, OnTimeout};
+use causeway_gtid::GtidSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::topology::{Backend, Topology};
+
+/// Errors setting consistency variables.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsistencyError {
+    /// A variable was given a value it cannot take.
+    #[error("Variable '{name}' can't be set to the value of '{value}'{detail}")]
+    BadValue {
+        /// Variable (`causeway.x`).
+        name: String,
+        /// The value.
+        value: String,
+        /// Why, with a leading separator.
+        detail: String,
+    },
+    /// Unknown variable.
+    #[error("Unknown system variable '{0}'")]
+    Unknown(String),
+}
+
+impl ConsistencyError {
+    /// MySQL error code and SQLSTATE.
+    pub fn code(&self) -> (u16, &'static str) {
+        match self {
+            ConsistencyError::BadValue { .. } => (1231, "42000"),
+            ConsistencyError::Unknown(_) => (1193, "HY000"),
+        }
+    }
+}
+
+/// Per-session consistency settings (`@@causeway.*`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Mode.
+    pub mode: Consistency,
+    /// The session's token.
+    pub token: GtidSet,
+    /// How long a causal read waits for a replica.
+    pub wait_timeout: Duration,
+    /// What a causal read does when the wait times out.
+    pub on_timeout: OnTimeout,
+    /// Session lag budget (bounded staleness), if set.
+    pub max_lag_ms: Option<u64>,
+}
+
+impl Settings {
+    /// Defaults from the config.
+    pub fn from_config(cfg: &causeway_config::Config) -> Settings {
+        Settings {
+            mode: cfg.routing.consistency,
+            token: GtidSet::new(),
+            wait_timeout: cfg.routing.wait_timeout(),
+            on_timeout: cfg.routing.on_timeout,
+            max_lag_ms: None,
+        }
+    }
+
+    /// Sets `causeway.<name>` from a string value; on error nothing changes.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConsistencyError> {
+        let bad = |detail: String| ConsistencyError::BadValue {
+            name: format!("causeway.{name}"),
+            value: value.to_string(),
+            detail,
+        };
+        match name {
+            "token" => {
+                self.token = GtidSet::parse(value).map_err(|e| bad(format!(": {e}")))?;
+            }
+            "consistency" => {
+                self.mode = value.parse().map_err(|e| bad(format!(": {e}")))?;
+            }
+            "on_timeout" => {
+                self.on_timeout = value.parse().map_err(|e| bad(format!(": {e}")))?;
+            }
+            "wait_timeout_ms" => {
+                let ms: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(": expected milliseconds".into()))?;
+                self.wait_timeout = Duration::from_millis(ms);
+            }
+            "max_lag_ms" => {
+                let v = value.trim();
+                self.max_lag_ms = if v.is_empty() || v.eq_ignore_ascii_case("default") {
+                    None
+                } else {
+                    Some(
+                        v.parse()
+                            .map_err(|_| bad(": expected milliseconds".into()))?,
+                    )
+                };
+            }
+            "last_route" => return Err(bad(": it is read-only".into())),
+            _ => return Err(ConsistencyError::Unknown(format!("causeway.{name}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Where a read may go.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    /// This replica; it already satisfies the requirement.
+    Replica(Arc<Backend>),
+    /// This replica, after it has applied the token (wait there first).
+    WaitFor(Arc<Backend>),
+    /// The primary, because no replica qualifies (reason).
+    Primary(&'static str),
+}
+
+/// Replicas routing may use: healthy, weighted, within the lag budget.
+pub fn eligible(topo: &Topology, max_lag_ms: Option<u64>) -> Vec<&Arc<Backend>> {
+    topo.replicas
+        .iter()
+        .filter(|r| {
+            if r.config.weight == 0 {
+                return false;
+            }
+            let v = r.state.view.load();
+            v.eligible
+                && match max_lag_ms {
+                    Some(max) => v.lag_ms.is_some_and(|l| l <= max),
+                    None => true,
+                }
+        })
+        .collect()
+}
+
+/// Weighted pick among `candidates` using the snapshot's cursor.
+pub fn pick<'a>(topo: &Topology, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+    let total: u64 = candidates.iter().map(|b| b.config.weight as u64).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut n = topo.cursor.fetch_add(1, Ordering::Relaxed) % total;
+    for b in candidates {
+        let w = b.config.weight as u64;
+        if n < w {
+            return Some(b);
+        }
+        n -= w;
+    }
+    candidates.last().copied()
+}
+
+/// Chooses the backend of a read under `mode` with requirement `token`.
+pub fn choose(
+    topo: &Topology,
+    mode: Consistency,
+    token: &GtidSet,
+    max_lag_ms: Option<u64>,
+) -> Choice {
+    if mode == Consistency::Strong {
+        return Choice::Primary("strong consistency");
+    }
+    let candidates = eligible(topo, max_lag_ms);
+    if candidates.is_empty() {
+        return Choice::Primary("no eligible replica");
+    }
+    if mode == Consistency::Eventual || token.is_empty() {
+        return match pick(topo, &candidates) {
+            Some(b) => Choice::Replica(Arc::clone(b)),
+            None => Choice::Primary("no eligible replica"),
+        };
+    }
+    let covered: Vec<&Arc<Backend>> = candidates
+        .iter()
+        .copied()
+        .filter(|r| r.state.view.load().gtid_executed.contains(token))
+        .collect();
+    if let Some(b) = pick(topo, &covered) {
+        return Choice::Replica(Arc::clone(b));
+    }
+    match pick(topo, &candidates) {
+        Some(b) => Choice::WaitFor(Arc::clone(b)),
+        None => Choice::Primary("no eligible replica"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::View;
+
+    fn topo(weights: &[u32]) -> Topology {
+        let mut text = String::from(
+            "[[users]]\nname='a'\npassword=''\n[primary]\nname='p'\naddress='127.0.0.1:1'\n[monitor]\nuser='m'\n",
+        );
+        for (i, w) in weights.iter().enumerate() {
+            text.push_str(&format!(
+                "[[replicas]]\nname='r{}'\naddress='127.0.0.1:{}'\nweight={w}\n",
+                i + 1,
+                i + 2
+            ));
+        }
+        let cfg = causeway_config::Config::from_str_named(&text, "t").unwrap();
+        Topology::build(Arc::new(cfg), None).unwrap()
+    }
+
+    #[test]
+    fn weighted_split_is_exact_over_whole_cycles() {
+        let t = topo(&[3, 1]);
+        let mut counts = [0usize; 2];
+        for _ in 0..10_000 {
+            let c = choose(&t, Consistency::Eventual, &GtidSet::new(), None);
+            let Choice::Replica(b) = c else {
+                panic!("replica expected")
+            };
+            counts[if b.name() == "r1" { 0 } else { 1 }] += 1;
+        }
+        assert_eq!(counts, [7_500, 2_500]);
+    }
+
+    #[test]
+    fn causal_needs_the_whole_token() {
+        let t = topo(&[1, 1]);
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let have = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
+        t.replicas[0].state.publish(View {
+            gtid_executed: Arc::new(have),
+            ..View::default()
+        });
+        let token = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
+        for _ in 0..10 {
+            match choose(&t, Consistency::Causal, &token, None) {
+                Choice::Replica(b) => assert_eq!(b.name(), "r1"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let ahead = GtidSet::parse(&format!("{uuid}:1-11")).unwrap();
+        assert!(matches!(
+            choose(&t, Consistency::Causal, &ahead, None),
+            Choice::WaitFor(_)
+        ));
+        assert!(matches!(
+            choose(&t, Consistency::Strong, &token, None),
+            Choice::Primary(_)
+        ));
+    }
+
+    #[test]
+    fn ineligible_replicas_fall_back_to_primary() {
+        let t = topo(&[1]);
+        t.replicas[0].state.publish(View {
+            eligible: false,
+            ..View::default()
+        });
+        assert!(matches!(
+            choose(&t, Consistency::Eventual, &GtidSet::new(), None),
+            Choice::Primary(_)
+        ));
+    }
+
+    #[test]
+    fn bad_values_leave_settings_unchanged() {
+        let cfg = causeway_config::Config::from_str_named(
+            "[[users]]\nname='a'\npassword=''\n[primary]\nname='p'\naddress='127.0.0.1:1'\n[monitor]\nuser='m'\n",
+            "t",
+        )
+        .unwrap();
+        let mut s = Settings::from_config(&cfg);
+        let e = s.set("token", "not-a-gtid:1").unwrap_err();
+        assert_eq!(e.code(), (1231, "42000"));
+        assert!(e.to_string().contains("not-a-gtid"), "{e}");
+        assert!(s.token.is_empty());
+        assert!(s.set("consistency", "strong").is_ok());
+        assert_eq!(s.mode, Consistency::Strong);
+        assert!(matches!(
+            s.set("nope", "1"),
+            Err(ConsistencyError::Unknown(_))
+        ));
+    }
+}

@@ -1,0 +1,370 @@
+//! COM_QUERY: classification, routing (with the consistency wait), the
+//! proxy's own `@@causeway.*` variables and `SHOW CAUSEWAY BACKENDS`, and
+//! the session bookkeeping after each statement.
+
+use causeway_classify::{
+    causeway_command, classify, leading_comment_options, CausewayCommand, Classification,
+};
+use causeway_config::{Consistency, OnTimeout};
+use causeway_gtid::GtidSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::local;
+use super::prepared::Cmd;
+use super::session::{starts_with_keyword, Flow, Session};
+use crate::consistency::{self, Choice};
+use crate::metrics::{self as m, outcome};
+use crate::protocol::ErrPacket;
+use crate::relay::{self, Expect, Outcome};
+use crate::router::Target;
+use crate::topology::{Backend, Role};
+
+/// Where a statement was sent, for `@@causeway.last_route` and bookkeeping.
+pub(super) struct Sent {
+    pub backend: Arc<Backend>,
+    pub label: String,
+}
+
+impl Session {
+    /// Handles COM_QUERY.
+    pub(super) async fn query(&mut self, payload: &[u8]) -> Flow {
+        let sql_bytes = &payload[1..];
+        if starts_with_keyword(sql_bytes, b"kill") {
+            let err = ErrPacket::new(
+                1235,
+                "42000",
+                "causeway does not support KILL yet; connect to the server directly to kill a query",
+            );
+            return self.reply_err(&err).await;
+        }
+        // Non-UTF-8 text (binary literals) is not understood: primary.
+        let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
+        let c = classify(sql);
+        if c.effects.causeway_var {
+            return self.causeway(sql).await;
+        }
+        let mut mode = self.settings.mode;
+        let mut stmt_token: Option<GtidSet> = None;
+        if let Some(opts) = leading_comment_options(sql) {
+            let mut probe = self.settings.clone();
+            for (k, v) in opts {
+                let r = match k.as_str() {
+                    "token" => probe
+                        .set("token", &v)
+                        .map(|_| stmt_token = Some(probe.token.clone())),
+                    "consistency" => probe.set("consistency", &v).map(|_| mode = probe.mode),
+                    _ => Ok(()),
+                };
+                if let Err(e) = r {
+                    let (code, state) = e.code();
+                    return self
+                        .reply_err(&ErrPacket::new(code, state, e.to_string()))
+                        .await;
+                }
+            }
+        }
+        if self.route.trx.is_none() {
+            self.topo = self.proxy.topology.load_full();
+        }
+        let (target, _reason) = self.route.decide(&c);
+        let token = match &stmt_token {
+            Some(t) => {
+                let mut t = t.clone();
+                t.union(&self.settings.token);
+                t
+            }
+            None => self.settings.token.clone(),
+        };
+        let started = Instant::now();
+        let (flow, sent, outcome) = self
+            .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
+            .await;
+        if let (Some(sent), Some(outcome)) = (sent, outcome) {
+            self.after_statement(&c, sql, &sent, &outcome, started);
+        }
+        flow
+    }
+
+    /// Resolves `target` to a backend and runs the command there, waiting
+    /// for a replica to reach `token` when the consistency mode needs it.
+    pub(super) async fn run_cmd(
+        &mut self,
+        target: &Target,
+        mode: Consistency,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        let choice = match target {
+            Target::Primary => Choice::Primary(""),
+            Target::Backend(name) => match self.topo.backend(name) {
+                Some(b) => Choice::Replica(Arc::clone(b)),
+                None => Choice::Primary("backend left the topology"),
+            },
+            Target::Replica | Target::ReadOnlyTransaction => {
+                consistency::choose(&self.topo, mode, token, self.settings.max_lag_ms)
+            }
+        };
+        let causal = matches!(target, Target::Replica | Target::ReadOnlyTransaction)
+            && mode == Consistency::Causal
+            && !token.is_empty();
+        match choice {
+            Choice::Replica(b) => {
+                if causal {
+                    metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::REPLICA).increment(1);
+                }
+                let label = label_for(&b, "");
+                let (flow, out) = self.send_cmd(&b, cmd, expect).await;
+                (flow, Some(Sent { backend: b, label }), out)
+            }
+            Choice::Primary(why) => {
+                let b = Arc::clone(&self.topo.primary);
+                let fallback = !why.is_empty()
+                    && matches!(target, Target::Replica | Target::ReadOnlyTransaction);
+                let label = if fallback {
+                    "primary:fallback".to_string()
+                } else {
+                    "primary".to_string()
+                };
+                let (flow, out) = self.send_cmd(&b, cmd, expect).await;
+                (flow, Some(Sent { backend: b, label }), out)
+            }
+            Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
+        }
+    }
+
+    /// Sends `cmd` to `b` and relays the reply.
+    async fn send_cmd(
+        &mut self,
+        b: &Arc<Backend>,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Outcome>) {
+        match self.prepare_cmd(b, cmd).await {
+            Ok((idx, payload)) => self.forward_on(idx, &payload, expect, None).await,
+            Err(err) => (self.reply_err(&err).await, None),
+        }
+    }
+
+    /// Sends `SELECT WAIT_FOR_EXECUTED_GTID_SET(token, timeout)` and the read
+    /// to replica `b` in one flight. If the replica reached the token in
+    /// time, the read's reply goes to the client; otherwise it is discarded
+    /// and the read goes to the primary (or fails, per `on_timeout`).
+    async fn read_after_wait(
+        &mut self,
+        b: Arc<Backend>,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        let timeout = self.settings.wait_timeout;
+        if !timeout.is_zero() {
+            if let Ok((idx, payload)) = self.prepare_cmd(&b, cmd).await {
+                let wait = format!(
+                    "SELECT WAIT_FOR_EXECUTED_GTID_SET('{token}', {:.3})",
+                    timeout.as_secs_f64()
+                );
+                match self.held[idx].conn.pipelined_wait(&wait, &payload).await {
+                    Ok(true) => {
+                        metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED)
+                            .increment(1);
+                        let (flow, out) = self.relay_reply(idx, expect, None).await;
+                        let label = label_for(&b, ":waited");
+                        return (flow, Some(Sent { backend: b, label }), out);
+                    }
+                    Ok(false) => {
+                        let h = &mut self.held[idx];
+                        if relay::discard(&mut h.conn, &mut self.client, expect)
+                            .await
+                            .is_err()
+                        {
+                            self.drop_conn(idx);
+                        }
+                    }
+                    Err(_) => self.drop_conn(idx),
+                }
+            }
+        }
+        match self.settings.on_timeout {
+            OnTimeout::Primary => {
+                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
+                let p = Arc::clone(&self.topo.primary);
+                let (flow, out) = self.send_cmd(&p, cmd, expect).await;
+                (
+                    flow,
+                    Some(Sent {
+                        backend: p,
+                        label: "primary:fallback".into(),
+                    }),
+                    out,
+                )
+            }
+            OnTimeout::Error => {
+                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
+                let err = ErrPacket::new(
+                    1105,
+                    "HY000",
+                    format!(
+                        "causeway: no replica reached consistency token '{token}' within {} ms (causeway.on_timeout = 'error')",
+                        timeout.as_millis()
+                    ),
+                );
+                (self.reply_err(&err).await, None, None)
+            }
+        }
+    }
+
+    /// Bookkeeping after a statement ran: routing state, replayable session
+    /// variables, schema, token, last route, metrics.
+    pub(super) fn after_statement(
+        &mut self,
+        c: &Classification,
+        sql: &str,
+        sent: &Sent,
+        outcome: &Outcome,
+        started: Instant,
+    ) {
+        let is_primary = sent.backend.role == Role::Primary;
+        let ok = outcome.error.is_none();
+        self.route.after(
+            c,
+            sent.backend.name(),
+            is_primary,
+            ok.then_some(outcome.status),
+        );
+        self.last_route = sent.label.clone();
+        if let Some(h) = self
+            .held
+            .iter()
+            .find(|h| h.conn.server == sent.backend.name())
+        {
+            if h.conn.db != self.db && h.conn.db.is_some() {
+                self.db = h.conn.db.clone();
+            }
+        }
+        if ok && c.effects.set_session {
+            if !sql.is_empty() && is_single_statement(sql) {
+                self.sets.push(sql.to_string());
+                let n = self.sets.len();
+                if let Some(h) = self
+                    .held
+                    .iter_mut()
+                    .find(|h| h.conn.server == sent.backend.name())
+                {
+                    h.applied_sets = n;
+                }
+            } else {
+                self.route.pin("SET inside a multi-statement");
+            }
+        }
+        let tier = if is_primary { "primary" } else { "replica" };
+        let route = if sent.label == "primary:fallback" {
+            "fallback"
+        } else {
+            tier
+        };
+        metrics::counter!(m::STATEMENTS, "route" => route, "backend" => sent.backend.name().to_string())
+            .increment(1);
+        metrics::histogram!(m::STATEMENT_SECONDS, "tier" => tier)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// `SELECT @@causeway.x`, `SET @@causeway.x = v`, `SHOW CAUSEWAY BACKENDS`.
+    async fn causeway(&mut self, sql: &str) -> Flow {
+        match causeway_command(sql) {
+            Some(CausewayCommand::Get(items)) => {
+                let mut row = Vec::with_capacity(items.len());
+                for item in &items {
+                    match self.causeway_var(&item.name) {
+                        Some(v) => row.push(v),
+                        None => {
+                            let err = ErrPacket::new(
+                                1193,
+                                "HY000",
+                                format!("Unknown system variable 'causeway.{}'", item.name),
+                            );
+                            return self.reply_err(&err).await;
+                        }
+                    }
+                }
+                let cols: Vec<&str> = items.iter().map(|i| i.column.as_str()).collect();
+                self.reply_rows(&cols, &[row]).await
+            }
+            Some(CausewayCommand::Set(pairs)) => {
+                let mut next = self.settings.clone();
+                for (k, v) in &pairs {
+                    if let Err(e) = next.set(k, v) {
+                        let (code, state) = e.code();
+                        return self
+                            .reply_err(&ErrPacket::new(code, state, e.to_string()))
+                            .await;
+                    }
+                }
+                self.settings = next;
+                self.reply_ok().await
+            }
+            Some(CausewayCommand::ShowBackends) => {
+                if !self.user.admin {
+                    let err = ErrPacket::new(
+                        1227,
+                        "42000",
+                        "Access denied; you need the causeway admin privilege (admin = true) for this operation",
+                    );
+                    return self.reply_err(&err).await;
+                }
+                let rows = super::admin_rows::backends(&self.topo);
+                let cols = super::admin_rows::BACKEND_COLUMNS;
+                self.reply_rows(cols, &rows).await
+            }
+            None => {
+                let err = ErrPacket::new(
+                    1064,
+                    "42000",
+                    "causeway: unsupported use of @@causeway variables; use SELECT @@causeway.x or SET @@causeway.x = value alone",
+                );
+                self.reply_err(&err).await
+            }
+        }
+    }
+
+    fn causeway_var(&self, name: &str) -> Option<Option<String>> {
+        let s = &self.settings;
+        Some(match name {
+            "last_route" => Some(self.last_route.clone()),
+            "token" => Some(s.token.to_string()),
+            "consistency" => Some(s.mode.as_str().to_string()),
+            "wait_timeout_ms" => Some(s.wait_timeout.as_millis().to_string()),
+            "on_timeout" => Some(s.on_timeout.as_str().to_string()),
+            "max_lag_ms" => s.max_lag_ms.map(|v| v.to_string()),
+            _ => return None,
+        })
+    }
+
+    async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
+        let status = self.status & 0x0003;
+        let payloads = local::text_result_set(self.caps, status, cols, rows);
+        let mut seq = 1;
+        for p in &payloads {
+            self.client.queue(&mut seq, p);
+        }
+        match self.client.flush().await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Quit,
+        }
+    }
+}
+
+fn label_for(b: &Backend, suffix: &str) -> String {
+    match b.role {
+        Role::Primary => format!("primary{suffix}"),
+        Role::Replica => format!("replica:{}{suffix}", b.name()),
+    }
+}
+
+/// Whether `sql` holds one statement (a trailing `;` allowed), judged
+/// conservatively: any other `;` counts as a second statement.
+fn is_single_statement(sql: &str) -> bool {
+    let t = sql.trim().trim_end_matches(';');
+    !t.contains(';')
+}

@@ -1,0 +1,41 @@
+//! Metric names, as documented constants (the README lists them), and the
+//! label values causeway uses. Recording goes through the `metrics` facade;
+//! `crate::admin` installs the Prometheus exporter.
+
+/// Counter: statements forwarded, labels `route` (primary, replica,
+/// fallback) and `backend`.
+pub const STATEMENTS: &str = "causeway_statements_total";
+/// Histogram (seconds): statement latency through the proxy, label `tier`
+/// (primary, replica).
+pub const STATEMENT_SECONDS: &str = "causeway_statement_duration_seconds";
+/// Counter: causal reads by `outcome` (replica, waited, fallback, error).
+pub const CAUSAL_READS: &str = "causeway_causal_reads_total";
+/// Gauge: replica lag in milliseconds, label `backend`.
+pub const REPLICA_LAG_MS: &str = "causeway_replica_lag_ms";
+/// Gauge: 1 when the backend is eligible for routing, label `backend`.
+pub const BACKEND_ELIGIBLE: &str = "causeway_backend_eligible";
+/// Gauge: 1 when the backend answered its last health check, label `backend`.
+pub const BACKEND_UP: &str = "causeway_backend_up";
+/// Counter: config reloads by `result` (ok, error).
+pub const RELOADS: &str = "causeway_reloads_total";
+/// Gauge: connected clients.
+pub const CLIENT_CONNECTIONS: &str = "causeway_client_connections";
+/// Gauge: open backend connections, label `backend`.
+pub const BACKEND_CONNECTIONS: &str = "causeway_backend_connections";
+/// Counter: client logins refused.
+pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
+/// Counter: backend errors (lost connections, connect failures), label
+/// `backend`.
+pub const BACKEND_ERRORS: &str = "causeway_backend_errors_total";
+
+/// `outcome` label values of [`CAUSAL_READS`].
+pub mod outcome {
+    /// Served by a replica that already had the token.
+    pub const REPLICA: &str = "replica";
+    /// Served by a replica after waiting for it.
+    pub const WAITED: &str = "waited";
+    /// Served by the primary after the wait timed out.
+    pub const FALLBACK: &str = "fallback";
+    /// Refused with an error after the wait timed out.
+    pub const ERROR: &str = "error";
+}
