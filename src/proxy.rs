@@ -93,8 +93,27 @@ impl Proxy {
             .map_err(|source| ProxyError::Bind { addr, source })
     }
 
+    /// Reads the primary's greeting (no login) to announce its version to
+    /// clients; keeps the placeholder if the primary does not answer.
+    pub async fn probe_version(&self) {
+        let addr = self.topology.load().primary.config.address.clone();
+        let probe = async {
+            let stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            let mut io = crate::protocol::PacketConn::new(stream);
+            let p = io.read_packet().await.ok()?;
+            crate::protocol::handshake::parse_server_hello(&p.payload).ok()
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+            Ok(Some(hello)) => self.learn_server_version(&hello.version),
+            _ => {
+                tracing::warn!(%addr, "could not read the primary's version; announcing a placeholder")
+            }
+        }
+    }
+
     /// Accepts clients until shutdown; each gets its own session task.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.probe_version().await;
         let mut stop = self.shutdown_signal();
         loop {
             tokio::select! {

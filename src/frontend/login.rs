@@ -88,7 +88,7 @@ pub async fn login(
         client,
         &mut seq,
         &mut nonce,
-        &hello.plugin,
+        (hello.plugin.as_str(), CACHING_SHA2),
         &hello.auth_response,
         user.as_ref(),
     )
@@ -117,12 +117,17 @@ async fn authenticate(
     client: &mut PacketConn,
     seq: &mut u8,
     nonce: &mut [u8; 20],
-    client_plugin: &str,
+    (client_plugin, nonce_plugin): (&str, &str),
     first_response: &[u8],
     user: Option<&User>,
 ) -> Result<(Vec<u8>, &'static str), LoginError> {
     let wanted = user.map(|u| u.auth_plugin.as_str()).unwrap_or(CACHING_SHA2);
-    if client_plugin == wanted {
+    // A client whose plugin differs from the one our scramble was sent for
+    // may have answered empty, waiting for an AuthSwitchRequest (MySQL sends
+    // one): switch unless its answer is usable as it is.
+    let usable = client_plugin == wanted
+        && (client_plugin == nonce_plugin || !is_empty_response(first_response));
+    if usable {
         return Ok((first_response.to_vec(), wanted));
     }
     *nonce = handshake::new_nonce();
@@ -219,7 +224,7 @@ pub async fn change_user(
         client,
         seq,
         nonce,
-        &req.plugin,
+        (req.plugin.as_str(), req.plugin.as_str()),
         &req.auth_response,
         user.as_ref(),
     )

@@ -121,6 +121,7 @@ impl Session {
             Choice::Primary(why) => {
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty()
+                    && mode != Consistency::Strong
                     && matches!(target, Target::Replica | Target::ReadOnlyTransaction);
                 let label = if fallback {
                     "primary:fallback".to_string()
