@@ -5,6 +5,7 @@ pub mod backend;
 pub mod consistency;
 pub mod frontend;
 pub mod metrics;
+pub mod monitor;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;

@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// The topology is invalid.
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    /// The monitor could not start.
+    #[error(transparent)]
+    Monitor(#[from] crate::monitor::MonitorError),
 }
 
 /// Shared state of one proxy instance.
@@ -45,12 +48,14 @@ pub struct Proxy {
     /// Version string announced to clients.
     pub server_version: ArcSwap<String>,
     shutdown: watch::Sender<bool>,
+    monitor: crate::monitor::Monitor,
 }
 
 impl Proxy {
     /// A proxy for `config`.
     pub fn new(config: Config) -> Result<Arc<Proxy>, ProxyError> {
         let topo = Topology::build(Arc::new(config), None)?;
+        let monitor = crate::monitor::Monitor::start(&topo)?;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Proxy {
             topology: ArcSwap::from_pointee(topo),
@@ -58,6 +63,7 @@ impl Proxy {
             clients: AtomicUsize::new(0),
             server_version: ArcSwap::from_pointee("8.4.0-causeway".to_string()),
             shutdown,
+            monitor,
         }))
     }
 
@@ -73,6 +79,7 @@ impl Proxy {
 
     /// Asks the listener and all sessions to stop.
     pub fn shutdown(&self) {
+        self.monitor.stop();
         let _ = self.shutdown.send(true);
     }
 

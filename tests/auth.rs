@@ -353,3 +353,22 @@ async fn mysql_cli_default_auth_native_password_logs_in() {
     assert!(ok, "mysql CLI as app with default-auth native: {err}");
     assert_eq!(out, "app@%\n");
 }
+
+/// A backend whose caching_sha2_password cache is cold (after FLUSH
+/// PRIVILEGES) makes causeway do full authentication (RSA key exchange).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_full_authentication_after_flush_privileges() {
+    let mut root = support::topology().primary().conn().await.unwrap();
+    root.query_drop("FLUSH PRIVILEGES").await.unwrap();
+    let proxy = support::start_proxy().await;
+    let mut c = proxy.conn().await;
+    c.query_drop("SET @@causeway.consistency = 'strong'")
+        .await
+        .unwrap();
+    let who: String = c
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who, "app@%");
+}

@@ -67,7 +67,7 @@ impl Session {
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
         }
-        let (target, _reason) = self.route.decide(&c);
+        let (target, reason) = self.route.decide(&c);
         let token = match &stmt_token {
             Some(t) => {
                 let mut t = t.clone();
@@ -81,6 +81,7 @@ impl Session {
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
+            tracing::debug!(conn = self.id, route = %sent.label, reason, "statement routed");
             self.after_statement(&c, sql, &sent, &outcome, started);
         }
         flow

@@ -1,0 +1,171 @@
+//! The monitor's one connection to one backend and the queries it runs,
+//! each bounded by a timeout. No decisions here: callers interpret
+//! [`ProbeError::server_answered`] (the server is up but refused: fail
+//! open) versus everything else (unreachable).
+
+use causeway_gtid::{GtidError, GtidSet};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row};
+use std::time::Duration;
+
+use super::eval::service_state_from_show;
+use super::task::Settings;
+
+/// Errors of one probe.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Connecting took longer than the connect timeout.
+    #[error("connect to {address} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// host:port.
+        address: String,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// A query took longer than its bound.
+    #[error("{what} timed out after {timeout:?}")]
+    QueryTimeout {
+        /// Which query.
+        what: &'static str,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// The driver or the server reported an error.
+    #[error("{0}")]
+    Mysql(#[from] mysql_async::Error),
+    /// `@@gtid_executed` could not be parsed.
+    #[error("unparsable gtid_executed {text:?}: {source}")]
+    Gtid {
+        /// The text.
+        text: String,
+        /// Why.
+        #[source]
+        source: GtidError,
+    },
+    /// A query returned no row.
+    #[error("{0} returned no row")]
+    NoRow(&'static str),
+}
+
+impl ProbeError {
+    /// The server is up and answered, but refused or returned something
+    /// unusable (e.g. missing privileges): the connection itself is fine.
+    pub fn server_answered(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::Mysql(mysql_async::Error::Server(_))
+                | ProbeError::Gtid { .. }
+                | ProbeError::NoRow(_)
+        )
+    }
+
+    /// The established connection failed (I/O or protocol error, e.g. the
+    /// server closed it), as opposed to a timeout or a refusal.
+    pub fn connection_broke(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+        )
+    }
+}
+
+/// Opens a monitor connection (TCP, no statement cache), bounded by the
+/// connect timeout.
+pub async fn connect(s: &Settings) -> Result<Conn, ProbeError> {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(s.host.clone())
+        .tcp_port(s.port)
+        .user(Some(s.user.clone()))
+        .pass(Some(s.password.clone()))
+        .prefer_socket(false)
+        .stmt_cache_size(0)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(10_000u32));
+    match tokio::time::timeout(s.connect_timeout, Conn::new(opts)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ProbeError::ConnectTimeout {
+            address: s.address.clone(),
+            timeout: s.connect_timeout,
+        }),
+    }
+}
+
+/// Closes a connection without ever waiting longer than `timeout` (the
+/// driver's implicit close on drop could wait on a hung server forever).
+pub async fn close(conn: Conn, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, conn.disconnect()).await;
+}
+
+async fn bounded<T>(
+    what: &'static str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, ProbeError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ProbeError::QueryTimeout { what, timeout }),
+    }
+}
+
+fn parse_gtid(text: String) -> Result<GtidSet, ProbeError> {
+    GtidSet::parse(&text).map_err(|source| ProbeError::Gtid { text, source })
+}
+
+/// `@@GLOBAL.gtid_executed`: the cheap query run every GTID interval.
+pub async fn gtid_executed(conn: &mut Conn, timeout: Duration) -> Result<GtidSet, ProbeError> {
+    const WHAT: &str = "SELECT @@GLOBAL.gtid_executed";
+    let text: Option<String> = bounded(WHAT, timeout, conn.query_first(WHAT)).await?;
+    parse_gtid(text.ok_or(ProbeError::NoRow(WHAT))?)
+}
+
+/// `gtid_executed` plus `read_only || super_read_only`, in one round trip
+/// (the health check's first query).
+pub async fn gtid_and_read_only(
+    conn: &mut Conn,
+    timeout: Duration,
+) -> Result<(GtidSet, bool), ProbeError> {
+    const WHAT: &str =
+        "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.read_only, @@GLOBAL.super_read_only";
+    let row: Option<(String, i64, i64)> = bounded(WHAT, timeout, conn.query_first(WHAT)).await?;
+    let (text, ro, sro) = row.ok_or(ProbeError::NoRow(WHAT))?;
+    Ok((parse_gtid(text)?, ro != 0 || sro != 0))
+}
+
+/// Replication `(receiver, applier)` SERVICE_STATE per channel, from
+/// performance_schema, falling back to `SHOW REPLICA STATUS` when that is
+/// refused (e.g. no SELECT on performance_schema).
+pub async fn replication_states(
+    conn: &mut Conn,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>, ProbeError> {
+    const PS: &str = "SELECT c.SERVICE_STATE, a.SERVICE_STATE \
+        FROM performance_schema.replication_connection_status c \
+        JOIN performance_schema.replication_applier_status a USING (CHANNEL_NAME)";
+    match bounded("replication status", timeout, conn.query(PS)).await {
+        Ok(rows) => Ok(rows),
+        Err(e) if e.server_answered() => {
+            let rows: Vec<Row> = bounded(
+                "SHOW REPLICA STATUS",
+                timeout,
+                conn.query("SHOW REPLICA STATUS"),
+            )
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let col = |name: &str| {
+                        r.get_opt::<Option<String>, _>(name)
+                            .and_then(Result::ok)
+                            .flatten()
+                            .unwrap_or_default()
+                    };
+                    (
+                        service_state_from_show(&col("Replica_IO_Running")).to_string(),
+                        service_state_from_show(&col("Replica_SQL_Running")).to_string(),
+                    )
+                })
+                .collect())
+        }
+        Err(e) => Err(e),
+    }
+}

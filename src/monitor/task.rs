@@ -1,0 +1,452 @@
+//! One backend's monitor task: the polling loop, turning probe results into
+//! a [`View`], and publishing it when it changed. Also the state shared by
+//! all tasks of one monitor (the primary's GTID history, for replica lag).
+
+use causeway_config::{Backend as BackendConfig, Config};
+use causeway_gtid::GtidSet;
+use mysql_async::Conn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use super::eval::{self, decide, Inputs, LagHistory};
+use super::probe::{self, ProbeError};
+use crate::topology::{BackendState, Role, View};
+
+/// Errors of this module (none: tasks report through the view; kept for the
+/// one-enum-per-module rule).
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {}
+
+/// Everything a task needs from the configuration; replaced on reload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Backend name.
+    pub name: String,
+    /// Primary or replica.
+    pub role: Role,
+    /// `host:port` as configured.
+    pub address: String,
+    /// Host part.
+    pub host: String,
+    /// Port part.
+    pub port: u16,
+    /// Monitor user.
+    pub user: String,
+    /// Monitor password.
+    pub password: String,
+    /// Health / lag period.
+    pub interval: Duration,
+    /// GTID poll period.
+    pub gtid_interval: Duration,
+    /// Connect timeout, also the bound of every query.
+    pub connect_timeout: Duration,
+    /// Lag budget in ms.
+    pub budget_ms: u64,
+    /// Lag hysteresis in ms.
+    pub hysteresis_ms: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("address", &self.address)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("interval", &self.interval)
+            .field("gtid_interval", &self.gtid_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("budget_ms", &self.budget_ms)
+            .field("hysteresis_ms", &self.hysteresis_ms)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Settings of `backend` under `config`.
+    pub fn new(config: &Config, backend: &BackendConfig, role: Role) -> Settings {
+        let m = &config.monitor;
+        Settings {
+            name: backend.name.clone(),
+            role,
+            address: backend.address.clone(),
+            host: backend.host().to_string(),
+            port: backend.port(),
+            user: m.user.clone(),
+            password: m.password.clone(),
+            interval: m.interval().max(Duration::from_millis(1)),
+            gtid_interval: m.gtid_interval().max(Duration::from_millis(1)),
+            connect_timeout: m.connect_timeout().max(Duration::from_millis(1)),
+            budget_ms: config.max_lag_for(backend).as_millis() as u64,
+            hysteresis_ms: config.routing.lag_hysteresis_ms,
+        }
+    }
+
+    fn same_endpoint(&self, other: &Settings) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.user == other.user
+            && self.password == other.password
+    }
+}
+
+/// Resolves once the settings sender is gone (the task must stop).
+async fn sender_dropped(rx: &mut watch::Receiver<Arc<Settings>>) {
+    while rx.changed().await.is_ok() {}
+}
+
+/// Counters of one task (see [`super::BackendStats`]).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub(super) checks: AtomicU64,
+    pub(super) failures: AtomicU64,
+    pub(super) connects: AtomicU64,
+    pub(super) publishes: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// State shared by the tasks of one monitor: which task is the primary's
+/// and the primary's GTID history.
+#[derive(Debug, Default)]
+pub struct Shared {
+    primary: Mutex<(usize, LagHistory)>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, LagHistory)> {
+        self.primary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `key` the primary's task; forgets the history if it changed.
+    pub fn set_primary(&self, key: usize) {
+        let mut g = self.lock();
+        if g.0 != key {
+            g.0 = key;
+            g.1.clear();
+        }
+    }
+
+    fn observe(&self, key: usize, set: &Arc<GtidSet>, at: Instant) {
+        let mut g = self.lock();
+        if g.0 == key {
+            g.1.observe(Arc::clone(set), at);
+        }
+    }
+
+    fn lag_at(&self, set: &GtidSet, at: Instant) -> Option<Duration> {
+        self.lock().1.lag_at(set, at)
+    }
+}
+
+/// One successful read of a backend.
+struct Reading {
+    /// Whether this was a health check (read-only and replication read).
+    health: bool,
+    gtid: GtidSet,
+    at: Instant,
+    read_only: Option<bool>,
+    /// `Some` on health checks of replicas; `Err` when refused.
+    replication: Option<Result<bool, ProbeError>>,
+}
+
+async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
+    let t = s.connect_timeout;
+    let (gtid, read_only) = if health {
+        let (g, ro) = probe::gtid_and_read_only(conn, t).await?;
+        (g, Some(ro))
+    } else {
+        (probe::gtid_executed(conn, t).await?, None)
+    };
+    let at = Instant::now();
+    let replication = if health && s.role == Role::Replica {
+        match probe::replication_states(conn, t).await {
+            Ok(states) => Some(Ok(eval::replicating_from(&states))),
+            Err(e) if e.server_answered() => Some(Err(e)),
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    Ok(Reading {
+        health,
+        gtid,
+        at,
+        read_only,
+        replication,
+    })
+}
+
+/// A backend's monitor task.
+pub struct Task {
+    key: usize,
+    state: Arc<BackendState>,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    conn: Option<Conn>,
+    reachable: bool,
+    read_only: bool,
+    replicating: Option<bool>,
+    gtid: Arc<GtidSet>,
+    lag_ms: Option<u64>,
+    conn_error: Option<String>,
+    health_error: Option<String>,
+    lag_excluded: bool,
+    last_health: Option<Instant>,
+    last_publish: Option<Instant>,
+    warned_fail_open: bool,
+    /// After a refused login, no new attempt before this instant.
+    refused_until: Option<Instant>,
+}
+
+impl Task {
+    /// A task for the backend whose state is `state` (`key` identifies it).
+    pub fn new(
+        key: usize,
+        state: Arc<BackendState>,
+        shared: Arc<Shared>,
+        counters: Arc<Counters>,
+    ) -> Task {
+        let prev = state.view.load_full();
+        Task {
+            key,
+            shared,
+            counters,
+            conn: None,
+            reachable: prev.reachable,
+            read_only: prev.read_only,
+            replicating: None,
+            gtid: Arc::clone(&prev.gtid_executed),
+            lag_ms: prev.lag_ms,
+            conn_error: None,
+            health_error: None,
+            lag_excluded: false,
+            last_health: None,
+            last_publish: None,
+            warned_fail_open: false,
+            refused_until: None,
+            state,
+        }
+    }
+
+    /// Polls until the settings sender is dropped, then closes the
+    /// connection. New settings are picked up at the next tick; the
+    /// connection is kept unless the endpoint or credentials changed.
+    pub async fn run(mut self, mut rx: watch::Receiver<Arc<Settings>>) {
+        let mut s = rx.borrow().clone();
+        loop {
+            let latest = rx.borrow().clone();
+            if !Arc::ptr_eq(&latest, &s) {
+                if !latest.same_endpoint(&s) {
+                    self.close(&s).await;
+                }
+                s = latest;
+            }
+            let next = tokio::time::Instant::now() + s.gtid_interval;
+            let tick = async {
+                self.step(&s).await;
+                tokio::time::sleep_until(next).await;
+            };
+            tokio::select! {
+                biased;
+                () = sender_dropped(&mut rx) => break,
+                () = tick => {}
+            }
+        }
+        self.close(&s).await;
+        tracing::debug!(backend = %s.name, "monitor task stopped");
+    }
+
+    async fn close(&mut self, s: &Settings) {
+        if let Some(conn) = self.conn.take() {
+            probe::close(conn, s.connect_timeout).await;
+        }
+    }
+
+    /// One GTID poll (plus the health check when due), then publish.
+    async fn step(&mut self, s: &Settings) {
+        if self.conn.is_none() && self.refused_until.is_some_and(|t| Instant::now() < t) {
+            // The server refused our login: do not hammer it every GTID tick.
+            return;
+        }
+        self.refused_until = None;
+        bump(&self.counters.checks);
+        let health_due =
+            self.conn.is_none() || self.last_health.map_or(true, |t| t.elapsed() >= s.interval);
+        match self.measure(s, health_due).await {
+            Ok(r) => self.apply(s, r),
+            Err(e) => {
+                bump(&self.counters.failures);
+                self.failed(s, e);
+            }
+        }
+        self.evaluate(s);
+    }
+
+    /// Reads the backend, reconnecting (once) when the connection broke.
+    async fn measure(&mut self, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
+        let mut retried = false;
+        loop {
+            let fresh = self.conn.is_none();
+            if fresh {
+                let conn = probe::connect(s).await?;
+                bump(&self.counters.connects);
+                self.conn = Some(conn);
+            }
+            let conn = self.conn.as_mut().expect("connected above");
+            match read(conn, s, health || fresh).await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.server_answered() => return Err(e),
+                Err(e) => {
+                    self.close(s).await;
+                    // A broken connection (e.g. closed while idle) gets one
+                    // immediate reconnect; a timeout does not, so a hung
+                    // server is declared unreachable after one bound.
+                    if fresh || retried || !e.connection_broke() {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, s: &Settings, r: Reading) {
+        if !self.reachable {
+            tracing::info!(backend = %s.name, "monitor reached backend again");
+        }
+        self.reachable = true;
+        self.conn_error = None;
+        if *self.gtid != r.gtid {
+            self.gtid = Arc::new(r.gtid);
+        }
+        if let Some(ro) = r.read_only {
+            self.read_only = ro;
+        }
+        if r.health {
+            self.last_health = Some(r.at);
+            match r.replication {
+                Some(Err(e)) => self.refused(s, e, true),
+                Some(Ok(running)) => {
+                    self.replicating = Some(running);
+                    self.health_error = None;
+                    self.warned_fail_open = false;
+                }
+                None => {
+                    self.health_error = None;
+                    self.warned_fail_open = false;
+                }
+            }
+        }
+        self.lag_ms = match s.role {
+            Role::Primary => {
+                self.shared.observe(self.key, &self.gtid, r.at);
+                Some(0)
+            }
+            Role::Replica => self
+                .shared
+                .lag_at(&self.gtid, r.at)
+                .map(|d| d.as_millis() as u64),
+        };
+    }
+
+    fn failed(&mut self, s: &Settings, e: ProbeError) {
+        if e.server_answered() {
+            // The server is up but the monitor cannot measure: fail open,
+            // keep the GTIDs actually read, claim no lag knowledge.
+            self.reachable = true;
+            self.lag_ms = if s.role == Role::Primary {
+                Some(0)
+            } else {
+                None
+            };
+            if self.conn.is_none() {
+                self.refused_until = Some(Instant::now() + s.interval);
+            }
+            self.refused(s, e, false);
+            return;
+        }
+        if self.reachable {
+            tracing::warn!(backend = %s.name, error = %e, "backend unreachable");
+        }
+        self.reachable = false;
+        self.lag_ms = None;
+        self.conn_error = Some(e.to_string());
+    }
+
+    /// The server refused a monitor query: health fails open, logged once.
+    fn refused(&mut self, s: &Settings, e: ProbeError, health_only: bool) {
+        let msg = e.to_string();
+        if !self.warned_fail_open {
+            tracing::warn!(backend = %s.name, user = %s.user, error = %msg,
+                "monitor cannot measure backend; treating it as healthy (check the monitor \
+                 user's privileges)");
+            self.warned_fail_open = true;
+        }
+        self.replicating = None;
+        if health_only {
+            self.health_error = Some(msg);
+        } else {
+            self.conn_error = Some(msg);
+        }
+    }
+
+    fn evaluate(&mut self, s: &Settings) {
+        let verdict = decide(
+            &Inputs {
+                role: s.role,
+                reachable: self.reachable,
+                replicating: self.replicating,
+                lag_ms: self.lag_ms,
+                budget_ms: s.budget_ms,
+                hysteresis_ms: s.hysteresis_ms,
+            },
+            self.lag_excluded,
+        );
+        if verdict.lag_excluded != self.lag_excluded {
+            if verdict.lag_excluded {
+                tracing::warn!(backend = %s.name, lag_ms = ?self.lag_ms, budget_ms = s.budget_ms,
+                    "replica excluded for lag");
+            } else {
+                tracing::info!(backend = %s.name, lag_ms = ?self.lag_ms, "replica within lag budget again");
+            }
+        }
+        self.lag_excluded = verdict.lag_excluded;
+        let now = Instant::now();
+        let view = View {
+            reachable: self.reachable,
+            read_only: self.read_only,
+            replicating: match s.role {
+                Role::Primary => false,
+                Role::Replica => self.replicating.unwrap_or(true),
+            },
+            gtid_executed: Arc::clone(&self.gtid),
+            lag_ms: self.lag_ms,
+            last_error: self
+                .conn_error
+                .clone()
+                .or_else(|| self.health_error.clone()),
+            measured_at: Some(now),
+            eligible: verdict.eligible,
+        };
+        let old = self.state.view.load();
+        let heartbeat = self
+            .last_publish
+            .map_or(true, |t| now.duration_since(t) >= s.interval);
+        if heartbeat || eval::worth_publishing(&old, &view) {
+            if old.eligible != view.eligible {
+                tracing::info!(backend = %s.name, eligible = view.eligible, reachable = view.reachable,
+                    replicating = view.replicating, lag_ms = ?view.lag_ms, "eligibility changed");
+            }
+            drop(old);
+            self.state.publish(view);
+            self.last_publish = Some(now);
+            bump(&self.counters.publishes);
+        }
+    }
+}
