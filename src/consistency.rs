@@ -128,11 +128,15 @@ pub enum Choice {
 }
 
 /// Replicas routing may use: healthy, weighted, within the lag budget.
-pub fn eligible(topo: &Topology, max_lag_ms: Option<u64>) -> Vec<&Arc<Backend>> {
+pub fn eligible<'a>(
+    topo: &'a Topology,
+    max_lag_ms: Option<u64>,
+    exclude: Option<&str>,
+) -> Vec<&'a Arc<Backend>> {
     topo.replicas
         .iter()
         .filter(|r| {
-            if r.config.weight == 0 {
+            if r.config.weight == 0 || exclude == Some(r.name()) {
                 return false;
             }
             let v = r.state.view.load();
@@ -162,17 +166,19 @@ pub fn pick<'a>(topo: &Topology, candidates: &[&'a Arc<Backend>]) -> Option<&'a 
     candidates.last().copied()
 }
 
-/// Chooses the backend of a read under `mode` with requirement `token`.
+/// Chooses the backend of a read under `mode` with requirement `token`,
+/// never `exclude` (a replica that just failed).
 pub fn choose(
     topo: &Topology,
     mode: Consistency,
     token: &GtidSet,
     max_lag_ms: Option<u64>,
+    exclude: Option<&str>,
 ) -> Choice {
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
     }
-    let candidates = eligible(topo, max_lag_ms);
+    let candidates = eligible(topo, max_lag_ms, exclude);
     if candidates.is_empty() {
         return Choice::Primary("no eligible replica");
     }
@@ -221,7 +227,7 @@ mod tests {
         let t = topo(&[3, 1]);
         let mut counts = [0usize; 2];
         for _ in 0..10_000 {
-            let c = choose(&t, Consistency::Eventual, &GtidSet::new(), None);
+            let c = choose(&t, Consistency::Eventual, &GtidSet::new(), None, None);
             let Choice::Replica(b) = c else {
                 panic!("replica expected")
             };
@@ -241,18 +247,18 @@ mod tests {
         });
         let token = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
         for _ in 0..10 {
-            match choose(&t, Consistency::Causal, &token, None) {
+            match choose(&t, Consistency::Causal, &token, None, None) {
                 Choice::Replica(b) => assert_eq!(b.name(), "r1"),
                 other => panic!("{other:?}"),
             }
         }
         let ahead = GtidSet::parse(&format!("{uuid}:1-11")).unwrap();
         assert!(matches!(
-            choose(&t, Consistency::Causal, &ahead, None),
+            choose(&t, Consistency::Causal, &ahead, None, None),
             Choice::WaitFor(_)
         ));
         assert!(matches!(
-            choose(&t, Consistency::Strong, &token, None),
+            choose(&t, Consistency::Strong, &token, None, None),
             Choice::Primary(_)
         ));
     }
@@ -265,7 +271,7 @@ mod tests {
             ..View::default()
         });
         assert!(matches!(
-            choose(&t, Consistency::Eventual, &GtidSet::new(), None),
+            choose(&t, Consistency::Eventual, &GtidSet::new(), None, None),
             Choice::Primary(_)
         ));
     }

@@ -104,6 +104,7 @@ impl Session {
                     causeway_config::Consistency::Eventual,
                     &Default::default(),
                     None,
+                    None,
                 ) {
                     Choice::Replica(b) | Choice::WaitFor(b) => b,
                     Choice::Primary(_) => Arc::clone(&self.topo.primary),

@@ -104,7 +104,7 @@ impl Session {
                 None => Choice::Primary("backend left the topology"),
             },
             Target::Replica | Target::ReadOnlyTransaction => {
-                consistency::choose(&self.topo, mode, token, self.settings.max_lag_ms)
+                consistency::choose(&self.topo, mode, token, self.settings.max_lag_ms, None)
             }
         };
         let causal = matches!(target, Target::Replica | Target::ReadOnlyTransaction)
@@ -115,8 +115,17 @@ impl Session {
                 if causal {
                     metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::REPLICA).increment(1);
                 }
-                let label = label_for(&b, "");
+                // A read outside a transaction that fails on a dying replica
+                // before anything reached the client is retried once on
+                // another eligible backend.
+                self.may_retry = matches!(target, Target::Replica | Target::ReadOnlyTransaction);
                 let (flow, out) = self.send_cmd(&b, cmd, expect).await;
+                self.may_retry = false;
+                if let Some(err) = self.retryable.take() {
+                    tracing::warn!(conn = self.id, backend = %b.name(), error = %err, "read failed on a replica; retrying once elsewhere");
+                    return self.retry_read(mode, token, cmd, expect, b.name()).await;
+                }
+                let label = label_for(&b, "");
                 (flow, Some(Sent { backend: b, label }), out)
             }
             Choice::Primary(why) => {
@@ -145,7 +154,41 @@ impl Session {
     ) -> (Flow, Option<Outcome>) {
         match self.prepare_cmd(b, cmd).await {
             Ok((idx, payload)) => self.forward_on(idx, &payload, expect, None).await,
+            // cannot connect (2003) or lost before any reply (2013)
+            Err(err) if err.code == 2003 || err.code == 2013 => self.fail_or_park(err).await,
             Err(err) => (self.reply_err(&err).await, None),
+        }
+    }
+
+    /// The one retry of a failed read: another eligible replica, else the
+    /// primary. Failures now go to the client.
+    async fn retry_read(
+        &mut self,
+        mode: Consistency,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+        failed: &str,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        match consistency::choose(
+            &self.topo,
+            mode,
+            token,
+            self.settings.max_lag_ms,
+            Some(failed),
+        ) {
+            Choice::Replica(b) => {
+                let label = label_for(&b, "");
+                let (flow, out) = self.send_cmd(&b, cmd, expect).await;
+                (flow, Some(Sent { backend: b, label }), out)
+            }
+            Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
+            Choice::Primary(_) => {
+                let p = Arc::clone(&self.topo.primary);
+                let (flow, out) = self.send_cmd(&p, cmd, expect).await;
+                let label = "primary:fallback".to_string();
+                (flow, Some(Sent { backend: p, label }), out)
+            }
         }
     }
 

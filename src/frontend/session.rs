@@ -62,6 +62,12 @@ pub struct Session {
     pub(super) settings: Settings,
     /// Session-variable statements replayed on every backend connection.
     pub(super) sets: Vec<String>,
+    /// Set while running a read that may be retried on another backend: a
+    /// failure before anything reached the client is then parked in
+    /// `retryable` instead of being sent.
+    pub(super) may_retry: bool,
+    /// The parked error of a retryable failure.
+    pub(super) retryable: Option<ErrPacket>,
 }
 
 impl Session {
@@ -103,6 +109,8 @@ impl Session {
             route: RouteState::default(),
             settings: Settings::from_config(&topo_cfg),
             sets: Vec::new(),
+            may_retry: false,
+            retryable: None,
             client,
             proxy,
         };
@@ -253,7 +261,7 @@ impl Session {
             let name = h.conn.server.clone();
             self.drop_conn(idx);
             tracing::warn!(conn = self.id, backend = %name, error = %e, "backend write failed");
-            return (self.reply_err(&lost_backend(&name)).await, None);
+            return self.fail_or_park(lost_backend(&name)).await;
         }
         self.relay_reply(idx, expect, stmt_id).await
     }
@@ -292,7 +300,7 @@ impl Session {
                 let name = self.held[idx].conn.server.clone();
                 tracing::warn!(conn = self.id, backend = %name, error = %source, "backend lost");
                 self.drop_conn(idx);
-                (self.reply_err(&lost_backend(&name)).await, None)
+                self.fail_or_park(lost_backend(&name)).await
             }
             Err(e) => {
                 tracing::warn!(conn = self.id, error = %e, "reply broken; closing client");
@@ -365,6 +373,17 @@ impl Session {
     pub(super) fn drop_conn(&mut self, idx: usize) {
         let h = self.held.swap_remove(idx);
         self.stmts.forget_backend(&h.conn.server);
+    }
+
+    /// Sends `err` to the client, or parks it when the running read may be
+    /// retried elsewhere (nothing has reached the client yet).
+    pub(super) async fn fail_or_park(&mut self, err: ErrPacket) -> (Flow, Option<Outcome>) {
+        metrics::counter!(crate::metrics::BACKEND_ERRORS).increment(1);
+        if self.may_retry {
+            self.retryable = Some(err);
+            return (Flow::Continue, None);
+        }
+        (self.reply_err(&err).await, None)
     }
 
     pub(super) async fn reply_err(&mut self, err: &ErrPacket) -> Flow {
