@@ -264,6 +264,31 @@ mod tests {
     }
 
     #[test]
+    fn session_lag_budget_excludes_lagging_and_unmeasured_replicas() {
+        let t = topo(&[1, 1]);
+        t.replicas[0].state.publish(View {
+            lag_ms: Some(2_000),
+            ..View::default()
+        });
+        t.replicas[1].state.publish(View {
+            lag_ms: Some(10),
+            ..View::default()
+        });
+        let names: Vec<&str> = eligible(&t, Some(100), None)
+            .iter()
+            .map(|b| b.name())
+            .collect();
+        assert_eq!(names, ["r2"]);
+        assert_eq!(eligible(&t, None, None).len(), 2);
+        assert_eq!(eligible(&t, None, Some("r1")).len(), 1);
+        t.replicas[1].state.publish(View::default());
+        assert!(
+            eligible(&t, Some(100), None).is_empty(),
+            "unknown lag does not meet a budget"
+        );
+    }
+
+    #[test]
     fn ineligible_replicas_fall_back_to_primary() {
         let t = topo(&[1]);
         t.replicas[0].state.publish(View {

@@ -223,3 +223,56 @@ async fn prepared_select_runs_on_a_replica_and_prepared_write_on_the_primary() {
     assert!(replicas.contains(&s));
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_causeway_backends_for_admins_only() {
+    let proxy = support::start_proxy().await;
+    let mut admin = mysql_async::Conn::new(proxy.opts("admin", "adminpw"))
+        .await
+        .unwrap();
+    let rows: Vec<mysql_async::Row> = admin.query("SHOW CAUSEWAY BACKENDS").await.unwrap();
+    assert_eq!(rows.len(), 3, "primary and two replicas");
+    let cols: Vec<String> = rows[0]
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "name",
+            "role",
+            "address",
+            "state",
+            "weight",
+            "lag_ms",
+            "gtid_executed",
+            "connections",
+            "queries"
+        ]
+    );
+    let first: (String, String, String) = (
+        rows[0].get(0).unwrap(),
+        rows[0].get(1).unwrap(),
+        rows[0].get(2).unwrap(),
+    );
+    assert_eq!(
+        first,
+        (
+            "primary".into(),
+            "primary".into(),
+            support::topology().primary().addr()
+        )
+    );
+    let roles: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<String, _>(1).unwrap())
+        .collect();
+    assert_eq!(roles, ["primary", "replica", "replica"]);
+    let mut app = proxy.conn().await;
+    let e = app.query_drop("SHOW CAUSEWAY BACKENDS").await.unwrap_err();
+    let mysql_async::Error::Server(e) = e else {
+        panic!("server error expected")
+    };
+    assert_eq!((e.code, e.state.as_str()), (1227, "42000"));
+}

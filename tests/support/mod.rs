@@ -68,6 +68,12 @@ auth_plugin = "mysql_native_password"
 [[users]]
 name = "root"
 password = ""
+[[users]]
+name = "admin"
+password = "adminpw"
+admin = true
+backend_user = "root"
+backend_password = ""
 [primary]
 name = "primary"
 address = "{}"
