@@ -93,6 +93,33 @@ pub struct BackendState {
     pub changed: Notify,
     /// Statements sent to this backend.
     pub queries: AtomicU64,
+    /// Metric handles, made on first use (after the recorder is installed)
+    /// so the per-statement path does no registry lookup.
+    pub metrics: std::sync::OnceLock<BackendMetrics>,
+}
+
+/// Per-backend metric handles.
+#[derive(Debug)]
+pub struct BackendMetrics {
+    /// `causeway_statements_total{route=primary|replica, backend}`.
+    pub statements: metrics::Counter,
+    /// `causeway_statements_total{route=fallback, backend}`.
+    pub fallbacks: metrics::Counter,
+    /// `causeway_statement_duration_seconds{tier}`.
+    pub latency: metrics::Histogram,
+}
+
+impl BackendMetrics {
+    /// Handles for backend `name` of `role`.
+    pub fn new(name: &str, role: Role) -> BackendMetrics {
+        use crate::metrics as m;
+        let tier = role.as_str();
+        BackendMetrics {
+            statements: metrics::counter!(m::STATEMENTS, "route" => tier, "backend" => name.to_string()),
+            fallbacks: metrics::counter!(m::STATEMENTS, "route" => "fallback", "backend" => name.to_string()),
+            latency: metrics::histogram!(m::STATEMENT_SECONDS, "tier" => tier),
+        }
+    }
 }
 
 impl BackendState {
@@ -120,6 +147,13 @@ impl Backend {
     /// Name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// This backend's metric handles.
+    pub fn metrics(&self) -> &BackendMetrics {
+        self.state
+            .metrics
+            .get_or_init(|| BackendMetrics::new(self.name(), self.role))
     }
 }
 

@@ -158,7 +158,7 @@ impl Session {
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
         }
-        let token = self.settings.token.clone();
+        let token = std::mem::take(&mut self.settings.token);
         let mode = self.settings.mode;
         let started = Instant::now();
         let (flow, sent, outcome) = self
@@ -170,6 +170,7 @@ impl Session {
                 Expect::Execute,
             )
             .await;
+        self.restore_token(token);
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }

@@ -20,10 +20,34 @@ use crate::relay::{self, Expect, Outcome};
 use crate::router::Target;
 use crate::topology::{Backend, Role};
 
+/// How a statement reached its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// Routed there directly.
+    Direct,
+    /// A replica, after waiting for it to reach the token.
+    Waited,
+    /// The primary, for a read no replica could serve.
+    Fallback,
+}
+
 /// Where a statement was sent, for `@@causeway.last_route` and bookkeeping.
+#[derive(Debug, Clone)]
 pub(super) struct Sent {
     pub backend: Arc<Backend>,
-    pub label: String,
+    pub via: Via,
+}
+
+impl Sent {
+    /// `primary`, `primary:fallback`, `replica:NAME` or `replica:NAME:waited`.
+    pub fn label(&self) -> String {
+        match (self.backend.role, self.via) {
+            (Role::Primary, Via::Fallback) => "primary:fallback".to_string(),
+            (Role::Primary, _) => "primary".to_string(),
+            (Role::Replica, Via::Waited) => format!("replica:{}:waited", self.backend.name()),
+            (Role::Replica, _) => format!("replica:{}", self.backend.name()),
+        }
+    }
 }
 
 impl Session {
@@ -68,23 +92,34 @@ impl Session {
             self.topo = self.proxy.topology.load_full();
         }
         let (target, reason) = self.route.decide(&c);
-        let token = match &stmt_token {
-            Some(t) => {
-                let mut t = t.clone();
+        let (token, borrowed) = match stmt_token {
+            Some(mut t) => {
                 t.union(&self.settings.token);
-                t
+                (t, false)
             }
-            None => self.settings.token.clone(),
+            None => (std::mem::take(&mut self.settings.token), true),
         };
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
+        if borrowed {
+            self.restore_token(token);
+        }
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
-            tracing::debug!(conn = self.id, route = %sent.label, reason, "statement routed");
+            tracing::debug!(conn = self.id, route = %sent.label(), reason, "statement routed");
             self.after_statement(&c, sql, &sent, &outcome, started);
         }
         flow
+    }
+
+    /// Puts the session token back after a statement ran with it taken out
+    /// (no clone on the hot path), keeping what the statement added.
+    pub(super) fn restore_token(&mut self, token: GtidSet) {
+        let added = std::mem::replace(&mut self.settings.token, token);
+        if !added.is_empty() {
+            self.settings.token.union(&added);
+        }
     }
 
     /// Resolves `target` to a backend and runs the command there, waiting
@@ -125,21 +160,23 @@ impl Session {
                     tracing::warn!(conn = self.id, backend = %b.name(), error = %err, "read failed on a replica; retrying once elsewhere");
                     return self.retry_read(mode, token, cmd, expect, b.name()).await;
                 }
-                let label = label_for(&b, "");
-                (flow, Some(Sent { backend: b, label }), out)
+                (
+                    flow,
+                    Some(Sent {
+                        backend: b,
+                        via: Via::Direct,
+                    }),
+                    out,
+                )
             }
             Choice::Primary(why) => {
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty()
                     && mode != Consistency::Strong
                     && matches!(target, Target::Replica | Target::ReadOnlyTransaction);
-                let label = if fallback {
-                    "primary:fallback".to_string()
-                } else {
-                    "primary".to_string()
-                };
+                let via = if fallback { Via::Fallback } else { Via::Direct };
                 let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-                (flow, Some(Sent { backend: b, label }), out)
+                (flow, Some(Sent { backend: b, via }), out)
             }
             Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
         }
@@ -178,16 +215,28 @@ impl Session {
             Some(failed),
         ) {
             Choice::Replica(b) => {
-                let label = label_for(&b, "");
                 let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-                (flow, Some(Sent { backend: b, label }), out)
+                (
+                    flow,
+                    Some(Sent {
+                        backend: b,
+                        via: Via::Direct,
+                    }),
+                    out,
+                )
             }
             Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
             Choice::Primary(_) => {
                 let p = Arc::clone(&self.topo.primary);
                 let (flow, out) = self.send_cmd(&p, cmd, expect).await;
-                let label = "primary:fallback".to_string();
-                (flow, Some(Sent { backend: p, label }), out)
+                (
+                    flow,
+                    Some(Sent {
+                        backend: p,
+                        via: Via::Fallback,
+                    }),
+                    out,
+                )
             }
         }
     }
@@ -215,8 +264,14 @@ impl Session {
                         metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED)
                             .increment(1);
                         let (flow, out) = self.relay_reply(idx, expect, None).await;
-                        let label = label_for(&b, ":waited");
-                        return (flow, Some(Sent { backend: b, label }), out);
+                        return (
+                            flow,
+                            Some(Sent {
+                                backend: b,
+                                via: Via::Waited,
+                            }),
+                            out,
+                        );
                     }
                     Ok(false) => {
                         let h = &mut self.held[idx];
@@ -240,7 +295,7 @@ impl Session {
                     flow,
                     Some(Sent {
                         backend: p,
-                        label: "primary:fallback".into(),
+                        via: Via::Fallback,
                     }),
                     out,
                 )
@@ -278,7 +333,7 @@ impl Session {
             is_primary,
             ok.then_some(outcome.status),
         );
-        self.last_route = sent.label.clone();
+        self.last_route = Some(sent.clone());
         if let Some(h) = self
             .held
             .iter()
@@ -303,16 +358,13 @@ impl Session {
                 self.route.pin("SET inside a multi-statement");
             }
         }
-        let tier = if is_primary { "primary" } else { "replica" };
-        let route = if sent.label == "primary:fallback" {
-            "fallback"
+        let handles = sent.backend.metrics();
+        if sent.via == Via::Fallback {
+            handles.fallbacks.increment(1);
         } else {
-            tier
-        };
-        metrics::counter!(m::STATEMENTS, "route" => route, "backend" => sent.backend.name().to_string())
-            .increment(1);
-        metrics::histogram!(m::STATEMENT_SECONDS, "tier" => tier)
-            .record(started.elapsed().as_secs_f64());
+            handles.statements.increment(1);
+        }
+        handles.latency.record(started.elapsed().as_secs_f64());
     }
 
     /// `SELECT @@causeway.x`, `SET @@causeway.x = v`, `SHOW CAUSEWAY BACKENDS`.
@@ -376,7 +428,12 @@ impl Session {
     fn causeway_var(&self, name: &str) -> Option<Option<String>> {
         let s = &self.settings;
         Some(match name {
-            "last_route" => Some(self.last_route.clone()),
+            "last_route" => Some(
+                self.last_route
+                    .as_ref()
+                    .map(Sent::label)
+                    .unwrap_or_default(),
+            ),
             "token" => Some(s.token.to_string()),
             "consistency" => Some(s.mode.as_str().to_string()),
             "wait_timeout_ms" => Some(s.wait_timeout.as_millis().to_string()),
@@ -397,13 +454,6 @@ impl Session {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Quit,
         }
-    }
-}
-
-fn label_for(b: &Backend, suffix: &str) -> String {
-    match b.role {
-        Role::Primary => format!("primary{suffix}"),
-        Role::Replica => format!("replica:{}{suffix}", b.name()),
     }
 }
 

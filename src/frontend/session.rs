@@ -55,7 +55,7 @@ pub struct Session {
     pub(super) stmts: StmtMap,
     pub(super) status: u16,
     /// `@@causeway.last_route`.
-    pub(super) last_route: String,
+    pub(super) last_route: Option<super::query::Sent>,
     /// Routing state machine.
     pub(super) route: RouteState,
     /// Consistency settings and token.
@@ -105,7 +105,7 @@ impl Session {
             held: Vec::new(),
             stmts: StmtMap::default(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
-            last_route: String::new(),
+            last_route: None,
             route: RouteState::default(),
             settings: Settings::from_config(&topo_cfg),
             sets: Vec::new(),
