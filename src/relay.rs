@@ -214,6 +214,12 @@ async fn relay_to(
                         pump_infile(client, &mut backend.io).await?;
                         continue;
                     }
+                    (Expect::Simple, 0xFE) if len < 9 => {
+                        // an old-style EOF (COM_SET_OPTION without
+                        // CLIENT_DEPRECATE_EOF): forwarded as is
+                        out.status = messages::terminator_status(payload, false);
+                        St::Done
+                    }
                     (_, 0x00) | (Expect::Simple, 0xFE) => {
                         let (queued, ok) = handle_ok(
                             payload,

@@ -1,0 +1,146 @@
+//! Less common commands through causeway, at the protocol level against a
+//! real server: COM_STATISTICS, COM_FIELD_LIST, COM_RESET_CONNECTION,
+//! COM_SET_OPTION, an unknown command (error 1047), and an unknown
+//! statement id (error 1243). The connection survives each.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use causeway::backend::{BackendConn, LinkKey, Login};
+use mysql_async::prelude::*;
+use std::time::Duration;
+
+async fn raw(proxy: &support::TestProxy, db: &str, deprecate_eof: bool) -> BackendConn {
+    let caps = if deprecate_eof { 0x0100_0000 } else { 0 };
+    BackendConn::connect(
+        "causeway",
+        &proxy.addr.to_string(),
+        &Login {
+            user: "app".into(),
+            password: "apppw".into(),
+        },
+        LinkKey {
+            user: "app".into(),
+            caps,
+            collation: 255,
+        },
+        Some(db),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("raw login")
+}
+
+async fn send(c: &mut BackendConn, payload: &[u8]) -> Vec<u8> {
+    let mut seq = 0;
+    c.io.send(&mut seq, payload).await.unwrap();
+    c.io.read_packet()
+        .await
+        .unwrap_or_else(|e| panic!("reply to {:02x?}: {e}", &payload[..payload.len().min(4)]))
+        .payload
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_field_list_reset_set_option_and_unknown_commands() {
+    let db = support::unique_db("cmds");
+    let proxy = support::start_proxy().await;
+    let mut d = support::direct_conn().await;
+    d.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    d.query_drop(format!("CREATE TABLE {db}.t (a INT, b VARCHAR(5))"))
+        .await
+        .unwrap();
+    for deprecate_eof in [false, true] {
+        let mut c = raw(&proxy, &db, deprecate_eof).await;
+        let stats = send(&mut c, &[0x09]).await;
+        assert!(
+            String::from_utf8_lossy(&stats).starts_with("Uptime:"),
+            "COM_STATISTICS"
+        );
+
+        let mut fl = vec![0x04];
+        fl.extend_from_slice(b"t\0");
+        let mut seq = 0;
+        c.io.send(&mut seq, &fl).await.unwrap();
+        let mut names = Vec::new();
+        loop {
+            let p = c.io.read_packet().await.unwrap().payload;
+            if p[0] == 0xFE && p.len() < 0xFF_FFFF {
+                break;
+            }
+            assert_ne!(p[0], 0xFF, "FIELD_LIST failed");
+            // def, schema, table, org_table, name
+            let mut rest = &p[..];
+            let mut strs = Vec::new();
+            for _ in 0..5 {
+                let (s, n) = causeway::protocol::messages::read_lenenc_str(rest).unwrap();
+                strs.push(String::from_utf8_lossy(s).into_owned());
+                rest = &rest[n..];
+            }
+            names.push(strs[4].clone());
+        }
+        assert_eq!(names, ["a", "b"], "COM_FIELD_LIST");
+
+        // SET @x pins; COM_RESET_CONNECTION forgets it
+        let ok = send(&mut c, b"\x03SET @x = 5").await;
+        assert_eq!(ok[0], 0x00);
+        let ok = send(&mut c, &[0x1F]).await;
+        assert_eq!(ok[0], 0x00, "COM_RESET_CONNECTION");
+        // COM_SET_OPTION multi-statements off: server's own reply shape
+        let r = send(&mut c, &[0x1B, 1, 0]).await;
+        assert!(r[0] == 0xFE || r[0] == 0x00, "COM_SET_OPTION reply {:?}", r);
+        let err = send(&mut c, &[0x0F]).await; // COM_TIME
+        assert_eq!(err[0], 0xFF);
+        assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1047);
+        let mut exec = vec![0x17];
+        exec.extend_from_slice(&999u32.to_le_bytes());
+        exec.extend_from_slice(&[0, 1, 0, 0, 0]);
+        let err = send(&mut c, &exec).await;
+        assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1243);
+        // still alive
+        let ok = send(&mut c, &[0x0E]).await;
+        assert_eq!(ok[0], 0x00, "PING after errors");
+    }
+    d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// LOAD DATA LOCAL INFILE: the server asks the client for the file and the
+/// proxy pumps the client's data packets through (PyMySQL, local_infile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_local_infile_through_the_proxy() {
+    let db = support::unique_db("infile");
+    let proxy = support::start_proxy().await;
+    let dir = std::env::temp_dir().join(&db);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rows.csv");
+    let rows: String = (0..5000).map(|i| format!("{i},row{i}\n")).collect();
+    std::fs::write(&file, rows).unwrap();
+    let script = format!(
+        r#"
+import pymysql
+c = pymysql.connect(host="127.0.0.1", port={port}, user="app", password="apppw", local_infile=True, autocommit=True)
+cur = c.cursor()
+cur.execute("CREATE DATABASE {db}")
+cur.execute("CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(20))")
+n = cur.execute("LOAD DATA LOCAL INFILE '{file}' INTO TABLE {db}.t FIELDS TERMINATED BY ','")
+cur.execute("SELECT COUNT(*), MAX(v) FROM {db}.t FOR UPDATE")
+print(n, *cur.fetchone())
+cur.execute("DROP DATABASE {db}")
+"#,
+        port = proxy.port(),
+        file = file.display()
+    );
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "5000 5000 row999");
+    std::fs::remove_dir_all(&dir).ok();
+}
