@@ -22,6 +22,19 @@ if ! python3 -c 'import pymysql' 2>/dev/null; then
     || { apt-get update -qq && apt-get install -y -qq python3-pymysql; }
 fi
 
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  step "Node.js + npm (mysql2 client test)"
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+if [ ! -f tests/node/node_modules/mysql2/package.json ]; then
+  step "mysql2 (npm ci in tests/node)"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if ! command -v sysbench >/dev/null 2>&1; then
+  step "sysbench"
+  apt-get update -qq && apt-get install -y -qq sysbench
+fi
+
 step "cargo test --workspace"
 # one test binary at a time: each starts its own MySQL topology (3 servers)
 cargo test --workspace --locked -- --test-threads="${CAUSEWAY_TEST_THREADS:-8}"

@@ -1,6 +1,7 @@
 //! causeway: a MySQL-protocol proxy that splits reads to GTID replicas and
 //! writes to a primary, with portable consistency tokens.
 
+pub mod admin;
 pub mod backend;
 pub mod consistency;
 pub mod frontend;
@@ -9,5 +10,7 @@ pub mod monitor;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;
+pub mod reload;
 pub mod router;
+pub mod sandbox_cmd;
 pub mod topology;

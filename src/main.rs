@@ -1,8 +1,11 @@
-//! The `causeway` command: run the proxy, or validate a config file.
+//! The `causeway` command: run the proxy (SIGHUP reloads the config file,
+//! SIGTERM / Ctrl-C stop accepting and drain sessions), or validate a
+//! config file.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use causeway::proxy::Proxy;
 
@@ -29,6 +32,16 @@ enum Command {
     CheckConfig {
         /// File to check.
         file: PathBuf,
+    },
+    /// Start a throwaway MySQL primary + GTID replicas with causeway in
+    /// front; Ctrl-C stops and removes everything.
+    Sandbox {
+        /// Address the proxy listens on.
+        #[arg(long, default_value = causeway::sandbox_cmd::DEFAULT_LISTEN)]
+        listen: String,
+        /// Number of GTID replicas.
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
     },
 }
 
@@ -63,34 +76,77 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::Sandbox { listen, replicas }) => {
+            causeway::admin::install_recorder();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(causeway::sandbox_cmd::run(
+                causeway::sandbox_cmd::SandboxOpts {
+                    listen,
+                    replicas,
+                    ..Default::default()
+                },
+            ))?;
+            Ok(())
+        }
         None => run(cli.config),
     }
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = causeway_config::Config::from_file(&path)?;
+    causeway::admin::install_recorder();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async move {
-        let proxy = Proxy::new(config)?;
-        let listener = proxy.bind().await?;
-        tracing::info!(addr = %listener.local_addr()?, "causeway listening");
-        let serve = tokio::spawn(std::sync::Arc::clone(&proxy).serve(listener));
-        wait_for_stop().await;
-        tracing::info!("shutting down");
-        proxy.shutdown();
-        let _ = serve.await;
-        Ok(())
-    })
+    let result = rt.block_on(serve(path, config));
+    // sessions still running after the drain are dropped with the runtime
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
-async fn wait_for_stop() {
+/// Runs the proxy until SIGTERM / Ctrl-C, reloading on SIGHUP, then stops
+/// accepting and drains sessions for up to `[server] shutdown_drain_ms`.
+async fn serve(path: PathBuf, config: causeway_config::Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let proxy = Proxy::new(config)?;
+    let listener = proxy.bind().await?;
+    tracing::info!(addr = %listener.local_addr()?, "causeway listening");
+    if let Some(addr) = proxy.serve_admin().await? {
+        tracing::info!(%addr, "admin endpoint listening (/metrics, /healthz, /readyz)");
     }
+    let accept = tokio::spawn(Arc::clone(&proxy).serve(listener));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!(file = %path.display(), "SIGHUP: reloading the configuration");
+                let (p, file) = (Arc::clone(&proxy), path.clone());
+                // outcome is logged and counted by reload_from itself
+                let _ = tokio::task::spawn_blocking(move || p.reload_from(&file)).await;
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let drain = proxy.topology.load().config.server.shutdown_drain();
+    tracing::info!(
+        clients = proxy.clients.load(std::sync::atomic::Ordering::Relaxed),
+        ?drain,
+        "shutting down: no new clients; sessions close after their current command"
+    );
+    proxy.shutdown();
+    let _ = accept.await;
+    match proxy.drain(drain).await {
+        0 => tracing::info!("all sessions closed"),
+        left => tracing::warn!(
+            left,
+            "sessions still open after the drain period; closing them"
+        ),
+    }
+    Ok(())
 }

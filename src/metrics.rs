@@ -1,6 +1,9 @@
 //! Metric names, as documented constants (the README lists them), and the
 //! label values causeway uses. Recording goes through the `metrics` facade;
-//! `crate::admin` installs the Prometheus exporter.
+//! `crate::admin` installs the Prometheus exporter and sets the gauges
+//! (from the topology snapshot, every second and on every scrape); the
+//! counters and the histogram are recorded where things happen
+//! (`frontend::query`, `reload`).
 
 /// Counter: statements forwarded, labels `route` (primary, replica,
 /// fallback) and `backend`.
@@ -10,7 +13,8 @@ pub const STATEMENTS: &str = "causeway_statements_total";
 pub const STATEMENT_SECONDS: &str = "causeway_statement_duration_seconds";
 /// Counter: causal reads by `outcome` (replica, waited, fallback, error).
 pub const CAUSAL_READS: &str = "causeway_causal_reads_total";
-/// Gauge: replica lag in milliseconds, label `backend`.
+/// Gauge: replica lag in milliseconds as measured by the monitor, label
+/// `backend` (absent while unknown).
 pub const REPLICA_LAG_MS: &str = "causeway_replica_lag_ms";
 /// Gauge: 1 when the backend is eligible for routing, label `backend`.
 pub const BACKEND_ELIGIBLE: &str = "causeway_backend_eligible";
@@ -18,9 +22,10 @@ pub const BACKEND_ELIGIBLE: &str = "causeway_backend_eligible";
 pub const BACKEND_UP: &str = "causeway_backend_up";
 /// Counter: config reloads by `result` (ok, error).
 pub const RELOADS: &str = "causeway_reloads_total";
-/// Gauge: connected clients.
+/// Gauge: connected clients (`Proxy::clients`).
 pub const CLIENT_CONNECTIONS: &str = "causeway_client_connections";
-/// Gauge: open backend connections, label `backend`.
+/// Gauge: open backend connections, idle or in use
+/// (`Pool::open_connections`), label `backend`.
 pub const BACKEND_CONNECTIONS: &str = "causeway_backend_connections";
 /// Counter: client logins refused.
 pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
@@ -37,5 +42,13 @@ pub mod outcome {
     /// Served by the primary after the wait timed out.
     pub const FALLBACK: &str = "fallback";
     /// Refused with an error after the wait timed out.
+    pub const ERROR: &str = "error";
+}
+
+/// `result` label values of [`RELOADS`].
+pub mod reload_result {
+    /// The new configuration is serving.
+    pub const OK: &str = "ok";
+    /// The file was refused; the old configuration keeps serving.
     pub const ERROR: &str = "error";
 }

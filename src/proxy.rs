@@ -1,20 +1,26 @@
 //! The running proxy: shared context, the MySQL listener and its accept
-//! loop, and graceful shutdown.
+//! loop, the admin endpoint's start, hot reload's entry point and graceful
+//! shutdown (stop, then drain).
 //!
 //! `Proxy` is the one value passed (as an `Arc`) to every session: the
 //! current topology snapshot, the connection-id counter, client counts and
-//! the shutdown signal. There are no process globals, so tests run several
-//! proxies side by side in one process.
+//! the shutdown signal. There are no process globals (except the metrics
+//! recorder, see `crate::admin`), so tests run several proxies side by side
+//! in one process.
 
 use arc_swap::ArcSwap;
 use causeway_config::Config;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
+use crate::admin::AdminError;
 use crate::frontend::session::Session;
+use crate::reload::{ReloadError, ReloadSummary};
 use crate::topology::{Topology, TopologyError};
 
 /// Errors starting the proxy.
@@ -35,6 +41,9 @@ pub enum ProxyError {
     /// The monitor could not start.
     #[error(transparent)]
     Monitor(#[from] crate::monitor::MonitorError),
+    /// The admin endpoint could not start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// Shared state of one proxy instance.
@@ -47,8 +56,14 @@ pub struct Proxy {
     pub clients: AtomicUsize,
     /// Version string announced to clients.
     pub server_version: ArcSwap<String>,
+    /// Live sessions, for KILL.
+    pub sessions: crate::frontend::registry::Registry,
     shutdown: watch::Sender<bool>,
     monitor: crate::monitor::Monitor,
+    /// Notified whenever `clients` drops to 0.
+    drained: Notify,
+    /// Serializes reloads.
+    reloading: Mutex<()>,
 }
 
 impl Proxy {
@@ -62,8 +77,11 @@ impl Proxy {
             next_connection_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),
             server_version: ArcSwap::from_pointee("8.4.0-causeway".to_string()),
+            sessions: Default::default(),
             shutdown,
             monitor,
+            drained: Notify::new(),
+            reloading: Mutex::new(()),
         }))
     }
 
@@ -77,10 +95,74 @@ impl Proxy {
         self.shutdown.subscribe()
     }
 
-    /// Asks the listener and all sessions to stop.
+    /// Asks the listener, the admin endpoint and all sessions to stop.
+    /// Sessions finish the command they are running and close at their
+    /// next read from the client; see [`Proxy::drain`].
     pub fn shutdown(&self) {
         self.monitor.stop();
-        let _ = self.shutdown.send(true);
+        // send_replace: the value changes even with no receiver yet
+        self.shutdown.send_replace(true);
+    }
+
+    /// True once [`Proxy::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Waits until no client is connected, at most `timeout`. Returns the
+    /// number of clients still connected (0 when drained).
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let wait = async {
+            loop {
+                let notified = self.drained.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.clients.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.clients.load(Ordering::Acquire)
+    }
+
+    /// Counters of the monitor's tasks (one per backend of the current
+    /// topology).
+    pub fn monitor_stats(&self) -> Vec<crate::monitor::BackendStats> {
+        self.monitor.stats()
+    }
+
+    /// The monitor (reload re-syncs it).
+    pub(crate) fn monitor(&self) -> &crate::monitor::Monitor {
+        &self.monitor
+    }
+
+    /// Held while a reload runs, so reloads never interleave.
+    pub(crate) fn reload_guard(&self) -> MutexGuard<'_, ()> {
+        self.reloading.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the configuration file at `path` and publishes the new
+    /// topology in one store; on error the running one stays. See
+    /// `crate::reload`.
+    pub fn reload_from(&self, path: &Path) -> Result<ReloadSummary, ReloadError> {
+        crate::reload::reload_from(self, path)
+    }
+
+    /// Binds `[admin] listen` and serves `/metrics`, `/healthz` and
+    /// `/readyz` until shutdown (see `crate::admin`). Returns the bound
+    /// address, or `None` when `[admin] enabled = false`.
+    pub async fn serve_admin(self: &Arc<Self>) -> Result<Option<SocketAddr>, ProxyError> {
+        let admin = self.topology.load().config.admin.clone();
+        if !admin.enabled {
+            return Ok(None);
+        }
+        crate::admin::install_recorder();
+        let listener = crate::admin::bind(&admin.listen).await?;
+        let addr = listener.local_addr().map_err(AdminError::Io)?;
+        tokio::spawn(crate::admin::serve(Arc::clone(self), listener));
+        Ok(Some(addr))
     }
 
     /// Remembers the primary's version for the greeting, as
@@ -140,9 +222,11 @@ impl Proxy {
     fn spawn_session(self: &Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
         let proxy = Arc::clone(self);
         tokio::spawn(async move {
-            proxy.clients.fetch_add(1, Ordering::Relaxed);
+            proxy.clients.fetch_add(1, Ordering::AcqRel);
             Session::run(Arc::clone(&proxy), stream, peer).await;
-            proxy.clients.fetch_sub(1, Ordering::Relaxed);
+            if proxy.clients.fetch_sub(1, Ordering::AcqRel) == 1 {
+                proxy.drained.notify_waiters();
+            }
         });
     }
 }

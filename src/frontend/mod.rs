@@ -5,5 +5,6 @@ pub mod local;
 pub mod login;
 mod prepared;
 mod query;
+pub mod registry;
 pub mod session;
 pub mod stmt;

@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use super::local;
 use super::prepared::Cmd;
+use super::registry::{self, Kill};
 use super::session::{starts_with_keyword, Flow, Session};
+use crate::backend::{BackendConn, LinkKey};
 use crate::consistency::{self, Choice};
 use crate::metrics::{self as m, outcome};
 use crate::protocol::ErrPacket;
@@ -55,12 +57,18 @@ impl Session {
     pub(super) async fn query(&mut self, payload: &[u8]) -> Flow {
         let sql_bytes = &payload[1..];
         if starts_with_keyword(sql_bytes, b"kill") {
-            let err = ErrPacket::new(
-                1235,
-                "42000",
-                "causeway does not support KILL yet; connect to the server directly to kill a query",
-            );
-            return self.reply_err(&err).await;
+            let sql = std::str::from_utf8(sql_bytes).unwrap_or("");
+            return match registry::parse_kill(strip_comments(sql)) {
+                Some(k) => self.kill(k).await,
+                None => {
+                    let err = ErrPacket::new(
+                        1064,
+                        "42000",
+                        "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
+                    );
+                    self.reply_err(&err).await
+                }
+            };
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
         let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
@@ -443,6 +451,66 @@ impl Session {
         })
     }
 
+    /// `KILL [QUERY | CONNECTION] id` for a causeway connection id: the
+    /// target's running statement is killed on its backend with the target's
+    /// own backend login; KILL CONNECTION also ends the target session.
+    async fn kill(&mut self, k: Kill) -> Flow {
+        let Some(target) = self.proxy.sessions.get(k.id) else {
+            let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {}", k.id));
+            return self.reply_err(&err).await;
+        };
+        let owner = target
+            .user
+            .lock()
+            .map(|u| *u == self.user.name)
+            .unwrap_or(false);
+        if !owner && !self.user.admin {
+            let err = ErrPacket::new(
+                1095,
+                "HY000",
+                format!("You are not owner of thread {}", k.id),
+            );
+            return self.reply_err(&err).await;
+        }
+        if k.id == self.id && !k.query_only {
+            let err = ErrPacket::new(1317, "70100", "Query execution was interrupted");
+            self.reply_err(&err).await;
+            return Flow::Quit;
+        }
+        if let Some((addr, thread_id)) = target.running() {
+            let login = target.login.lock().map(|l| l.clone()).ok();
+            if let Some(login) = login {
+                let key = LinkKey {
+                    user: login.user.clone(),
+                    caps: 0,
+                    collation: 255,
+                };
+                let timeout = self.topo.config.server.connect_timeout();
+                match BackendConn::connect("kill", &addr, &login, key, None, timeout).await {
+                    Ok(mut c) => {
+                        // 1094: the statement finished meanwhile; fine
+                        let _ = c.query_ok(&format!("KILL QUERY {thread_id}")).await;
+                    }
+                    Err(e) => {
+                        let err = ErrPacket::new(
+                            2003,
+                            "HY000",
+                            format!("causeway: cannot reach {addr} to kill the query: {e}"),
+                        );
+                        return self.reply_err(&err).await;
+                    }
+                }
+            }
+        }
+        if !k.query_only {
+            target
+                .killed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            target.kill.notify_one();
+        }
+        self.reply_ok().await
+    }
+
     async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
         let status = self.status & 0x0003;
         let payloads = local::text_result_set(self.caps, status, cols, rows);
@@ -453,6 +521,20 @@ impl Session {
         match self.client.flush().await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Quit,
+        }
+    }
+}
+
+/// `sql` after leading whitespace and `/* */` comments.
+fn strip_comments(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        match sql
+            .strip_prefix("/*")
+            .and_then(|r| r.find("*/").map(|e| &r[e + 2..]))
+        {
+            Some(rest) => sql = rest,
+            None => return sql,
         }
     }
 }

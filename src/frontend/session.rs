@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::login::{self, ChangeUser};
+use super::registry::SessionShared;
 use super::stmt::StmtMap;
 use crate::backend::{BackendConn, BackendError, LinkKey, Login, Pool};
 use crate::consistency::Settings;
@@ -37,6 +38,8 @@ pub(super) struct Held {
     pub(super) conn: BackendConn,
     /// How many of the session's replayable SETs this connection has seen.
     pub(super) applied_sets: usize,
+    /// Its address's slot in the session registry entry (for KILL).
+    pub(super) slot: u32,
 }
 
 /// A logged-in client session.
@@ -68,6 +71,8 @@ pub struct Session {
     pub(super) may_retry: bool,
     /// The parked error of a retryable failure.
     pub(super) retryable: Option<ErrPacket>,
+    /// What other sessions see of this one (KILL).
+    pub(super) shared: Arc<SessionShared>,
 }
 
 impl Session {
@@ -93,6 +98,13 @@ impl Session {
                 }
             };
         let topo_cfg = Arc::clone(&topo.config);
+        let shared = SessionShared::new(
+            &auth.user.name,
+            Login {
+                user: auth.user.backend_user.clone(),
+                password: auth.user.backend_password.clone(),
+            },
+        );
         let mut session = Session {
             id,
             peer_host,
@@ -111,6 +123,7 @@ impl Session {
             sets: Vec::new(),
             may_retry: false,
             retryable: None,
+            shared,
             client,
             proxy,
         };
@@ -126,7 +139,12 @@ impl Session {
             .is_ok()
         {
             tracing::debug!(conn = id, user = %session.user.name, "client logged in");
+            session
+                .proxy
+                .sessions
+                .insert(id, Arc::clone(&session.shared));
             session.serve().await;
+            session.proxy.sessions.remove(id);
         }
         session.close();
     }
@@ -149,9 +167,17 @@ impl Session {
                 tokio::select! {
                     r = self.client.read_packet() => r,
                     _ = stop.changed() => break,
+                    _ = self.shared.kill.notified() => break,
                 }
             };
             let Ok(pkt) = pkt else { break };
+            if self
+                .shared
+                .killed
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                break;
+            }
             match self.dispatch(&pkt.payload).await {
                 Flow::Continue => {}
                 Flow::Quit => break,
@@ -255,6 +281,7 @@ impl Session {
         stmt_id: Option<u32>,
     ) -> (Flow, Option<Outcome>) {
         let h = &mut self.held[idx];
+        self.shared.start(h.slot, h.conn.thread_id);
         let mut seq = 0;
         h.conn.io.queue(&mut seq, payload);
         if let Err(e) = h.conn.io.flush().await {
@@ -285,6 +312,7 @@ impl Session {
             &mut |ok, _final| merge_token(ok, token),
         )
         .await;
+        self.shared.idle();
         match result {
             Ok(outcome) => {
                 if outcome.error.is_none() {
@@ -313,6 +341,17 @@ impl Session {
     /// The held connection to `backend`, acquiring one if needed, with the
     /// session's schema applied.
     pub(super) async fn conn_for(&mut self, backend: &Arc<Backend>) -> Result<usize, ErrPacket> {
+        // A reload may have given this name a new address (a new pool): the
+        // old connection is returned and a new one taken.
+        if let Some(i) = self
+            .held
+            .iter()
+            .position(|h| h.conn.server == backend.name() && !Arc::ptr_eq(&h.pool, &backend.pool))
+        {
+            let h = self.held.swap_remove(i);
+            self.stmts.forget_backend(&h.conn.server);
+            h.pool.release(h.conn);
+        }
         let idx = match self
             .held
             .iter()
@@ -335,10 +374,12 @@ impl Session {
                     .await
                     .map_err(|e| backend_error(&e, backend))?;
                 self.proxy.learn_server_version(&conn.version);
+                let slot = self.shared.slot(&backend.config.address);
                 self.held.push(Held {
                     pool: Arc::clone(&backend.pool),
                     conn,
                     applied_sets: 0,
+                    slot,
                 });
                 self.held.len() - 1
             }
@@ -455,6 +496,15 @@ impl Session {
 
     fn apply_change_user(&mut self, user: User, req: &ChangeUser) {
         self.reset_state();
+        if let Ok(mut u) = self.shared.user.lock() {
+            u.clone_from(&user.name);
+        }
+        if let Ok(mut l) = self.shared.login.lock() {
+            *l = Login {
+                user: user.backend_user.clone(),
+                password: user.backend_password.clone(),
+            };
+        }
         self.user = user;
         self.db = req.db.clone();
         if let Some(c) = req.collation {
