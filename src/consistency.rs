@@ -7,13 +7,13 @@
 //! contains the whole token; `eventual` ignores the token; `strong` always
 //! reads the primary.
 //!
-//! Replica choice is weighted: a cursor shared by the topology snapshot
-//! walks the cumulative weights, so over any run of `sum(weights)` picks
-//! each replica gets exactly its share, without a lock.
+//! Replica choice is weighted: each session's cursor (starting at a random
+//! offset) walks the cumulative weights, so over any run of `sum(weights)`
+//! picks of a session each replica gets exactly its share, with no shared
+//! state on the per-statement path and no aliasing between sessions.
 
 use causeway_config::{Consistency, OnTimeout};
 use causeway_gtid::GtidSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,13 +149,14 @@ pub fn eligible<'a>(
         .collect()
 }
 
-/// Weighted pick among `candidates` using the snapshot's cursor.
-pub fn pick<'a>(topo: &Topology, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+/// Weighted pick among `candidates`, advancing `cursor`.
+pub fn pick<'a>(cursor: &mut u64, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
     let total: u64 = candidates.iter().map(|b| b.config.weight as u64).sum();
     if total == 0 {
         return None;
     }
-    let mut n = topo.cursor.fetch_add(1, Ordering::Relaxed) % total;
+    let mut n = *cursor % total;
+    *cursor = cursor.wrapping_add(1);
     for b in candidates {
         let w = b.config.weight as u64;
         if n < w {
@@ -174,6 +175,7 @@ pub fn choose(
     token: &GtidSet,
     max_lag_ms: Option<u64>,
     exclude: Option<&str>,
+    cursor: &mut u64,
 ) -> Choice {
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
@@ -183,7 +185,7 @@ pub fn choose(
         return Choice::Primary("no eligible replica");
     }
     if mode == Consistency::Eventual || token.is_empty() {
-        return match pick(topo, &candidates) {
+        return match pick(cursor, &candidates) {
             Some(b) => Choice::Replica(Arc::clone(b)),
             None => Choice::Primary("no eligible replica"),
         };
@@ -193,10 +195,10 @@ pub fn choose(
         .copied()
         .filter(|r| r.state.view.load().gtid_executed.contains(token))
         .collect();
-    if let Some(b) = pick(topo, &covered) {
+    if let Some(b) = pick(cursor, &covered) {
         return Choice::Replica(Arc::clone(b));
     }
-    match pick(topo, &candidates) {
+    match pick(cursor, &candidates) {
         Some(b) => Choice::WaitFor(Arc::clone(b)),
         None => Choice::Primary("no eligible replica"),
     }
@@ -224,10 +226,18 @@ mod tests {
 
     #[test]
     fn weighted_split_is_exact_over_whole_cycles() {
+        let mut cursor = 0;
         let t = topo(&[3, 1]);
         let mut counts = [0usize; 2];
         for _ in 0..10_000 {
-            let c = choose(&t, Consistency::Eventual, &GtidSet::new(), None, None);
+            let c = choose(
+                &t,
+                Consistency::Eventual,
+                &GtidSet::new(),
+                None,
+                None,
+                &mut cursor,
+            );
             let Choice::Replica(b) = c else {
                 panic!("replica expected")
             };
@@ -238,6 +248,7 @@ mod tests {
 
     #[test]
     fn causal_needs_the_whole_token() {
+        let mut cursor = 0;
         let t = topo(&[1, 1]);
         let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let have = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
@@ -247,18 +258,18 @@ mod tests {
         });
         let token = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
         for _ in 0..10 {
-            match choose(&t, Consistency::Causal, &token, None, None) {
+            match choose(&t, Consistency::Causal, &token, None, None, &mut cursor) {
                 Choice::Replica(b) => assert_eq!(b.name(), "r1"),
                 other => panic!("{other:?}"),
             }
         }
         let ahead = GtidSet::parse(&format!("{uuid}:1-11")).unwrap();
         assert!(matches!(
-            choose(&t, Consistency::Causal, &ahead, None, None),
+            choose(&t, Consistency::Causal, &ahead, None, None, &mut cursor),
             Choice::WaitFor(_)
         ));
         assert!(matches!(
-            choose(&t, Consistency::Strong, &token, None, None),
+            choose(&t, Consistency::Strong, &token, None, None, &mut cursor),
             Choice::Primary(_)
         ));
     }
@@ -290,13 +301,21 @@ mod tests {
 
     #[test]
     fn ineligible_replicas_fall_back_to_primary() {
+        let mut cursor = 0;
         let t = topo(&[1]);
         t.replicas[0].state.publish(View {
             eligible: false,
             ..View::default()
         });
         assert!(matches!(
-            choose(&t, Consistency::Eventual, &GtidSet::new(), None, None),
+            choose(
+                &t,
+                Consistency::Eventual,
+                &GtidSet::new(),
+                None,
+                None,
+                &mut cursor
+            ),
             Choice::Primary(_)
         ));
     }

@@ -168,8 +168,6 @@ pub struct Topology {
     pub replicas: Vec<Arc<Backend>>,
     /// Snapshot generation (1 for the first, +1 per reload).
     pub generation: u64,
-    /// Round-robin cursor for weighted replica choice.
-    pub cursor: AtomicU64,
 }
 
 impl Topology {
@@ -227,7 +225,6 @@ impl Topology {
             config,
             primary,
             replicas,
-            cursor: AtomicU64::new(0),
         })
     }
 

@@ -105,6 +105,7 @@ impl Session {
                     &Default::default(),
                     None,
                     None,
+                    &mut self.cursor,
                 ) {
                     Choice::Replica(b) | Choice::WaitFor(b) => b,
                     Choice::Primary(_) => Arc::clone(&self.topo.primary),

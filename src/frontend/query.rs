@@ -73,6 +73,9 @@ impl Session {
         // Non-UTF-8 text (binary literals) is not understood: primary.
         let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
         let c = classify(sql);
+        if self.route.trx.is_none() {
+            self.topo = self.proxy.topology.load_full();
+        }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
@@ -95,9 +98,6 @@ impl Session {
                         .await;
                 }
             }
-        }
-        if self.route.trx.is_none() {
-            self.topo = self.proxy.topology.load_full();
         }
         let (target, reason) = self.route.decide(&c);
         let (token, borrowed) = match stmt_token {
@@ -146,9 +146,14 @@ impl Session {
                 Some(b) => Choice::Replica(Arc::clone(b)),
                 None => Choice::Primary("backend left the topology"),
             },
-            Target::Replica | Target::ReadOnlyTransaction => {
-                consistency::choose(&self.topo, mode, token, self.settings.max_lag_ms, None)
-            }
+            Target::Replica | Target::ReadOnlyTransaction => consistency::choose(
+                &self.topo,
+                mode,
+                token,
+                self.settings.max_lag_ms,
+                None,
+                &mut self.cursor,
+            ),
         };
         let causal = matches!(target, Target::Replica | Target::ReadOnlyTransaction)
             && mode == Consistency::Causal
@@ -221,6 +226,7 @@ impl Session {
             token,
             self.settings.max_lag_ms,
             Some(failed),
+            &mut self.cursor,
         ) {
             Choice::Replica(b) => {
                 let (flow, out) = self.send_cmd(&b, cmd, expect).await;

@@ -73,6 +73,8 @@ pub struct Session {
     pub(super) retryable: Option<ErrPacket>,
     /// What other sessions see of this one (KILL).
     pub(super) shared: Arc<SessionShared>,
+    /// Weighted replica-choice cursor (random start).
+    pub(super) cursor: u64,
 }
 
 impl Session {
@@ -123,6 +125,7 @@ impl Session {
             sets: Vec::new(),
             may_retry: false,
             retryable: None,
+            cursor: rand::random(),
             shared,
             client,
             proxy,
