@@ -179,3 +179,49 @@ async fn sysbench_oltp_read_write_through_causeway() {
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
     c.disconnect().await.unwrap();
 }
+
+/// sysbench with a Lua script (tests/sysbench/token.lua): each thread writes
+/// on one connection, hands `@@causeway.token` to a second connection and
+/// reads there; no read may miss its write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sysbench_script_passes_tokens_between_connections() {
+    tokio::task::spawn_blocking(ensure_sysbench).await.unwrap();
+    let proxy = support::start_proxy().await;
+    let db = support::unique_db("sbtok");
+    let mut c = proxy.conn().await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sysbench/token.lua");
+    let out = tokio::process::Command::new("sysbench")
+        .arg(script)
+        .arg("--mysql-host=127.0.0.1")
+        .arg(format!("--mysql-port={}", proxy.port()))
+        .args([
+            "--mysql-user=app",
+            "--mysql-password=apppw",
+            "--mysql-ssl=off",
+        ])
+        .arg(format!("--mysql-db={db}"))
+        .args(["--threads=2", "--time=3", "run"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("running sysbench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("token-reads"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let reads: u64 = f[1].parse().unwrap();
+        assert!(reads > 0, "{l}");
+        assert_eq!(f[3], "0", "a read missed its write: {l}");
+    }
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
