@@ -188,11 +188,22 @@ impl Session {
                     && mode != Consistency::Strong
                     && matches!(target, Target::Replica | Target::ReadOnlyTransaction);
                 let via = if fallback { Via::Fallback } else { Via::Direct };
-                let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-                (flow, Some(Sent { backend: b, via }), out)
+                self.send_to(b, via, cmd, expect).await
             }
             Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
         }
+    }
+
+    /// Sends `cmd` to `b`, relays the reply, and says where it went.
+    async fn send_to(
+        &mut self,
+        b: Arc<Backend>,
+        via: Via,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        let (flow, out) = self.send_cmd(&b, cmd, expect).await;
+        (flow, Some(Sent { backend: b, via }), out)
     }
 
     /// Sends `cmd` to `b` and relays the reply.
@@ -228,29 +239,11 @@ impl Session {
             Some(failed),
             &mut self.cursor,
         ) {
-            Choice::Replica(b) => {
-                let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-                (
-                    flow,
-                    Some(Sent {
-                        backend: b,
-                        via: Via::Direct,
-                    }),
-                    out,
-                )
-            }
+            Choice::Replica(b) => self.send_to(b, Via::Direct, cmd, expect).await,
             Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
             Choice::Primary(_) => {
                 let p = Arc::clone(&self.topo.primary);
-                let (flow, out) = self.send_cmd(&p, cmd, expect).await;
-                (
-                    flow,
-                    Some(Sent {
-                        backend: p,
-                        via: Via::Fallback,
-                    }),
-                    out,
-                )
+                self.send_to(p, Via::Fallback, cmd, expect).await
             }
         }
     }
@@ -304,15 +297,7 @@ impl Session {
             OnTimeout::Primary => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
                 let p = Arc::clone(&self.topo.primary);
-                let (flow, out) = self.send_cmd(&p, cmd, expect).await;
-                (
-                    flow,
-                    Some(Sent {
-                        backend: p,
-                        via: Via::Fallback,
-                    }),
-                    out,
-                )
+                self.send_to(p, Via::Fallback, cmd, expect).await
             }
             OnTimeout::Error => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
