@@ -98,17 +98,20 @@ impl Session {
             self.topo = self.proxy.topology.load_full();
         }
         let b = match self.route.decide(&class).0 {
+            // Prepared on a replica only if it already has the session's
+            // token (it may lack the schema or tables otherwise); else on the
+            // primary. Executions prepare again, lazily, where they run.
             Target::Replica | Target::ReadOnlyTransaction => {
                 match consistency::choose(
                     &self.topo,
-                    causeway_config::Consistency::Eventual,
-                    &Default::default(),
-                    None,
+                    self.settings.mode,
+                    &self.settings.token,
+                    self.settings.max_lag_ms,
                     None,
                     &mut self.cursor,
                 ) {
-                    Choice::Replica(b) | Choice::WaitFor(b) => b,
-                    Choice::Primary(_) => Arc::clone(&self.topo.primary),
+                    Choice::Replica(b) => b,
+                    Choice::WaitFor(_) | Choice::Primary(_) => Arc::clone(&self.topo.primary),
                 }
             }
             Target::Backend(name) => self
