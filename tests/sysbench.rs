@@ -212,16 +212,19 @@ async fn sysbench_script_passes_tokens_between_connections() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("token-reads"))
+    // each thread reports "token-reads N missed M"; threads write
+    // concurrently, so find the reports anywhere in the output
+    let reports: Vec<Vec<&str>> = stdout
+        .split("token-reads ")
+        .skip(1)
+        .map(|r| r.split_whitespace().take(3).collect())
         .collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
-    for l in lines {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let reads: u64 = f[1].parse().unwrap();
-        assert!(reads > 0, "{l}");
-        assert_eq!(f[3], "0", "a read missed its write: {l}");
+    assert_eq!(reports.len(), 2, "{stdout}");
+    for f in reports {
+        assert_eq!(f.get(1), Some(&"missed"), "{stdout}");
+        let reads: u64 = f[0].parse().unwrap();
+        assert!(reads > 0, "{stdout}");
+        assert_eq!(f[2], "0", "a read missed its write: {stdout}");
     }
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

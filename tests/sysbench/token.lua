@@ -18,5 +18,7 @@ function event()
   if tonumber(rs:fetch_row()[1]) ~= n then missed = missed + 1 end
 end
 function thread_done()
-  print(string.format("token-reads %d missed %d", n, missed))
+  -- one write per thread: print() writes text and newline separately,
+  -- so two threads' lines could interleave
+  io.stdout:write(string.format("token-reads %d missed %d\n", n, missed))
 end
