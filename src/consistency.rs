@@ -131,12 +131,12 @@ pub enum Choice {
 pub fn eligible<'a>(
     topo: &'a Topology,
     max_lag_ms: Option<u64>,
-    exclude: Option<&str>,
+    exclude: &[&str],
 ) -> Vec<&'a Arc<Backend>> {
     topo.replicas
         .iter()
         .filter(|r| {
-            if r.config.weight == 0 || exclude == Some(r.name()) {
+            if r.config.weight == 0 || exclude.contains(&r.name()) {
                 return false;
             }
             let v = r.state.view.load();
@@ -168,13 +168,13 @@ pub fn pick<'a>(cursor: &mut u64, candidates: &[&'a Arc<Backend>]) -> Option<&'a
 }
 
 /// Chooses the backend of a read under `mode` with requirement `token`,
-/// never `exclude` (a replica that just failed).
+/// never one in `exclude` (replicas that just failed or are full).
 pub fn choose(
     topo: &Topology,
     mode: Consistency,
     token: &GtidSet,
     max_lag_ms: Option<u64>,
-    exclude: Option<&str>,
+    exclude: &[&str],
     cursor: &mut u64,
 ) -> Choice {
     if mode == Consistency::Strong {
@@ -235,7 +235,7 @@ mod tests {
                 Consistency::Eventual,
                 &GtidSet::new(),
                 None,
-                None,
+                &[],
                 &mut cursor,
             );
             let Choice::Replica(b) = c else {
@@ -258,18 +258,18 @@ mod tests {
         });
         let token = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
         for _ in 0..10 {
-            match choose(&t, Consistency::Causal, &token, None, None, &mut cursor) {
+            match choose(&t, Consistency::Causal, &token, None, &[], &mut cursor) {
                 Choice::Replica(b) => assert_eq!(b.name(), "r1"),
                 other => panic!("{other:?}"),
             }
         }
         let ahead = GtidSet::parse(&format!("{uuid}:1-11")).unwrap();
         assert!(matches!(
-            choose(&t, Consistency::Causal, &ahead, None, None, &mut cursor),
+            choose(&t, Consistency::Causal, &ahead, None, &[], &mut cursor),
             Choice::WaitFor(_)
         ));
         assert!(matches!(
-            choose(&t, Consistency::Strong, &token, None, None, &mut cursor),
+            choose(&t, Consistency::Strong, &token, None, &[], &mut cursor),
             Choice::Primary(_)
         ));
     }
@@ -285,16 +285,16 @@ mod tests {
             lag_ms: Some(10),
             ..View::default()
         });
-        let names: Vec<&str> = eligible(&t, Some(100), None)
+        let names: Vec<&str> = eligible(&t, Some(100), &[])
             .iter()
             .map(|b| b.name())
             .collect();
         assert_eq!(names, ["r2"]);
-        assert_eq!(eligible(&t, None, None).len(), 2);
-        assert_eq!(eligible(&t, None, Some("r1")).len(), 1);
+        assert_eq!(eligible(&t, None, &[]).len(), 2);
+        assert_eq!(eligible(&t, None, &["r1"]).len(), 1);
         t.replicas[1].state.publish(View::default());
         assert!(
-            eligible(&t, Some(100), None).is_empty(),
+            eligible(&t, Some(100), &[]).is_empty(),
             "unknown lag does not meet a budget"
         );
     }
@@ -313,7 +313,7 @@ mod tests {
                 Consistency::Eventual,
                 &GtidSet::new(),
                 None,
-                None,
+                &[],
                 &mut cursor
             ),
             Choice::Primary(_)

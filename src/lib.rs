@@ -14,3 +14,4 @@ pub mod reload;
 pub mod router;
 pub mod sandbox_cmd;
 pub mod topology;
+pub mod workers;

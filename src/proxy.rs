@@ -22,6 +22,7 @@ use crate::admin::AdminError;
 use crate::frontend::session::Session;
 use crate::reload::{ReloadError, ReloadSummary};
 use crate::topology::{Topology, TopologyError};
+use crate::workers::{Workers, WorkersError};
 
 /// Errors starting the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum ProxyError {
     /// The admin endpoint could not start.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The session worker threads could not start.
+    #[error(transparent)]
+    Workers(#[from] WorkersError),
 }
 
 /// Shared state of one proxy instance.
@@ -64,11 +68,14 @@ pub struct Proxy {
     drained: Notify,
     /// Serializes reloads.
     reloading: Mutex<()>,
+    /// Threads that run the sessions.
+    workers: Workers,
 }
 
 impl Proxy {
     /// A proxy for `config`.
     pub fn new(config: Config) -> Result<Arc<Proxy>, ProxyError> {
+        let workers = Workers::start(Workers::resolve(config.server.worker_threads))?;
         let topo = Topology::build(Arc::new(config), None)?;
         let monitor = crate::monitor::Monitor::start(&topo)?;
         let (shutdown, _) = watch::channel(false);
@@ -82,6 +89,7 @@ impl Proxy {
             monitor,
             drained: Notify::new(),
             reloading: Mutex::new(()),
+            workers,
         }))
     }
 
@@ -200,7 +208,8 @@ impl Proxy {
         }
     }
 
-    /// Accepts clients until shutdown; each gets its own session task.
+    /// Accepts clients until shutdown; each becomes a session task on one of
+    /// the session workers (`crate::workers`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         self.probe_version().await;
         let mut stop = self.shutdown_signal();
@@ -219,11 +228,23 @@ impl Proxy {
         tracing::info!("listener closed");
     }
 
+    /// Hands a new client to the next session worker.
     fn spawn_session(self: &Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        // the socket moves to the worker's event loop
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "cannot hand the client to a worker");
+                return;
+            }
+        };
         let proxy = Arc::clone(self);
-        tokio::spawn(async move {
-            proxy.clients.fetch_add(1, Ordering::AcqRel);
-            Session::run(Arc::clone(&proxy), stream, peer).await;
+        proxy.clients.fetch_add(1, Ordering::AcqRel);
+        self.workers.spawn(async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => Session::run(Arc::clone(&proxy), stream, peer).await,
+                Err(e) => tracing::warn!(error = %e, %peer, "cannot register the client socket"),
+            }
             if proxy.clients.fetch_sub(1, Ordering::AcqRel) == 1 {
                 proxy.drained.notify_waiters();
             }

@@ -99,7 +99,8 @@ enum St {
 ///
 /// `client_stmt_id` replaces the statement id of a prepare reply. `on_ok` is
 /// called for every OK packet with `final = true` for the one that ends the
-/// reply.
+/// reply. Long replies stream to the client as they arrive; the reply's last
+/// bytes are left queued in `client.wbuf` for the caller to flush.
 pub async fn relay(
     backend: &mut BackendConn,
     client: &mut PacketConn,
@@ -328,9 +329,9 @@ async fn relay_to(
                 backend.io.rbuf.advance(pos);
                 if discard {
                     client.wbuf.truncate(keep);
-                } else {
-                    client.flush().await.map_err(RelayError::Client)?;
                 }
+                // the end of the reply stays queued: the session flushes it
+                // once its bookkeeping (routing state, metrics) is done
                 return Ok(out);
             }
         }

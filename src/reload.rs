@@ -143,6 +143,9 @@ pub fn diff(old: &Topology, new: &Topology) -> ReloadSummary {
     if oc.server.listen != nc.server.listen {
         s.restart_required.push("server.listen");
     }
+    if oc.server.worker_threads != nc.server.worker_threads {
+        s.restart_required.push("server.worker_threads");
+    }
     if oc.admin.listen != nc.admin.listen {
         s.restart_required.push("admin.listen");
     }

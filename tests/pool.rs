@@ -43,3 +43,52 @@ async fn full_pool_gives_1040_then_recovers() {
     assert!(ok, "a freed slot is reused");
     b.query_drop("COMMIT").await.unwrap();
 }
+
+/// A read whose replica has no free pool slot goes, at once, to a replica
+/// that has one, and with every replica full to the primary: it neither
+/// waits for the connect timeout nor fails with 1040.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_replica_pool_sends_reads_elsewhere() {
+    let proxy = support::start_proxy_with(|t| {
+        t.replace(
+            "connect_timeout_ms = 5000",
+            "connect_timeout_ms = 5000\npool_max_per_backend = 1",
+        )
+    })
+    .await;
+    async fn read_route(c: &mut mysql_async::Conn) -> String {
+        c.query_drop("SELECT 1").await.unwrap();
+        c.query_first::<String, _>("SELECT @@causeway.last_route")
+            .await
+            .unwrap()
+            .unwrap()
+    }
+    // each session keeps its replica connection: one slot per replica
+    let mut a = proxy.conn().await;
+    let mut b = proxy.conn().await;
+    let ra = read_route(&mut a).await;
+    let rb = read_route(&mut b).await;
+    assert!(ra.starts_with("replica:"), "{ra}");
+    assert!(rb.starts_with("replica:"), "{rb}");
+    assert_ne!(ra, rb, "the second session found the first replica full");
+    let mut c = proxy.conn().await;
+    let started = std::time::Instant::now();
+    let rc = read_route(&mut c).await;
+    assert_eq!(rc, "primary:fallback");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the read did not wait for a replica slot ({:?})",
+        started.elapsed()
+    );
+    // a freed replica slot is used again
+    a.disconnect().await.unwrap();
+    let mut seen_replica = false;
+    // bounded: the slot comes back once the background reset is done
+    for _ in 0..500 {
+        if read_route(&mut c).await.starts_with("replica:") {
+            seen_replica = true;
+            break;
+        }
+    }
+    assert!(seen_replica, "reads return to a replica with a free slot");
+}

@@ -116,6 +116,9 @@ pub struct BackendConn {
     pub idle_since: Instant,
     /// Set when the connection must not be reused.
     pub broken: bool,
+    /// The thread whose event loop drives the socket (see
+    /// `crate::workers`).
+    home: std::thread::ThreadId,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -138,6 +141,18 @@ pub fn base_capabilities() -> CapabilityFlags {
 pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
 
 impl BackendConn {
+    /// Moves the socket to the calling thread's event loop if it is driven
+    /// by another one (a pooled connection opened by a session on another
+    /// worker), so the session's round trips need no cross-thread wake-up.
+    pub fn bring_home(&mut self) -> std::io::Result<()> {
+        let here = std::thread::current().id();
+        if self.home != here {
+            self.io.reregister()?;
+            self.home = here;
+        }
+        Ok(())
+    }
+
     /// Connects and logs in, bounded by `timeout`.
     pub async fn connect(
         server: &str,
@@ -258,6 +273,7 @@ impl BackendConn {
             db: db.map(str::to_string),
             idle_since: Instant::now(),
             broken: false,
+            home: std::thread::current().id(),
             permit: None,
         };
         conn.query_ok(SETUP_SQL)

@@ -83,29 +83,36 @@ impl Pool {
             .unwrap_or(0)
     }
 
-    /// An idle connection for `key`, or a new one.
+    /// An idle connection for `key`, or a new one. When every slot is taken
+    /// it waits up to the connect timeout for one, or with `wait == false`
+    /// fails at once (a read that can go elsewhere).
     pub async fn acquire(
         &self,
         login: &Login,
         key: &LinkKey,
         db: Option<&str>,
+        wait: bool,
     ) -> Result<BackendConn, BackendError> {
-        if let Some(conn) = self.take_idle(key, db) {
-            return Ok(conn);
-        }
-        let permit = match tokio::time::timeout(
-            self.cfg.connect_timeout,
-            self.slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(BackendError::PoolExhausted {
-                    server: self.name.clone(),
-                    max: self.cfg.max,
-                })
+        if let Some(mut conn) = self.take_idle(key, db) {
+            // on failure the connection is closed and a new one opened
+            if conn.bring_home().is_ok() {
+                return Ok(conn);
             }
+        }
+        let exhausted = || BackendError::PoolExhausted {
+            server: self.name.clone(),
+            max: self.cfg.max,
+        };
+        let permit = if wait {
+            tokio::time::timeout(self.cfg.connect_timeout, self.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| exhausted())?
+                .map_err(|_| exhausted())?
+        } else {
+            self.slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| exhausted())?
         };
         let mut conn = BackendConn::connect(
             &self.name,

@@ -107,7 +107,7 @@ impl Session {
                     self.settings.mode,
                     &self.settings.token,
                     self.settings.max_lag_ms,
-                    None,
+                    &[],
                     &mut self.cursor,
                 ) {
                     Choice::Replica(b) => b,

@@ -151,7 +151,7 @@ impl Session {
                 mode,
                 token,
                 self.settings.max_lag_ms,
-                None,
+                &[],
                 &mut self.cursor,
             ),
         };
@@ -170,7 +170,11 @@ impl Session {
                 let (flow, out) = self.send_cmd(&b, cmd, expect).await;
                 self.may_retry = false;
                 if let Some(err) = self.retryable.take() {
-                    tracing::warn!(conn = self.id, backend = %b.name(), error = %err, "read failed on a replica; retrying once elsewhere");
+                    if err.code == 1040 {
+                        tracing::debug!(conn = self.id, backend = %b.name(), "replica pool full; the read goes elsewhere");
+                    } else {
+                        tracing::warn!(conn = self.id, backend = %b.name(), error = %err, "read failed on a replica; retrying once elsewhere");
+                    }
                     return self.retry_read(mode, token, cmd, expect, b.name()).await;
                 }
                 (
@@ -215,14 +219,17 @@ impl Session {
     ) -> (Flow, Option<Outcome>) {
         match self.prepare_cmd(b, cmd).await {
             Ok((idx, payload)) => self.forward_on(idx, &payload, expect, None).await,
-            // cannot connect (2003) or lost before any reply (2013)
-            Err(err) if err.code == 2003 || err.code == 2013 => self.fail_or_park(err).await,
+            // cannot connect (2003), lost before any reply (2013), or no free
+            // pool slot (1040): a read may still go elsewhere
+            Err(err) if matches!(err.code, 2003 | 2013 | 1040) => self.fail_or_park(err).await,
             Err(err) => (self.reply_err(&err).await, None),
         }
     }
 
-    /// The one retry of a failed read: another eligible replica, else the
-    /// primary. Failures now go to the client.
+    /// The retry of a read that failed on, or found no free pool slot at,
+    /// replica `failed`: another eligible replica, else the primary. Replicas
+    /// whose pools are full are skipped without waiting; any other failure
+    /// now goes to the client.
     async fn retry_read(
         &mut self,
         mode: Consistency,
@@ -231,19 +238,42 @@ impl Session {
         expect: Expect,
         failed: &str,
     ) -> (Flow, Option<Sent>, Option<Outcome>) {
-        match consistency::choose(
-            &self.topo,
-            mode,
-            token,
-            self.settings.max_lag_ms,
-            Some(failed),
-            &mut self.cursor,
-        ) {
-            Choice::Replica(b) => self.send_to(b, Via::Direct, cmd, expect).await,
-            Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
-            Choice::Primary(_) => {
-                let p = Arc::clone(&self.topo.primary);
-                self.send_to(p, Via::Fallback, cmd, expect).await
+        let mut exclude = vec![failed.to_string()];
+        loop {
+            let skip: Vec<&str> = exclude.iter().map(String::as_str).collect();
+            let choice = consistency::choose(
+                &self.topo,
+                mode,
+                token,
+                self.settings.max_lag_ms,
+                &skip,
+                &mut self.cursor,
+            );
+            match choice {
+                Choice::Replica(b) => {
+                    self.may_retry = true;
+                    let (flow, out) = self.send_cmd(&b, cmd, expect).await;
+                    self.may_retry = false;
+                    match self.retryable.take() {
+                        None => {
+                            return (
+                                flow,
+                                Some(Sent {
+                                    backend: b,
+                                    via: Via::Direct,
+                                }),
+                                out,
+                            )
+                        }
+                        Some(err) if err.code == 1040 => exclude.push(b.name().to_string()),
+                        Some(err) => return (self.reply_err(&err).await, None, None),
+                    }
+                }
+                Choice::WaitFor(b) => return self.read_after_wait(b, token, cmd, expect).await,
+                Choice::Primary(_) => {
+                    let p = Arc::clone(&self.topo.primary);
+                    return self.send_to(p, Via::Fallback, cmd, expect).await;
+                }
             }
         }
     }

@@ -181,9 +181,14 @@ impl Session {
             {
                 break;
             }
-            match self.dispatch(&pkt.payload).await {
-                Flow::Continue => {}
-                Flow::Quit => break,
+            let flow = self.dispatch(&pkt.payload).await;
+            // the reply's last bytes go out only now, after the session's
+            // bookkeeping, so whoever sees the answer also sees its metrics
+            if self.client.flush().await.is_err() {
+                break;
+            }
+            if let Flow::Quit = flow {
+                break;
             }
         }
     }
@@ -371,9 +376,11 @@ impl Session {
                     caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
                     collation: self.collation,
                 };
+                // a read that may go elsewhere does not wait for a slot
+                let wait = !self.may_retry;
                 let conn = backend
                     .pool
-                    .acquire(&login, &key, self.db.as_deref())
+                    .acquire(&login, &key, self.db.as_deref(), wait)
                     .await
                     .map_err(|e| backend_error(&e, backend))?;
                 self.proxy.learn_server_version(&conn.version);
@@ -422,7 +429,10 @@ impl Session {
     /// Sends `err` to the client, or parks it when the running read may be
     /// retried elsewhere (nothing has reached the client yet).
     pub(super) async fn fail_or_park(&mut self, err: ErrPacket) -> (Flow, Option<Outcome>) {
-        metrics::counter!(crate::metrics::BACKEND_ERRORS).increment(1);
+        // a full pool is not a backend failure
+        if err.code != 1040 {
+            metrics::counter!(crate::metrics::BACKEND_ERRORS).increment(1);
+        }
         if self.may_retry {
             self.retryable = Some(err);
             return (Flow::Continue, None);

@@ -66,6 +66,18 @@ impl PacketConn {
         }
     }
 
+    /// Registers the socket with the calling thread's runtime (the old
+    /// registration goes with a duplicate of the descriptor). Buffers are
+    /// kept.
+    pub fn reregister(&mut self) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let fd = self.stream.as_fd().try_clone_to_owned()?;
+        let std = std::net::TcpStream::from(fd);
+        std.set_nonblocking(true)?;
+        self.stream = TcpStream::from_std(std)?;
+        Ok(())
+    }
+
     /// The underlying socket.
     pub fn stream(&self) -> &TcpStream {
         &self.stream

@@ -60,6 +60,9 @@ pub struct Server {
     pub pool_idle_timeout_ms: u64,
     /// Graceful shutdown drain time in ms (0 = close immediately).
     pub shutdown_drain_ms: u64,
+    /// Threads that run client sessions (0 = one per two cores, at least
+    /// one). Changing it needs a restart.
+    pub worker_threads: usize,
 }
 
 impl Default for Server {
@@ -71,6 +74,7 @@ impl Default for Server {
             pool_max_per_backend: 256,
             pool_idle_timeout_ms: 60_000,
             shutdown_drain_ms: 10_000,
+            worker_threads: 0,
         }
     }
 }

@@ -56,6 +56,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
         &["server", "pool_max_per_backend"],
     )?;
     positive(s.pool_idle_timeout_ms, &["server", "pool_idle_timeout_ms"])?;
+    if s.worker_threads > 1024 {
+        return fail(
+            key(&["server", "worker_threads"]),
+            "must be at most 1024 (0 = one per two cores)",
+        );
+    }
 
     // [admin]
     if c.admin.enabled {
