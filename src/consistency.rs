@@ -7,12 +7,17 @@
 //! contains the whole token; `eventual` ignores the token; `strong` always
 //! reads the primary.
 //!
-//! Replica choice is weighted: each session's cursor (starting at a random
-//! offset) walks the cumulative weights, so over any run of `sum(weights)`
-//! picks of a session each replica gets exactly its share, with no shared
-//! state on the per-statement path and no aliasing between sessions.
+//! Replica choice is weighted. Each session has a [`Picker`] whose cursor
+//! starts at the session's connection id and walks the cumulative weights.
+//! With `read_balance = "session"` (the default) a session keeps the replica
+//! it picked while that replica qualifies, so consecutive sessions are
+//! spread exactly by weight and a session's reads stay on one server (warm
+//! caches, one backend connection). With `"statement"` every read advances
+//! the cursor, so over any run of `sum(weights)` reads of one session each
+//! replica gets exactly its share. Either way there is no shared state on
+//! the per-statement path.
 
-use causeway_config::{Consistency, OnTimeout};
+use causeway_config::{Consistency, OnTimeout, ReadBalance};
 use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,22 +154,59 @@ pub fn eligible<'a>(
         .collect()
 }
 
-/// Weighted pick among `candidates`, advancing `cursor`.
-pub fn pick<'a>(cursor: &mut u64, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+/// One session's replica choice: where its weighted picks are, and, with
+/// [`ReadBalance::Session`], the replica it keeps while that qualifies.
+#[derive(Debug, Clone)]
+pub struct Picker {
+    cursor: u64,
+    balance: ReadBalance,
+    sticky: Option<String>,
+}
+
+impl Picker {
+    /// A picker whose cursor starts at `start` (the connection id).
+    pub fn new(start: u64, balance: ReadBalance) -> Picker {
+        Picker {
+            cursor: start,
+            balance,
+            sticky: None,
+        }
+    }
+
+    /// The replica this session keeps, if any.
+    pub fn sticky(&self) -> Option<&str> {
+        self.sticky.as_deref()
+    }
+}
+
+/// Weighted pick among `candidates`: the session's replica when it is one
+/// of them (session balance), else the next by weight.
+pub fn pick<'a>(p: &mut Picker, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+    if let Some(name) = p.sticky.as_deref() {
+        if let Some(b) = candidates.iter().find(|b| b.name() == name) {
+            return Some(b);
+        }
+    }
     let total: u64 = candidates.iter().map(|b| b.config.weight as u64).sum();
     if total == 0 {
         return None;
     }
-    let mut n = *cursor % total;
-    *cursor = cursor.wrapping_add(1);
-    for b in candidates {
-        let w = b.config.weight as u64;
-        if n < w {
-            return Some(b);
-        }
-        n -= w;
+    let mut n = p.cursor % total;
+    p.cursor = p.cursor.wrapping_add(1);
+    let chosen = candidates
+        .iter()
+        .find(|b| {
+            let w = b.config.weight as u64;
+            let hit = n < w;
+            n = n.saturating_sub(w);
+            hit
+        })
+        .or(candidates.last())
+        .copied();
+    if p.balance == ReadBalance::Session {
+        p.sticky = chosen.map(|b| b.name().to_string());
     }
-    candidates.last().copied()
+    chosen
 }
 
 /// Chooses the backend of a read under `mode` with requirement `token`,
@@ -175,7 +217,7 @@ pub fn choose(
     token: &GtidSet,
     max_lag_ms: Option<u64>,
     exclude: &[&str],
-    cursor: &mut u64,
+    cursor: &mut Picker,
 ) -> Choice {
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
@@ -226,7 +268,7 @@ mod tests {
 
     #[test]
     fn weighted_split_is_exact_over_whole_cycles() {
-        let mut cursor = 0;
+        let mut cursor = Picker::new(0, ReadBalance::Statement);
         let t = topo(&[3, 1]);
         let mut counts = [0usize; 2];
         for _ in 0..10_000 {
@@ -247,8 +289,52 @@ mod tests {
     }
 
     #[test]
+    fn session_balance_spreads_sessions_by_weight_and_keeps_the_replica() {
+        let t = topo(&[3, 1]);
+        let mut per_replica = [0usize; 2];
+        for id in 1..=40 {
+            let mut p = Picker::new(id, ReadBalance::Session);
+            let mut first = None;
+            for _ in 0..20 {
+                let Choice::Replica(b) = choose(
+                    &t,
+                    Consistency::Eventual,
+                    &GtidSet::new(),
+                    None,
+                    &[],
+                    &mut p,
+                ) else {
+                    panic!("replica expected")
+                };
+                let name = b.name().to_string();
+                assert_eq!(
+                    first.get_or_insert(name.clone()),
+                    &name,
+                    "session {id} moved"
+                );
+            }
+            per_replica[usize::from(first.as_deref() == Some("r2"))] += 1;
+            // an excluded replica is left, and the new one kept
+            let keep = p.sticky().unwrap().to_string();
+            let Choice::Replica(other) = choose(
+                &t,
+                Consistency::Eventual,
+                &GtidSet::new(),
+                None,
+                &[&keep],
+                &mut p,
+            ) else {
+                panic!("replica expected")
+            };
+            assert_ne!(other.name(), keep);
+            assert_eq!(p.sticky(), Some(other.name()));
+        }
+        assert_eq!(per_replica, [30, 10]);
+    }
+
+    #[test]
     fn causal_needs_the_whole_token() {
-        let mut cursor = 0;
+        let mut cursor = Picker::new(0, ReadBalance::Statement);
         let t = topo(&[1, 1]);
         let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let have = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
@@ -301,7 +387,7 @@ mod tests {
 
     #[test]
     fn ineligible_replicas_fall_back_to_primary() {
-        let mut cursor = 0;
+        let mut cursor = Picker::new(0, ReadBalance::Statement);
         let t = topo(&[1]);
         t.replicas[0].state.publish(View {
             eligible: false,

@@ -45,14 +45,13 @@ pub struct Workers {
 
 impl Workers {
     /// The number of workers `configured` asks for: itself, or for 0 one
-    /// per two available cores (at least one), leaving the other half to
-    /// the kernel's TCP work and, on a shared host, to MySQL.
+    /// per available core. (One thread per core measured better than fewer
+    /// under many concurrent clients: the kernel shares CPU time per thread.)
     pub fn resolve(configured: usize) -> usize {
         if configured > 0 {
             return configured;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cores.div_ceil(2)
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
     /// Starts `n` (≥ 1) worker threads named `causeway-worker-<i>`.
@@ -109,7 +108,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[test]
-    fn resolves_auto_to_half_the_cores() {
+    fn resolves_auto_to_the_cores() {
         assert_eq!(Workers::resolve(3), 3);
         assert!(Workers::resolve(0) >= 1);
     }

@@ -19,7 +19,8 @@ async fn own_proxy(topo: &Topology) -> (Arc<Proxy>, u16) {
     let text = support::config_text(topo).replace(
         "[monitor]\n",
         "[monitor]\ninterval_ms = 200\nconnect_timeout_ms = 300\n",
-    ) + "[routing]\nmax_lag_ms = 500\nlag_hysteresis_ms = 100\n";
+    )
+        + "[routing]\nmax_lag_ms = 500\nlag_hysteresis_ms = 100\nread_balance = \"statement\"\n";
     let config = Config::from_str_named(&text, "failover.toml").unwrap();
     let proxy = Proxy::new(config).unwrap();
     let listener = proxy.bind().await.unwrap();

@@ -42,6 +42,8 @@ fn config_with(replicas: &[(&str, u32)], listen: &str) -> String {
             r.addr()
         ));
     }
+    // the checker session must see every replica's share
+    s.push_str("[routing]\nread_balance = \"statement\"\n");
     s
 }
 

@@ -26,7 +26,10 @@ async fn sid(c: &mut mysql_async::Conn, sql: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_spread_over_replicas_by_weight() {
-    let proxy = support::start_proxy_with(|t| t.replacen("weight = 1", "weight = 3", 1)).await;
+    let proxy = support::start_proxy_with(|t| {
+        t.replacen("weight = 1", "weight = 3", 1) + "[routing]\nread_balance = \"statement\"\n"
+    })
+    .await;
     let (primary, replicas) = server_ids().await;
     let mut c = proxy.conn().await;
     let mut counts: HashMap<u32, u32> = HashMap::new();
@@ -40,6 +43,28 @@ async fn reads_spread_over_replicas_by_weight() {
     let r2 = *counts.get(&replicas[1]).unwrap_or(&0) as f64;
     assert!((r1 / 10_000.0 - 0.75).abs() <= 0.05, "r1 share {r1}");
     assert!((r2 / 10_000.0 - 0.25).abs() <= 0.05, "r2 share {r2}");
+}
+
+/// The default `read_balance = "session"`: consecutive sessions are spread
+/// exactly by weight and each keeps its replica for all its reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_one_replica_and_spread_by_weight() {
+    let proxy = support::start_proxy_with(|t| t.replacen("weight = 1", "weight = 3", 1)).await;
+    let (primary, replicas) = server_ids().await;
+    let mut sessions_on: HashMap<u32, u32> = HashMap::new();
+    for _ in 0..8 {
+        let mut c = proxy.conn().await;
+        let first = sid(&mut c, "SELECT @@server_id").await;
+        for _ in 0..20 {
+            assert_eq!(sid(&mut c, "SELECT @@server_id").await, first);
+        }
+        assert_eq!(where_ran(&mut c).await.split(':').next(), Some("replica"));
+        *sessions_on.entry(first).or_default() += 1;
+        c.disconnect().await.unwrap();
+    }
+    assert_eq!(sessions_on.get(&primary), None);
+    assert_eq!(sessions_on.get(&replicas[0]), Some(&6), "{sessions_on:?}");
+    assert_eq!(sessions_on.get(&replicas[1]), Some(&2), "{sessions_on:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

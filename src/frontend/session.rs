@@ -17,7 +17,7 @@ use super::login::{self, ChangeUser};
 use super::registry::SessionShared;
 use super::stmt::StmtMap;
 use crate::backend::{BackendConn, BackendError, LinkKey, Login, Pool};
-use crate::consistency::Settings;
+use crate::consistency::{Picker, Settings};
 use crate::protocol::handshake;
 use crate::protocol::messages::{self, put_lenenc_str, track};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn};
@@ -73,8 +73,8 @@ pub struct Session {
     pub(super) retryable: Option<ErrPacket>,
     /// What other sessions see of this one (KILL).
     pub(super) shared: Arc<SessionShared>,
-    /// Weighted replica-choice cursor (random start).
-    pub(super) cursor: u64,
+    /// Weighted replica choice (see `crate::consistency::Picker`).
+    pub(super) cursor: Picker,
 }
 
 impl Session {
@@ -125,7 +125,7 @@ impl Session {
             sets: Vec::new(),
             may_retry: false,
             retryable: None,
-            cursor: rand::random(),
+            cursor: Picker::new(u64::from(id), topo_cfg.routing.read_balance),
             shared,
             client,
             proxy,
@@ -311,13 +311,16 @@ impl Session {
         let caps = self.caps;
         let token = &mut self.settings.token;
         let h = &mut self.held[idx];
+        // only the primary's GTID sets advance the token: a replica's set
+        // says what it has, not what the session wrote
+        let from_primary = h.conn.server == self.topo.primary.name();
         let result = relay::relay(
             &mut h.conn,
             &mut self.client,
             caps,
             expect,
             stmt_id,
-            &mut |ok, _final| merge_token(ok, token),
+            &mut |ok, _final| from_primary && merge_token(ok, token),
         )
         .await;
         self.shared.idle();

@@ -37,8 +37,8 @@ use std::time::Duration;
 pub use address::split_host_port;
 pub use error::ConfigError;
 pub use model::{
-    Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError, Routing,
-    Server, User, MAX_WEIGHT,
+    Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError,
+    ReadBalance, Routing, Server, User, MAX_WEIGHT,
 };
 
 impl Config {

@@ -60,8 +60,8 @@ pub struct Server {
     pub pool_idle_timeout_ms: u64,
     /// Graceful shutdown drain time in ms (0 = close immediately).
     pub shutdown_drain_ms: u64,
-    /// Threads that run client sessions (0 = one per two cores, at least
-    /// one). Changing it needs a restart.
+    /// Threads that run client sessions (0 = one per core). Changing it
+    /// needs a restart.
     pub worker_threads: usize,
 }
 
@@ -350,6 +350,8 @@ pub struct Routing {
     /// A replica excluded for lag returns only when
     /// lag < max_lag_ms - lag_hysteresis_ms. Must be < every effective max_lag_ms.
     pub lag_hysteresis_ms: u64,
+    /// How reads are spread over replicas: per session or per statement.
+    pub read_balance: ReadBalance,
 }
 
 impl Default for Routing {
@@ -360,6 +362,7 @@ impl Default for Routing {
             on_timeout: OnTimeout::Primary,
             max_lag_ms: 5000,
             lag_hysteresis_ms: 500,
+            read_balance: ReadBalance::Session,
         }
     }
 }
@@ -461,3 +464,17 @@ pub enum OnTimeout {
 
 string_enum!(OnTimeout, "on_timeout", "primary, error",
     Primary => "primary", Error => "error");
+
+/// How plain reads are spread over the eligible replicas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadBalance {
+    /// Each session picks a replica by weight (sessions in turn) and keeps
+    /// it while it qualifies, as MySQL Router does per connection.
+    #[default]
+    Session,
+    /// Every read picks again by weight.
+    Statement,
+}
+
+string_enum!(ReadBalance, "read_balance", "session, statement",
+    Session => "session", Statement => "statement");

@@ -59,7 +59,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     if s.worker_threads > 1024 {
         return fail(
             key(&["server", "worker_threads"]),
-            "must be at most 1024 (0 = one per two cores)",
+            "must be at most 1024 (0 = one per core)",
         );
     }
 
