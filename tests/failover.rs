@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn own_proxy(topo: &Topology) -> (Arc<Proxy>, u16) {
+async fn own_proxy(topo: &Topology, read_balance: &str) -> (Arc<Proxy>, u16) {
     let text = support::config_text(topo).replace(
         "[monitor]\n",
         "[monitor]\ninterval_ms = 200\nconnect_timeout_ms = 300\n",
-    )
-        + "[routing]\nmax_lag_ms = 500\nlag_hysteresis_ms = 100\nread_balance = \"statement\"\n";
+    ) + &format!(
+        "[routing]\nmax_lag_ms = 500\nlag_hysteresis_ms = 100\nread_balance = \"{read_balance}\"\n"
+    );
     let config = Config::from_str_named(&text, "failover.toml").unwrap();
     let proxy = Proxy::new(config).unwrap();
     let listener = proxy.bind().await.unwrap();
@@ -62,7 +63,7 @@ async fn lagging_and_killed_replicas_leave_and_rejoin_without_client_errors() {
     opts.extra_mysqld_options
         .push("max_connections=1000".into());
     let topo = Arc::new(Topology::start(opts).await.unwrap());
-    let (proxy, port) = own_proxy(&topo).await;
+    let (proxy, port) = own_proxy(&topo, "statement").await;
     let r1 = topo.replicas()[0].server_id();
     let r2 = topo.replicas()[1].server_id();
     wait_view(&proxy, 0, true).await;
@@ -94,27 +95,42 @@ async fn lagging_and_killed_replicas_leave_and_rejoin_without_client_errors() {
     wait_view(&proxy, 0, true).await;
     reads_reach(&mut c, r1).await;
 
-    // 2. mysqld killed under read load: no client error
+    // 2. mysqld killed under read load: no client error, with reads spread
+    // per statement (`port`) and per session (`sport`, sessions keep a
+    // replica: those on r2 must move)
+    let (sproxy, sport) = own_proxy(&topo, "session").await;
+    wait_view(&sproxy, 0, true).await;
+    wait_view(&sproxy, 1, true).await;
     let killed = Arc::new(AtomicBool::new(false));
     let after_kill = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    // every load session has read before the kill
+    let reading = Arc::new(tokio::sync::Barrier::new(17));
+    for i in 0..16 {
         let killed = Arc::clone(&killed);
         let after_kill = Arc::clone(&after_kill);
+        let reading = Arc::clone(&reading);
+        let port = if i % 2 == 0 { port } else { sport };
         tasks.push(tokio::spawn(async move {
             let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
                 .await
                 .unwrap();
             let mut n = 0u64;
+            let mut seen = Vec::new();
             loop {
                 let r: Result<Option<u32>, _> = c.query_first("SELECT @@server_id").await;
                 let s = r.expect("a read failed while a replica died").unwrap();
-                assert!(s > 0);
+                if seen.last() != Some(&s) {
+                    seen.push(s);
+                }
                 n += 1;
+                if n == 1 {
+                    reading.wait().await;
+                }
                 if killed.load(Ordering::Relaxed)
-                    && after_kill.fetch_add(1, Ordering::Relaxed) > 4_000
+                    && after_kill.fetch_add(1, Ordering::Relaxed) > 8_000
                 {
-                    return n;
+                    return (port, n, seen);
                 }
                 assert!(n < 1_000_000, "load loop bound");
             }
@@ -122,13 +138,24 @@ async fn lagging_and_killed_replicas_leave_and_rejoin_without_client_errors() {
     }
     // let the load spread over both replicas, then kill r2
     reads_reach(&mut c, r2).await;
+    reading.wait().await;
     topo.replicas()[1].kill();
     killed.store(true, Ordering::Relaxed);
     let mut total = 0;
+    let mut moved = 0;
     for t in tasks {
-        total += t.await.unwrap();
+        let (p, n, seen) = t.await.unwrap();
+        total += n;
+        if p == sport {
+            // a session-balanced session changes server only when its
+            // replica dies: from r2 to r1, once
+            assert!(seen == [r1] || seen == [r2, r1], "{seen:?}");
+            moved += usize::from(seen == [r2, r1]);
+        }
     }
-    assert!(total > 4_000);
+    assert!(total > 8_000);
+    assert!(moved > 0, "no session-balanced session was on r2");
+    sproxy.shutdown();
     wait_view(&proxy, 1, false).await;
     topo.replicas()[1].start().await.unwrap();
     wait_view(&proxy, 1, true).await;
