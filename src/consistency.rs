@@ -140,18 +140,22 @@ pub fn eligible<'a>(
 ) -> Vec<&'a Arc<Backend>> {
     topo.replicas
         .iter()
-        .filter(|r| {
-            if r.config.weight == 0 || exclude.contains(&r.name()) {
-                return false;
-            }
-            let v = r.state.view.load();
-            v.eligible
-                && match max_lag_ms {
-                    Some(max) => v.lag_ms.is_some_and(|l| l <= max),
-                    None => true,
-                }
-        })
+        .filter(|r| qualifies(r, max_lag_ms, exclude))
         .collect()
+}
+
+/// Whether replica `r` may take reads: weighted, not excluded, healthy and
+/// within the lag budget.
+fn qualifies(r: &Backend, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
+    if r.config.weight == 0 || exclude.contains(&r.name()) {
+        return false;
+    }
+    let v = r.state.view.load();
+    v.eligible
+        && match max_lag_ms {
+            Some(max) => v.lag_ms.is_some_and(|l| l <= max),
+            None => true,
+        }
 }
 
 /// One session's replica choice: where its weighted picks are, and, with
@@ -221,6 +225,19 @@ pub fn choose(
 ) -> Choice {
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
+    }
+    // the session's own replica, when it still qualifies and (for a causal
+    // read) is known to have the token: no candidate lists to build
+    if let Some(name) = cursor.sticky() {
+        if let Some(r) = topo.replicas.iter().find(|r| r.name() == name) {
+            if qualifies(r, max_lag_ms, exclude)
+                && (mode == Consistency::Eventual
+                    || token.is_empty()
+                    || r.state.view.load().gtid_executed.contains(token))
+            {
+                return Choice::Replica(Arc::clone(r));
+            }
+        }
     }
     let candidates = eligible(topo, max_lag_ms, exclude);
     if candidates.is_empty() {
