@@ -162,6 +162,7 @@ pub async fn direct_conn() -> mysql_async::Conn {
         .expect("direct connect")
 }
 pub mod dump;
+pub mod external;
 
 /// Waits (bounded) until every replica has applied everything the primary
 /// has executed, so direct setup statements are visible on replicas.
