@@ -2,17 +2,24 @@
 //!
 //! This module owns the process-wide metrics recorder
 //! ([`install_recorder`], idempotent), the gauges derived from a proxy's
-//! topology snapshot ([`update_gauges`]: lag, eligibility, health, backend
-//! and client connections), and a deliberately tiny HTTP/1.1 server on
-//! tokio: it reads one request head (bounded in size and time), answers it
-//! and closes the connection. No keep-alive, no bodies, no hyper.
+//! topology snapshot ([`update_gauges`]: lag, eligibility, health,
+//! read-only, replication source, backend and client connections), and the
+//! HTTP server, built on hyper's HTTP/1.1 server: one request per
+//! connection (no keep-alive), the request head bounded in size
+//! ([`MAX_HEAD`], larger heads get 431) and time ([`HEADER_TIMEOUT`]), the
+//! whole exchange bounded by [`REQUEST_TIMEOUT`], at most
+//! [`MAX_CONNECTIONS`] connections at once (more are closed at accept).
+//! The JSON bodies of `/api/*` are built in `api`.
 //!
 //! | request | answer |
 //! |---|---|
 //! | `GET /metrics` | 200, Prometheus text format (gauges refreshed first) |
 //! | `GET /healthz` | 200 `ok` while the process runs |
 //! | `GET /readyz` | 200 `ready` when a topology is loaded, the proxy is not shutting down and the monitor has measured the primary as reachable; otherwise 503 with the reason |
-//! | other path | 404; other method 405 |
+//! | `GET /api/backends` | 200, JSON array: one object per backend (state, lag, GTIDs, safety facts, connections) |
+//! | `GET /api/sessions` | 200, JSON: connected clients and sessions counted per user and state |
+//! | `GET /api/config` | 200, JSON: the configuration in force, passwords redacted |
+//! | other path | 404; other method than GET / HEAD 405; malformed request 400 |
 //!
 //! The `metrics` facade needs one global recorder per process; everything
 //! else here is per proxy, so tests run several proxies in one process.
@@ -20,13 +27,19 @@
 //! backends of the same name overwrite each other's gauges; a scrape
 //! refreshes the scraping proxy's gauges right before rendering.
 
+pub mod api;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::metrics as m;
 use crate::proxy::Proxy;
@@ -44,12 +57,15 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
-    /// A request head was malformed, too large or too slow.
-    #[error("bad request: {0}")]
-    BadRequest(&'static str),
     /// The connection failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// HTTP serving failed (malformed or oversized request, client gone).
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    /// The exchange took longer than [`REQUEST_TIMEOUT`].
+    #[error("request not completed within {0:?}")]
+    Timeout(Duration),
 }
 
 /// Gauges of backends that left the topology disappear from `/metrics`
@@ -57,10 +73,15 @@ pub enum AdminError {
 pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the admin task refreshes gauges and runs exporter upkeep.
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
-/// Largest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
+/// Largest request head accepted (hyper's read buffer limit; its minimum).
+pub const MAX_HEAD: usize = 8 * 1024;
 /// Time a client gets to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a whole exchange (head, answer, the client reading it) may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Admin connections served at once; more are closed when accepted.
+/// Prometheus, probes and operators need a handful.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Installs the Prometheus recorder as the `metrics` global recorder, once
 /// per process, and returns its handle (the same handle on every call).
@@ -98,7 +119,14 @@ fn backend_gauges(topo: &Topology) {
         metrics::gauge!(m::BACKEND_ELIGIBLE, "backend" => name.clone()).set(flag(v.eligible));
         metrics::gauge!(m::BACKEND_CONNECTIONS, "backend" => name.clone())
             .set(b.pool.open_connections() as f64);
+        if v.server_uuid.is_some() {
+            metrics::gauge!(m::BACKEND_READ_ONLY, "backend" => name.clone()).set(flag(v.read_only));
+        }
         if b.role == crate::topology::Role::Replica {
+            if let Some(on) = v.source_mismatch {
+                metrics::gauge!(m::BACKEND_SOURCE_MISMATCH, "backend" => name.clone())
+                    .set(flag(on));
+            }
             if let Some(lag) = v.lag_ms {
                 metrics::gauge!(m::REPLICA_LAG_MS, "backend" => name).set(lag as f64);
             }
@@ -146,18 +174,24 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
 /// down, refreshing gauges every [`GAUGE_INTERVAL`].
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
     let handle = install_recorder();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut stop = proxy.shutdown_signal();
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::debug!(%peer, "admin connection limit reached; closing");
+                        continue;
+                    };
                     let (proxy, handle) = (Arc::clone(&proxy), handle.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = answer(&proxy, &handle, stream).await {
-                            tracing::debug!(error = %e, "admin request failed");
+                        if let Err(e) = answer(proxy, handle, stream).await {
+                            tracing::debug!(%peer, error = %e, "admin request failed");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -175,145 +209,109 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
     tracing::info!("admin endpoint closed");
 }
 
-/// A parsed request line.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Request {
-    /// Method, as sent.
-    pub method: String,
-    /// Path without the query string.
-    pub path: String,
+/// Serves one connection: one request, then close.
+async fn answer(
+    proxy: Arc<Proxy>,
+    handle: PrometheusHandle,
+    stream: TcpStream,
+) -> Result<(), AdminError> {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let resp = respond(&proxy, &handle, req.method(), req.uri().path());
+        async move { Ok::<_, std::convert::Infallible>(resp) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .title_case_headers(true)
+        .max_buf_size(MAX_HEAD)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(REQUEST_TIMEOUT, conn).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(AdminError::Timeout(REQUEST_TIMEOUT)),
+    }
 }
 
-/// Parses the request line of an HTTP/1.x request head.
-pub fn parse_request(head: &[u8]) -> Result<Request, AdminError> {
-    let line_end = head
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or(AdminError::BadRequest("no request line"))?;
-    let line = std::str::from_utf8(&head[..line_end])
-        .map_err(|_| AdminError::BadRequest("request line is not UTF-8"))?
-        .trim_end_matches('\r');
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(AdminError::BadRequest("malformed request line"));
-    };
-    if !version.starts_with("HTTP/1.") || method.is_empty() {
-        return Err(AdminError::BadRequest("not HTTP/1.x"));
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    Ok(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-    })
-}
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
 
-/// The status, content type and body for `req`.
-fn route(proxy: &Proxy, handle: &PrometheusHandle, req: &Request) -> (u16, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    if req.method != "GET" && req.method != "HEAD" {
-        return (405, TEXT, "method not allowed\n".into());
+/// The status, content type and body for `method` on `path`.
+fn route(
+    proxy: &Proxy,
+    handle: &PrometheusHandle,
+    method: &Method,
+    path: &str,
+) -> (StatusCode, &'static str, String) {
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "method not allowed\n".into(),
+        );
     }
-    match req.path.as_str() {
+    match path {
         "/metrics" => {
             update_gauges(proxy);
             handle.run_upkeep();
             (
-                200,
+                StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 handle.render(),
             )
         }
-        "/healthz" => (200, TEXT, "ok\n".into()),
+        "/healthz" => (StatusCode::OK, TEXT, "ok\n".into()),
         "/readyz" => match readiness(proxy) {
-            Ok(()) => (200, TEXT, "ready\n".into()),
-            Err(why) => (503, TEXT, format!("not ready: {why}\n")),
+            Ok(()) => (StatusCode::OK, TEXT, "ready\n".into()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: {why}\n"),
+            ),
         },
-        _ => (404, TEXT, "not found\n".into()),
+        "/api/backends" => (StatusCode::OK, JSON, api::backends(&proxy.topology.load())),
+        "/api/sessions" => (StatusCode::OK, JSON, api::sessions(proxy)),
+        "/api/config" => (
+            StatusCode::OK,
+            JSON,
+            api::config(&proxy.topology.load().config),
+        ),
+        _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, AdminError> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let read = async {
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(AdminError::BadRequest(
-                    "connection closed before the head ended",
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-                return Ok(());
-            }
-            if buf.len() > MAX_HEAD {
-                return Err(AdminError::BadRequest("request head too large"));
-            }
-        }
-    };
-    match tokio::time::timeout(READ_TIMEOUT, read).await {
-        Ok(r) => r.map(|()| buf),
-        Err(_) => Err(AdminError::BadRequest("request head too slow")),
-    }
-}
-
-async fn answer(
+/// The response: `Content-Length` always set (also for HEAD, whose body is
+/// left out), `Connection: close`.
+fn respond(
     proxy: &Proxy,
     handle: &PrometheusHandle,
-    mut stream: TcpStream,
-) -> Result<(), AdminError> {
-    let (status, ctype, body, head_only) =
-        match read_head(&mut stream).await.and_then(|h| parse_request(&h)) {
-            Ok(req) => {
-                let (s, c, b) = route(proxy, handle, &req);
-                (s, c, b, req.method == "HEAD")
-            }
-            Err(AdminError::BadRequest(why)) => {
-                (400, "text/plain; charset=utf-8", format!("{why}\n"), false)
-            }
-            Err(e) => return Err(e),
-        };
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reason(status),
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&out).await?;
-    stream.shutdown().await?;
-    Ok(())
+    method: &Method,
+    path: &str,
+) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = route(proxy, handle, method, path);
+    let len = body.len();
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_lines() {
-        let r = parse_request(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-        assert_eq!(r.method, "GET");
-        assert_eq!(r.path, "/metrics");
-        assert!(parse_request(b"GET /metrics\r\n\r\n").is_err());
-        assert!(parse_request(b"GET / SPDY/3\r\n\r\n").is_err());
-        assert!(parse_request(b"garbage").is_err());
-    }
 
     #[test]
     fn recorder_is_installed_once() {

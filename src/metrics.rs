@@ -5,8 +5,8 @@
 //! counters and the histogram are recorded where things happen
 //! (`frontend::query`, `reload`).
 
-/// Counter: statements forwarded, labels `route` (primary, replica,
-/// fallback) and `backend`.
+/// Counter: statements forwarded, labels `route` (see [`route`]) and
+/// `backend`.
 pub const STATEMENTS: &str = "causeway_statements_total";
 /// Histogram (seconds): statement latency through the proxy, label `tier`
 /// (primary, replica).
@@ -20,6 +20,13 @@ pub const REPLICA_LAG_MS: &str = "causeway_replica_lag_ms";
 pub const BACKEND_ELIGIBLE: &str = "causeway_backend_eligible";
 /// Gauge: 1 when the backend answered its last health check, label `backend`.
 pub const BACKEND_UP: &str = "causeway_backend_up";
+/// Gauge: 1 when `read_only` or `super_read_only` is on, label `backend`
+/// (absent until the monitor read it). 0 on a replica is a split-brain risk.
+pub const BACKEND_READ_ONLY: &str = "causeway_backend_read_only";
+/// Gauge: 1 when a replica's replication source is not the configured
+/// primary (source UUID ≠ the primary's `server_uuid`), label `backend`
+/// (replicas only; absent while unknown).
+pub const BACKEND_SOURCE_MISMATCH: &str = "causeway_backend_source_mismatch";
 /// Counter: config reloads by `result` (ok, error).
 pub const RELOADS: &str = "causeway_reloads_total";
 /// Gauge: connected clients (`Proxy::clients`).
@@ -32,6 +39,24 @@ pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
 /// Counter: backend errors (lost connections, connect failures), label
 /// `backend`.
 pub const BACKEND_ERRORS: &str = "causeway_backend_errors_total";
+
+/// `route` label values of [`STATEMENTS`]. Reads on the primary are
+/// `primary_read` plus `fallback`; `primary` is everything else the
+/// primary ran (writes, DDL, session statements).
+pub mod route {
+    /// Statements that must run on the primary.
+    pub const PRIMARY: &str = "primary";
+    /// Reads a replica could have run, sent to the primary by routing rule
+    /// (inside a read-write transaction, pinned session) or by strong
+    /// consistency.
+    pub const PRIMARY_READ: &str = "primary_read";
+    /// Reads sent to the primary because no replica could serve them
+    /// (none eligible, or a causal wait timed out with on_timeout =
+    /// fallback).
+    pub const FALLBACK: &str = "fallback";
+    /// Reads served by a replica.
+    pub const REPLICA: &str = "replica";
+}
 
 /// `outcome` label values of [`CAUSAL_READS`].
 pub mod outcome {

@@ -60,8 +60,8 @@ mod probe;
 mod task;
 
 pub use eval::{
-    decide, replicating_from, worth_publishing, EvalError, Inputs, LagHistory, Verdict,
-    HISTORY_CAP, HISTORY_WINDOW, LAG_PUBLISH_STEP_MS,
+    decide, replicating_from, source_mismatch, worth_publishing, EvalError, Inputs, LagHistory,
+    Verdict, HISTORY_CAP, HISTORY_WINDOW, LAG_PUBLISH_STEP_MS,
 };
 pub use probe::ProbeError;
 pub use task::{Settings, TaskError};

@@ -64,6 +64,31 @@ pub struct View {
     /// Whether routing may use the server (health and lag budget, with
     /// hysteresis), as decided by the monitor.
     pub eligible: bool,
+    /// The server's `@@server_uuid` (None until read).
+    pub server_uuid: Option<String>,
+    /// Replicas: the UUIDs of the sources its receivers are connected to
+    /// (None until read, or when the monitor may not read them).
+    pub source_uuids: Option<Vec<String>>,
+    /// Replicas: whether none of `source_uuids` is the configured primary's
+    /// `server_uuid` (None while either is unknown). See
+    /// `monitor::source_mismatch`.
+    pub source_mismatch: Option<bool>,
+}
+
+impl View {
+    /// `down` (last check failed), `unknown` (never measured), `excluded`
+    /// (reachable but not eligible) or `up`.
+    pub fn state(&self) -> &'static str {
+        if !self.reachable {
+            "down"
+        } else if self.measured_at.is_none() {
+            "unknown"
+        } else if !self.eligible {
+            "excluded"
+        } else {
+            "up"
+        }
+    }
 }
 
 impl Default for View {
@@ -79,6 +104,9 @@ impl Default for View {
             last_error: None,
             measured_at: None,
             eligible: true,
+            server_uuid: None,
+            source_uuids: None,
+            source_mismatch: None,
         }
     }
 }
@@ -105,6 +133,11 @@ pub struct BackendMetrics {
     pub statements: metrics::Counter,
     /// `causeway_statements_total{route=fallback, backend}`.
     pub fallbacks: metrics::Counter,
+    /// `causeway_statements_total{route=primary_read, backend}`: reads the
+    /// classifier allows on a replica that ran on the primary by routing
+    /// rule (transaction, pinned session) or strong consistency (a no-op
+    /// handle for replicas).
+    pub primary_reads: metrics::Counter,
     /// `causeway_statement_duration_seconds{tier}`.
     pub latency: metrics::Histogram,
 }
@@ -117,6 +150,12 @@ impl BackendMetrics {
         BackendMetrics {
             statements: metrics::counter!(m::STATEMENTS, "route" => tier, "backend" => name.to_string()),
             fallbacks: metrics::counter!(m::STATEMENTS, "route" => "fallback", "backend" => name.to_string()),
+            primary_reads: match role {
+                Role::Primary => {
+                    metrics::counter!(m::STATEMENTS, "route" => m::route::PRIMARY_READ, "backend" => name.to_string())
+                }
+                Role::Replica => metrics::Counter::noop(),
+            },
             latency: metrics::histogram!(m::STATEMENT_SECONDS, "tier" => tier),
         }
     }

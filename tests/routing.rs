@@ -273,7 +273,9 @@ async fn show_causeway_backends_for_admins_only() {
             "lag_ms",
             "gtid_executed",
             "connections",
-            "queries"
+            "queries",
+            "read_only",
+            "source_mismatch"
         ]
     );
     let first: (String, String, String) = (

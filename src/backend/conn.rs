@@ -239,8 +239,13 @@ impl BackendConn {
                         n.pop();
                     }
                     nonce = n;
-                    let auth = handshake::scramble(&plugin, &nonce, &login.password)
-                        .ok_or_else(|| proto(format!("unsupported auth plugin {plugin}")))?;
+                    let auth =
+                        handshake::scramble(&plugin, &nonce, &login.password).ok_or_else(|| {
+                            BackendError::Server {
+                                server: server.to_string(),
+                                err: unsupported_plugin(&login.user, &plugin),
+                            }
+                        })?;
                     io.send(&mut seq, &auth).await.map_err(io_err)?;
                 }
                 Some(0x01) if plugin == CACHING_SHA2 => match p.payload.get(1) {
@@ -468,6 +473,44 @@ pub fn collation_names(id: u8) -> Option<(String, String)> {
     }
     let c = Collation::resolve(cid);
     Some((c.charset().to_string(), c.collation().to_string()))
+}
+
+/// The error for a backend account whose authentication plugin causeway
+/// cannot speak (ER_NOT_SUPPORTED_AUTH_MODE, 1251 / 08004), naming the
+/// account and the plugin. `sha256_password` needs TLS or an RSA exchange
+/// causeway does not implement towards backends.
+pub fn unsupported_plugin(user: &str, plugin: &str) -> ErrPacket {
+    let why = if plugin == "sha256_password" {
+        "which causeway does not support without TLS to backends"
+    } else {
+        "which causeway does not support"
+    };
+    ErrPacket::new(
+        1251,
+        "08004",
+        format!(
+            "backend account '{user}' uses authentication plugin {plugin}, {why}; \
+             use caching_sha2_password (ALTER USER ... IDENTIFIED WITH caching_sha2_password)"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod plugin_tests {
+    #[test]
+    fn unsupported_plugins_are_named() {
+        let e = super::unsupported_plugin("x", "sha256_password");
+        assert_eq!(e.code, 1251);
+        assert_eq!(&e.state, b"08004");
+        assert!(
+            e.message.contains("'x'")
+                && e.message.contains("sha256_password")
+                && e.message.contains("without TLS")
+                && e.message.contains("caching_sha2_password"),
+            "{}",
+            e.message
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,10 @@
 //! Rows of `SHOW CAUSEWAY BACKENDS`, built from a topology snapshot.
+//!
+//! `read_only` is 1 when `read_only` or `super_read_only` is on (NULL until
+//! a health check read it); `source_mismatch` is 1 for a replica whose replication
+//! source is not the configured primary (NULL for the primary and while
+//! unknown). A replica with `read_only` 0 or `source_mismatch` 1 is a
+//! split-brain risk the monitor also warns about in the log.
 
 use std::sync::atomic::Ordering;
 
@@ -15,32 +21,31 @@ pub const BACKEND_COLUMNS: &[&str] = &[
     "gtid_executed",
     "connections",
     "queries",
+    "read_only",
+    "source_mismatch",
 ];
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_string()
+}
 
 /// One row per backend, primary first.
 pub fn backends(topo: &Topology) -> Vec<Vec<Option<String>>> {
     topo.backends()
         .map(|b| {
             let v = b.state.view.load();
-            let state = if !v.reachable {
-                "down"
-            } else if v.measured_at.is_none() {
-                "unknown"
-            } else if !v.eligible {
-                "excluded"
-            } else {
-                "up"
-            };
             vec![
                 Some(b.name().to_string()),
                 Some(b.role.as_str().to_string()),
                 Some(b.config.address.clone()),
-                Some(state.to_string()),
+                Some(v.state().to_string()),
                 Some(b.config.weight.to_string()),
                 v.lag_ms.map(|l| l.to_string()),
                 Some(v.gtid_executed.to_string()),
                 Some(b.pool.open_connections().to_string()),
                 Some(b.state.queries.load(Ordering::Relaxed).to_string()),
+                v.server_uuid.as_ref().map(|_| flag(v.read_only)),
+                v.source_mismatch.map(flag),
             ]
         })
         .collect()

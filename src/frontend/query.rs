@@ -390,6 +390,8 @@ impl Session {
         let handles = sent.backend.metrics();
         if sent.via == Via::Fallback {
             handles.fallbacks.increment(1);
+        } else if is_primary && c.route == causeway_classify::Route::Replica {
+            handles.primary_reads.increment(1);
         } else {
             handles.statements.increment(1);
         }

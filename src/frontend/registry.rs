@@ -116,6 +116,13 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+
+    /// Calls `f` on every session (the admin API's per-user counts).
+    pub fn for_each(&self, mut f: impl FnMut(u32, &SessionShared)) {
+        for e in self.sessions.iter() {
+            f(*e.key(), e.value());
+        }
+    }
 }
 
 /// A parsed `KILL [CONNECTION | QUERY] id`.

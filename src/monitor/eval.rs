@@ -82,6 +82,19 @@ pub fn replicating_from<S: AsRef<str>>(channels: &[(S, S)]) -> bool {
         })
 }
 
+/// Whether a replica replicates from somewhere other than the configured
+/// primary: `Some(true)` when its receivers' source UUIDs are known and
+/// none of them is the primary's `server_uuid`, `Some(false)` when one is,
+/// `None` when either side is unknown (not read yet, refused, or the
+/// receiver never connected). UUIDs compare case-insensitively.
+pub fn source_mismatch(sources: Option<&[String]>, primary_uuid: Option<&str>) -> Option<bool> {
+    let (sources, primary) = (sources?, primary_uuid?);
+    if sources.is_empty() || primary.is_empty() {
+        return None;
+    }
+    Some(!sources.iter().any(|s| s.eq_ignore_ascii_case(primary)))
+}
+
 /// Maps `SHOW REPLICA STATUS` `Replica_IO_Running` / `Replica_SQL_Running`
 /// values (`Yes`, `No`, `Connecting`) to SERVICE_STATE spelling.
 pub fn service_state_from_show(v: &str) -> &'static str {
@@ -113,6 +126,8 @@ pub fn worth_publishing(old: &View, new: &View) -> bool {
         || old.replicating != new.replicating
         || old.eligible != new.eligible
         || old.last_error != new.last_error
+        || old.source_mismatch != new.source_mismatch
+        || old.server_uuid != new.server_uuid
         || old.measured_at.is_none()
         || *old.gtid_executed != *new.gtid_executed
 }
@@ -344,6 +359,30 @@ mod tests {
             h.lag_at(&r, late + Duration::from_secs(1)),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn source_mismatch_rule() {
+        let p = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let other = "4e11fa47-71ca-11e1-9e33-c80aa9429562".to_string();
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(source_mismatch(Some(&v(&[p])), Some(p)), Some(false));
+        assert_eq!(
+            source_mismatch(Some(&v(&[&p.to_uppercase()])), Some(p)),
+            Some(false)
+        );
+        assert_eq!(
+            source_mismatch(Some(std::slice::from_ref(&other)), Some(p)),
+            Some(true)
+        );
+        assert_eq!(
+            source_mismatch(Some(&v(&[&other, p])), Some(p)),
+            Some(false)
+        );
+        assert_eq!(source_mismatch(Some(&[]), Some(p)), None);
+        assert_eq!(source_mismatch(None, Some(p)), None);
+        assert_eq!(source_mismatch(Some(&v(&[p])), None), None);
+        assert_eq!(source_mismatch(Some(&v(&[p])), Some("")), None);
     }
 
     #[test]

@@ -118,17 +118,54 @@ pub async fn gtid_executed(conn: &mut Conn, timeout: Duration) -> Result<GtidSet
     parse_gtid(text.ok_or(ProbeError::NoRow(WHAT))?)
 }
 
-/// `gtid_executed` plus `read_only || super_read_only`, in one round trip
-/// (the health check's first query).
+/// What the health check's first query reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRow {
+    /// `@@GLOBAL.gtid_executed`.
+    pub gtid: GtidSet,
+    /// `read_only || super_read_only`.
+    pub read_only: bool,
+    /// `@@GLOBAL.server_uuid`.
+    pub server_uuid: String,
+}
+
+/// `gtid_executed`, `read_only || super_read_only` and `server_uuid`, in
+/// one round trip (the health check's first query).
 pub async fn gtid_and_read_only(
     conn: &mut Conn,
     timeout: Duration,
-) -> Result<(GtidSet, bool), ProbeError> {
-    const WHAT: &str =
-        "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.read_only, @@GLOBAL.super_read_only";
-    let row: Option<(String, i64, i64)> = bounded(WHAT, timeout, conn.query_first(WHAT)).await?;
-    let (text, ro, sro) = row.ok_or(ProbeError::NoRow(WHAT))?;
-    Ok((parse_gtid(text)?, ro != 0 || sro != 0))
+) -> Result<HealthRow, ProbeError> {
+    const WHAT: &str = "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.read_only, \
+        @@GLOBAL.super_read_only, @@GLOBAL.server_uuid";
+    let row: Option<(String, i64, i64, String)> =
+        bounded(WHAT, timeout, conn.query_first(WHAT)).await?;
+    let (text, ro, sro, server_uuid) = row.ok_or(ProbeError::NoRow(WHAT))?;
+    Ok(HealthRow {
+        gtid: parse_gtid(text)?,
+        read_only: ro != 0 || sro != 0,
+        server_uuid,
+    })
+}
+
+/// The UUIDs of the sources a replica's receivers are connected to (one
+/// per channel; empty ones, of receivers that never connected, are left
+/// out), from performance_schema. `None` when the server refuses the
+/// query (privileges): the check is then skipped, not failed.
+pub async fn source_uuids(
+    conn: &mut Conn,
+    timeout: Duration,
+) -> Result<Option<Vec<String>>, ProbeError> {
+    const WHAT: &str = "SELECT SOURCE_UUID FROM performance_schema.replication_connection_status";
+    match bounded(WHAT, timeout, conn.query::<Option<String>, _>(WHAT)).await {
+        Ok(rows) => Ok(Some(
+            rows.into_iter()
+                .flatten()
+                .filter(|u| !u.is_empty())
+                .collect(),
+        )),
+        Err(e) if e.server_answered() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Replication `(receiver, applier)` SERVICE_STATE per channel, from

@@ -116,6 +116,8 @@ fn bump(c: &AtomicU64) {
 #[derive(Debug, Default)]
 pub struct Shared {
     primary: Mutex<(usize, LagHistory)>,
+    /// The primary's `server_uuid`, as its task last read it.
+    primary_uuid: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -129,7 +131,25 @@ impl Shared {
         if g.0 != key {
             g.0 = key;
             g.1.clear();
+            *self.uuid_lock() = None;
         }
+    }
+
+    fn uuid_lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.primary_uuid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_primary_uuid(&self, key: usize, uuid: &str) {
+        if self.lock().0 == key {
+            let mut g = self.uuid_lock();
+            if g.as_deref() != Some(uuid) {
+                *g = Some(uuid.to_string());
+            }
+        }
+    }
+
+    fn primary_uuid(&self) -> Option<String> {
+        self.uuid_lock().clone()
     }
 
     fn observe(&self, key: usize, set: &Arc<GtidSet>, at: Instant) {
@@ -151,17 +171,21 @@ struct Reading {
     gtid: GtidSet,
     at: Instant,
     read_only: Option<bool>,
+    /// `Some` on health checks.
+    server_uuid: Option<String>,
+    /// `Some` on health checks of replicas whose source UUIDs were readable.
+    source_uuids: Option<Vec<String>>,
     /// `Some` on health checks of replicas; `Err` when refused.
     replication: Option<Result<bool, ProbeError>>,
 }
 
 async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
     let t = s.connect_timeout;
-    let (gtid, read_only) = if health {
-        let (g, ro) = probe::gtid_and_read_only(conn, t).await?;
-        (g, Some(ro))
+    let (gtid, read_only, server_uuid) = if health {
+        let h = probe::gtid_and_read_only(conn, t).await?;
+        (h.gtid, Some(h.read_only), Some(h.server_uuid))
     } else {
-        (probe::gtid_executed(conn, t).await?, None)
+        (probe::gtid_executed(conn, t).await?, None, None)
     };
     let at = Instant::now();
     let replication = if health && s.role == Role::Replica {
@@ -173,11 +197,18 @@ async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, Pr
     } else {
         None
     };
+    let source_uuids = if health && s.role == Role::Replica {
+        probe::source_uuids(conn, t).await?
+    } else {
+        None
+    };
     Ok(Reading {
         health,
         gtid,
         at,
         read_only,
+        server_uuid,
+        source_uuids,
         replication,
     })
 }
@@ -200,6 +231,13 @@ pub struct Task {
     last_health: Option<Instant>,
     last_publish: Option<Instant>,
     warned_fail_open: bool,
+    server_uuid: Option<String>,
+    source_uuids: Option<Vec<String>>,
+    /// A writable replica was warned about (cleared when it is read-only again).
+    warned_writable: bool,
+    /// A replica with a foreign source was warned about (cleared when it
+    /// replicates from the primary again).
+    warned_mismatch: bool,
     /// After a refused login, no new attempt before this instant.
     refused_until: Option<Instant>,
 }
@@ -229,6 +267,10 @@ impl Task {
             last_health: None,
             last_publish: None,
             warned_fail_open: false,
+            server_uuid: prev.server_uuid.clone(),
+            source_uuids: prev.source_uuids.clone(),
+            warned_writable: false,
+            warned_mismatch: false,
             refused_until: None,
             state,
         }
@@ -328,6 +370,15 @@ impl Task {
         if let Some(ro) = r.read_only {
             self.read_only = ro;
         }
+        if let Some(uuid) = r.server_uuid {
+            if s.role == Role::Primary {
+                self.shared.set_primary_uuid(self.key, &uuid);
+            }
+            self.server_uuid = Some(uuid);
+        }
+        if r.health && s.role == Role::Replica {
+            self.source_uuids = r.source_uuids;
+        }
         if r.health {
             self.last_health = Some(r.at);
             match r.replication {
@@ -417,6 +468,7 @@ impl Task {
             }
         }
         self.lag_excluded = verdict.lag_excluded;
+        let source_mismatch = self.safety(s);
         let now = Instant::now();
         let view = View {
             reachable: self.reachable,
@@ -433,6 +485,9 @@ impl Task {
                 .or_else(|| self.health_error.clone()),
             measured_at: Some(now),
             eligible: verdict.eligible,
+            server_uuid: self.server_uuid.clone(),
+            source_uuids: self.source_uuids.clone(),
+            source_mismatch,
         };
         let old = self.state.view.load();
         let heartbeat = self
@@ -448,5 +503,44 @@ impl Task {
             self.last_publish = Some(now);
             bump(&self.counters.publishes);
         }
+    }
+}
+
+impl Task {
+    /// The split-brain checks of a replica: warns once per transition when
+    /// it is writable (`read_only` and `super_read_only` both off) or
+    /// replicates from a server that is not the configured primary, and
+    /// returns the source-mismatch fact for the view. Routing is not
+    /// changed by either (they are reported, not acted on).
+    fn safety(&mut self, s: &Settings) -> Option<bool> {
+        if s.role != Role::Replica {
+            return None;
+        }
+        let measured = self.reachable && self.last_health.is_some();
+        let writable = measured && !self.read_only;
+        if writable != self.warned_writable {
+            if writable {
+                tracing::warn!(backend = %s.name, address = %s.address,
+                    "replica is writable (read_only = 0 and super_read_only = 0): split-brain risk; \
+                     SET GLOBAL super_read_only = ON on it");
+            } else if measured {
+                tracing::info!(backend = %s.name, "replica is read-only again");
+            }
+            self.warned_writable = writable;
+        }
+        let primary = self.shared.primary_uuid();
+        let mismatch = eval::source_mismatch(self.source_uuids.as_deref(), primary.as_deref());
+        let foreign = measured && mismatch == Some(true);
+        if foreign != self.warned_mismatch {
+            if foreign {
+                tracing::warn!(backend = %s.name, sources = ?self.source_uuids,
+                    primary_uuid = ?primary,
+                    "replica replicates from a server that is not the configured primary");
+            } else if measured {
+                tracing::info!(backend = %s.name, "replica replicates from the configured primary again");
+            }
+            self.warned_mismatch = foreign;
+        }
+        mismatch
     }
 }
