@@ -67,14 +67,19 @@ async fn api_backends_reports_what_the_monitor_measured() {
         .unwrap()
         .unwrap();
     let db = support::unique_db("api");
-    direct.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    direct
+        .query_drop(format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
     support::sync_replicas().await;
     let list = backends_until(admin, "all measured", |l| {
         l.len() == 3
             && l.iter().all(|b| {
                 b["state"] == "up"
                     && !b["server_uuid"].is_null()
-                    && b["gtid_executed"].as_str().is_some_and(|g| g.contains(&uuid))
+                    && b["gtid_executed"]
+                        .as_str()
+                        .is_some_and(|g| g.contains(&uuid))
             })
             && l.iter()
                 .filter(|b| b["role"] == "replica")
@@ -92,7 +97,11 @@ async fn api_backends_reports_what_the_monitor_measured() {
     // the server_uuid is the primary's own, and the replicas' source
     assert_eq!(p["server_uuid"], uuid.as_str());
     // (r2's read_only is toggled by safety::a_writable_replica_...)
-    assert_eq!(by_name(&list, "r1")["read_only"], true, "sandbox replicas are read_only");
+    assert_eq!(
+        by_name(&list, "r1")["read_only"],
+        true,
+        "sandbox replicas are read_only"
+    );
     assert_eq!(by_name(&list, "r1")["writable_replica"], false);
     for r in ["r1", "r2"] {
         let b = by_name(&list, r);

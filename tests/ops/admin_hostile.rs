@@ -27,7 +27,10 @@ pub async fn external_with_admin(
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let start = Instant::now();
     while TcpStream::connect(addr).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "admin never listened");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "admin never listened"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (p, addr)
@@ -81,12 +84,18 @@ async fn the_admin_endpoint_bounds_hostile_clients() {
     let (status, _, _) = get(admin, "GET", "/readyz").await;
     assert_eq!(status, 200);
     let served_in = t.elapsed();
-    assert!(served_in < Duration::from_secs(1), "/readyz took {served_in:?} beside 500 idle");
+    assert!(
+        served_in < Duration::from_secs(1),
+        "/readyz took {served_in:?} beside 500 idle"
+    );
     // ... and closes them after the header timeout (5 s), not never
     let t = Instant::now();
     let first = read_until_closed(&mut idle[0]).await;
     let closed_after = t.elapsed();
-    assert!(closed_after < Duration::from_secs(10), "idle closed after {closed_after:?}");
+    assert!(
+        closed_after < Duration::from_secs(10),
+        "idle closed after {closed_after:?}"
+    );
     assert!(!String::from_utf8_lossy(&first).contains("200 OK"));
     drop(idle);
 

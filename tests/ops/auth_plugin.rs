@@ -25,7 +25,11 @@ async fn a_sha256_password_backend_account_is_refused_by_name() {
         )
         .await
         .unwrap();
-    assert_eq!(status.as_deref(), Some("ACTIVE"), "MySQL 9.7 still has sha256_password");
+    assert_eq!(
+        status.as_deref(),
+        Some("ACTIVE"),
+        "MySQL 9.7 still has sha256_password"
+    );
     root.query_drop(format!(
         "CREATE USER '{account}'@'%' IDENTIFIED WITH sha256_password BY 'shapw'"
     ))
@@ -48,7 +52,9 @@ async fn a_sha256_password_backend_account_is_refused_by_name() {
         c.query_drop("SELECT 1").await?;
         c.query_drop("INSERT INTO nowhere.t VALUES (1)").await
     };
-    let err = attempt.await.expect_err("a sha256_password backend account is refused");
+    let err = attempt
+        .await
+        .expect_err("a sha256_password backend account is refused");
     let mysql_async::Error::Server(e) = err else {
         panic!("a server error, not {err:?}");
     };

@@ -21,10 +21,7 @@ async fn a_log_file_has_no_escape_codes() {
     }
     let log = p.log();
     assert!(log.contains("causeway listening"), "{log}");
-    assert!(
-        log.lines().count() >= 3,
-        "several lines to judge:\n{log}"
-    );
+    assert!(log.lines().count() >= 3, "several lines to judge:\n{log}");
     assert!(
         !log.contains('\x1b'),
         "escape codes in a log file:\n{log:?}"

@@ -78,7 +78,10 @@ async fn a_writable_replica_is_flagged_once_and_cleared() {
         l.len() == 3 && by_name(l, "r2")["read_only"] == true
     })
     .await;
-    assert_eq!(gauge(&metrics(admin).await, "causeway_backend_read_only", "r2"), Some(1.0));
+    assert_eq!(
+        gauge(&metrics(admin).await, "causeway_backend_read_only", "r2"),
+        Some(1.0)
+    );
     let mut r2 = replica_root(1).await;
     let (ro, sro): (i64, i64) = r2
         .query_first("SELECT @@GLOBAL.read_only, @@GLOBAL.super_read_only")
@@ -86,7 +89,9 @@ async fn a_writable_replica_is_flagged_once_and_cleared() {
         .unwrap()
         .unwrap();
     assert_eq!(ro, 1, "the sandbox replica starts read_only");
-    r2.query_drop("SET GLOBAL super_read_only = OFF").await.unwrap();
+    r2.query_drop("SET GLOBAL super_read_only = OFF")
+        .await
+        .unwrap();
     r2.query_drop("SET GLOBAL read_only = OFF").await.unwrap();
     // observe everything, then restore, then judge
     let seen = crate::admin_api::backends_until(admin, "r2 writable", |l| {
@@ -95,12 +100,20 @@ async fn a_writable_replica_is_flagged_once_and_cleared() {
     .await;
     let text = metrics(admin).await;
     let shown = show_backends(&p).await;
-    until("the writable warning", &p, |l| l.contains("replica is writable")).await;
-    r2.query_drop(format!("SET GLOBAL read_only = {ro}")).await.unwrap();
+    until("the writable warning", &p, |l| {
+        l.contains("replica is writable")
+    })
+    .await;
+    r2.query_drop(format!("SET GLOBAL read_only = {ro}"))
+        .await
+        .unwrap();
     r2.query_drop(format!("SET GLOBAL super_read_only = {sro}"))
         .await
         .unwrap();
-    until("the all-clear", &p, |l| l.contains("replica is read-only again")).await;
+    until("the all-clear", &p, |l| {
+        l.contains("replica is read-only again")
+    })
+    .await;
     let after = crate::admin_api::backends_until(admin, "r2 read-only again", |l| {
         by_name(l, "r2")["read_only"] == true
     })
@@ -108,16 +121,26 @@ async fn a_writable_replica_is_flagged_once_and_cleared() {
 
     assert_eq!(by_name(&seen, "r2")["read_only"], false);
     assert_eq!(by_name(&seen, "r1")["writable_replica"], false);
-    assert_eq!(gauge(&text, "causeway_backend_read_only", "r2"), Some(0.0), "{text}");
+    assert_eq!(
+        gauge(&text, "causeway_backend_read_only", "r2"),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(gauge(&text, "causeway_backend_read_only", "r1"), Some(1.0));
-    assert_eq!(gauge(&text, "causeway_backend_read_only", "primary"), Some(0.0));
+    assert_eq!(
+        gauge(&text, "causeway_backend_read_only", "primary"),
+        Some(0.0)
+    );
     let row = shown.iter().find(|r| r.0 == "r2").unwrap();
     assert_eq!(row.1.as_deref(), Some("0"), "{shown:?}");
     let row = shown.iter().find(|r| r.0 == "r1").unwrap();
     assert_eq!(row.1.as_deref(), Some("1"), "{shown:?}");
     assert_eq!(by_name(&after, "r2")["writable_replica"], false);
     let log = p.log();
-    let warnings = log.lines().filter(|l| l.contains("replica is writable")).count();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("replica is writable"))
+        .count();
     assert_eq!(warnings, 1, "one warning per transition:\n{log}");
     assert!(
         log.lines()
@@ -149,7 +172,10 @@ async fn a_replica_of_another_source_is_flagged() {
                 "",
                 1,
             );
-        assert!(t.contains("fakeprimary") && !t.contains("name = \"r1\""), "{t}");
+        assert!(
+            t.contains("fakeprimary") && !t.contains("name = \"r1\""),
+            "{t}"
+        );
         t
     })
     .await;
@@ -174,7 +200,10 @@ async fn a_replica_of_another_source_is_flagged() {
         Some(1.0),
         "{text}"
     );
-    assert_eq!(gauge(&text, "causeway_backend_source_mismatch", "fakeprimary"), None);
+    assert_eq!(
+        gauge(&text, "causeway_backend_source_mismatch", "fakeprimary"),
+        None
+    );
     let shown = show_backends(&p).await;
     let row = shown.iter().find(|r| r.0 == "r2").unwrap();
     assert_eq!(row.2.as_deref(), Some("1"), "{shown:?}");
@@ -200,6 +229,9 @@ async fn a_replica_of_another_source_is_flagged() {
         l.len() == 3 && by_name(l, "r2")["source_mismatch"] == false
     })
     .await;
-    assert_eq!(by_name(&list, "r2")["source_uuids"], serde_json::json!([real_uuid]));
+    assert_eq!(
+        by_name(&list, "r2")["source_uuids"],
+        serde_json::json!([real_uuid])
+    );
     let _ = r2;
 }
