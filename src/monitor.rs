@@ -15,7 +15,12 @@
 //! Every `monitor.interval_ms` (and right after every (re)connect) that
 //! query also reads `@@read_only` / `@@super_read_only`, and on replicas a
 //! second query reads the replication threads' SERVICE_STATE from
-//! performance_schema (`SHOW REPLICA STATUS` if that is refused). Every
+//! performance_schema (`SHOW REPLICA STATUS` if that is refused). The
+//! health check also reads `@@server_uuid` and, on replicas, the receivers'
+//! source UUIDs: a writable replica or one whose source is not the
+//! primary's `server_uuid` ([`source_mismatch`]) is logged once per
+//! transition and exposed in the view (split-brain checks; routing is not
+//! changed by them). Every
 //! query and connect is bounded by `monitor.connect_timeout_ms`. A query
 //! failing with an I/O error or a timeout closes the connection (with a
 //! bounded `COM_QUIT`) and reconnects once at once; if that fails too, the

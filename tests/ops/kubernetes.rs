@@ -187,6 +187,129 @@ fn labels(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The pod template's containers, and the causeway container's port
+/// numbered `name`.
+struct Pod<'a> {
+    spec: &'a Value,
+    causeway: &'a Value,
+    reloader: &'a Value,
+}
+
+impl<'a> Pod<'a> {
+    fn of(dep: &'a Value) -> Pod<'a> {
+        let spec = &dep["spec"]["template"]["spec"];
+        keys(
+            spec,
+            "pod spec",
+            &["containers", "volumes"],
+            &[
+                "shareProcessNamespace",
+                "terminationGracePeriodSeconds",
+                "securityContext",
+            ],
+        );
+        let containers = seq(&spec["containers"], "containers");
+        containers.iter().for_each(container_schema);
+        let find = |n: &str| {
+            containers
+                .iter()
+                .find(|c| c["name"] == n)
+                .unwrap_or_else(|| panic!("no container {n}"))
+        };
+        Pod {
+            spec,
+            causeway: find("causeway"),
+            reloader: find("config-reloader"),
+        }
+    }
+
+    fn port(&self, name: &str) -> u64 {
+        seq(&self.causeway["ports"], "ports")
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("no port named {name}"))
+    }
+
+    fn uid(&self, c: &Value) -> Option<u64> {
+        c["securityContext"]["runAsUser"]
+            .as_u64()
+            .or(self.spec["securityContext"]["runAsUser"].as_u64())
+    }
+}
+
+/// The `--config` path is the mounted ConfigMap key, mounted so that
+/// updates reach it, and the reloader watches it and may signal causeway.
+fn check_config_mount_and_reload(pod: &Pod, cm: &Value) {
+    let args: Vec<&str> = seq(&pod.causeway["args"], "args")
+        .iter()
+        .map(|a| s(a, "arg"))
+        .collect();
+    let path = args
+        .windows(2)
+        .find(|w| w[0] == "--config")
+        .map(|w| w[1])
+        .expect("--config <path>");
+    let (mount_dir, file) = path.rsplit_once('/').unwrap();
+    let volume = seq(&pod.spec["volumes"], "volumes")
+        .iter()
+        .find(|v| v["configMap"]["name"] == cm["metadata"]["name"])
+        .expect("a volume of the ConfigMap");
+    let mounted_at = |c: &Value| {
+        seq(&c["volumeMounts"], "mounts")
+            .iter()
+            .find(|m| m["name"] == volume["name"])
+            .map(|m| {
+                assert!(
+                    m.get("subPath").is_none(),
+                    "subPath mounts never see updates"
+                );
+                s(&m["mountPath"], "mountPath").to_string()
+            })
+    };
+    assert_eq!(mounted_at(pod.causeway).as_deref(), Some(mount_dir));
+    assert_eq!(mounted_at(pod.reloader).as_deref(), Some(mount_dir));
+    assert!(
+        cm["data"].get(file).is_some(),
+        "the ConfigMap has key {file}"
+    );
+    assert_eq!(pod.spec["shareProcessNamespace"].as_bool(), Some(true));
+    let script = seq(&pod.reloader["command"], "command")
+        .iter()
+        .map(|a| s(a, "cmd"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        script.contains(path) && script.contains("kill -HUP") && script.contains("pidof causeway"),
+        "{script}"
+    );
+    // the script is valid sh (checked with `sh -n`, not run: `pidof
+    // causeway` here would signal other processes of that name)
+    let body = seq(&pod.reloader["command"], "command")
+        .last()
+        .map(|v| s(v, "script"))
+        .unwrap();
+    let out = std::process::Command::new("sh")
+        .args(["-n", "-c", body])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sh -n: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uid = pod.uid(pod.causeway);
+    assert!(
+        uid.is_some() && uid == pod.uid(pod.reloader),
+        "same uid: the sidecar may signal causeway"
+    );
+    let dockerfile = std::fs::read_to_string(dir().join("../../Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("--uid {}", uid.unwrap())),
+        "the image's user is the pod's uid"
+    );
+}
+
 #[test]
 fn manifests_are_well_formed_and_agree_with_the_config() {
     let all = manifests();
@@ -215,7 +338,7 @@ fn manifests_are_well_formed_and_agree_with_the_config() {
         "reachable from the Service"
     );
 
-    // Deployment
+    // Deployment: N pods, ports and probes as configured
     let spec = &dep["spec"];
     keys(
         spec,
@@ -228,113 +351,18 @@ fn manifests_are_well_formed_and_agree_with_the_config() {
     let pod_labels = labels(&spec["template"]["metadata"]["labels"]);
     let selector = labels(&spec["selector"]["matchLabels"]);
     assert!(!selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
-    let pod = &spec["template"]["spec"];
-    keys(
-        pod,
-        "pod spec",
-        &["containers", "volumes"],
-        &[
-            "shareProcessNamespace",
-            "terminationGracePeriodSeconds",
-            "securityContext",
-        ],
-    );
-    let containers = seq(&pod["containers"], "containers");
-    containers.iter().for_each(container_schema);
-    let cw = containers
-        .iter()
-        .find(|c| c["name"] == "causeway")
-        .expect("causeway container");
-    let port_of = |name: &str| {
-        seq(&cw["ports"], "ports")
-            .iter()
-            .find(|p| p["name"] == name)
-            .and_then(|p| p["containerPort"].as_u64())
-            .unwrap_or_else(|| panic!("no port named {name}"))
-    };
-    assert_eq!(port_of("mysql"), u64::from(mysql_port), "[server] listen");
-    assert_eq!(port_of("admin"), u64::from(admin_port), "[admin] listen");
-    assert_eq!(
-        cw["livenessProbe"]["httpGet"]["path"].as_str(),
-        Some("/healthz")
-    );
-    assert_eq!(
-        cw["readinessProbe"]["httpGet"]["path"].as_str(),
-        Some("/readyz")
-    );
-    assert_eq!(
-        cw["livenessProbe"]["httpGet"]["port"].as_str(),
-        Some("admin")
-    );
-    assert_eq!(
-        cw["readinessProbe"]["httpGet"]["port"].as_str(),
-        Some("admin")
-    );
-
-    // the config reaches the --config path, and updates reach the file
-    let args: Vec<&str> = seq(&cw["args"], "args")
-        .iter()
-        .map(|a| s(a, "arg"))
-        .collect();
-    let path = args
-        .windows(2)
-        .find(|w| w[0] == "--config")
-        .map(|w| w[1])
-        .expect("--config <path>");
-    let (mount_dir, file) = path.rsplit_once('/').unwrap();
-    let volume = seq(&pod["volumes"], "volumes")
-        .iter()
-        .find(|v| v["configMap"]["name"] == cm["metadata"]["name"])
-        .expect("a volume of the ConfigMap");
-    let mount = seq(&cw["volumeMounts"], "mounts")
-        .iter()
-        .find(|m| m["name"] == volume["name"])
-        .expect("the config volume is mounted");
-    assert_eq!(s(&mount["mountPath"], "mountPath"), mount_dir);
-    assert!(
-        mount.get("subPath").is_none(),
-        "subPath mounts never see updates"
-    );
-    assert!(
-        cm["data"].get(file).is_some(),
-        "the ConfigMap has key {file}"
-    );
-
-    // reload: the sidecar sees the same file and may signal causeway
-    assert_eq!(pod["shareProcessNamespace"].as_bool(), Some(true));
-    let rl = containers
-        .iter()
-        .find(|c| c["name"] == "config-reloader")
-        .expect("reloader sidecar");
-    let script = seq(&rl["command"], "command")
-        .iter()
-        .map(|a| s(a, "cmd"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert!(
-        script.contains(path) && script.contains("kill -HUP") && script.contains("pidof causeway"),
-        "{script}"
-    );
-    assert!(seq(&rl["volumeMounts"], "mounts")
-        .iter()
-        .any(|m| m["name"] == volume["name"] && m["mountPath"].as_str() == Some(mount_dir)));
-    let uid = |c: &Value| {
-        c["securityContext"]["runAsUser"]
-            .as_u64()
-            .or(pod["securityContext"]["runAsUser"].as_u64())
-    };
-    assert!(
-        uid(cw).is_some() && uid(cw) == uid(rl),
-        "same uid: the sidecar may signal causeway"
-    );
-    let dockerfile = std::fs::read_to_string(dir().join("../../Dockerfile")).unwrap();
-    assert!(
-        dockerfile.contains(&format!("--uid {}", uid(cw).unwrap())),
-        "the image's user is the pod's uid"
-    );
+    let pod = Pod::of(dep);
+    let cw = pod.causeway;
+    assert_eq!(pod.port("mysql"), u64::from(mysql_port), "[server] listen");
+    assert_eq!(pod.port("admin"), u64::from(admin_port), "[admin] listen");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(cw[probe]["httpGet"]["path"].as_str(), Some(path));
+        assert_eq!(cw[probe]["httpGet"]["port"].as_str(), Some("admin"));
+    }
+    check_config_mount_and_reload(&pod, cm);
 
     // drain: the grace period covers preStop + shutdown_drain_ms
-    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let grace = pod.spec["terminationGracePeriodSeconds"].as_u64().unwrap();
     let pre_stop: u64 = seq(&cw["lifecycle"]["preStop"]["exec"]["command"], "preStop")
         .last()
         .and_then(|v| v.as_str()?.parse().ok())
@@ -360,7 +388,7 @@ fn manifests_are_well_formed_and_agree_with_the_config() {
             &["name", "port", "targetPort"],
             &["protocol"],
         );
-        port_of(s(&p["targetPort"], "targetPort"));
+        pod.port(s(&p["targetPort"], "targetPort"));
     }
     // PodDisruptionBudget: same pods, leaves some serving
     keys(
