@@ -102,18 +102,19 @@ async fn the_admin_endpoint_bounds_hostile_clients() {
     // a 1 MB request line: refused (4xx) early and closed
     let mut s = TcpStream::connect(admin).await.unwrap();
     let sent = flood(&mut s, b"GET /", b'a', 1024 * 1024).await;
-    let answer = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
+    let line_answer = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
     assert!(
-        answer.starts_with("HTTP/1.1 4"),
-        "1 MB request line: {answer:?} after {sent} bytes"
+        line_answer.starts_with("HTTP/1.1 4"),
+        "1 MB request line: {line_answer:?} after {sent} bytes"
     );
+    let line_status = line_answer.lines().next().unwrap_or("").to_string();
 
     // a 64 MB header: the server stops reading at its head limit
     let mut s = TcpStream::connect(admin).await.unwrap();
-    let sent = flood(&mut s, b"GET /metrics HTTP/1.1\r\nX-Big: ", b'b', 64 << 20).await;
+    let header_sent = flood(&mut s, b"GET /metrics HTTP/1.1\r\nX-Big: ", b'b', 64 << 20).await;
     let answer = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
     assert!(
-        sent < 64 << 20 || answer.starts_with("HTTP/1.1 431"),
+        header_sent < 64 << 20 || answer.starts_with("HTTP/1.1 431"),
         "64 MB header accepted whole: {answer:?}"
     );
 
@@ -141,7 +142,9 @@ async fn the_admin_endpoint_bounds_hostile_clients() {
     p.assert_healthy_after_attack(idle_hwm).await;
     println!(
         "hostile admin: /readyz beside 500 idle in {served_in:?}; idle closed after {closed_after:?}; \
+         1 MB request line: {line_status:?}; 64 MB header: {:?} after {header_sent} bytes written; \
          slow head cut after {cut_after:?}; VmHWM idle {idle_hwm} KiB, after {} KiB",
+        answer.lines().next().unwrap_or(""),
         p.vm_hwm_kib()
     );
 }
