@@ -52,12 +52,21 @@ pub fn idle_timeout_error() -> ErrPacket {
     )
 }
 
+/// An ERR sent instead of the greeting, as MySQL sends it: the client's
+/// capabilities are not known yet, so there is no SQLSTATE marker.
+pub fn pre_greeting_error(err: &ErrPacket) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + err.message.len());
+    out.push(0xFF);
+    out.extend_from_slice(&err.code.to_le_bytes());
+    out.extend_from_slice(err.message.as_bytes());
+    out
+}
+
 /// Sends a last error before the close, giving up after [`PARTING_WRITE`]
 /// (a client that reads nothing must not hold the task).
-async fn send_parting(client: &mut PacketConn, seq: u8, err: &ErrPacket) {
+async fn send_parting(client: &mut PacketConn, seq: u8, payload: &[u8]) {
     let mut seq = seq;
-    let payload = err.encode();
-    let _ = tokio::time::timeout(PARTING_WRITE, client.send(&mut seq, &payload)).await;
+    let _ = tokio::time::timeout(PARTING_WRITE, client.send(&mut seq, payload)).await;
 }
 
 /// Sleeps for `d`, or forever when there is no timeout.
@@ -78,7 +87,7 @@ impl Session {
         let mut client = PacketConn::new(stream);
         // refused before the greeting, as MySQL does
         let Some(pending) = proxy.try_pending_login().filter(|_| proxy.has_login_room()) else {
-            send_parting(&mut client, 0, &too_many_connections()).await;
+            send_parting(&mut client, 0, &pre_greeting_error(&too_many_connections())).await;
             return;
         };
         let topo = proxy.topology.load_full();
@@ -98,7 +107,7 @@ impl Session {
             }
         };
         let Some(_slot) = proxy.try_login_slot() else {
-            send_parting(&mut client, seq, &too_many_connections()).await;
+            send_parting(&mut client, seq, &too_many_connections().encode()).await;
             return;
         };
         let mut session = Session::new(proxy, id, client, peer_host, auth, topo);
@@ -241,7 +250,7 @@ impl Session {
             conn = self.id,
             "client idle too long; disconnected with 4031"
         );
-        send_parting(&mut self.client, 0, &idle_timeout_error()).await;
+        send_parting(&mut self.client, 0, &idle_timeout_error().encode()).await;
     }
 
     /// Answers a packet over `max_client_packet` as MySQL does (1153, then
@@ -279,6 +288,10 @@ mod tests {
             e.message,
             "The client was disconnected by the server because of inactivity. See \
              wait_timeout and interactive_timeout for configuring this behavior."
+        );
+        assert_eq!(
+            pre_greeting_error(&too_many_connections()),
+            b"\xff\x10\x04Too many connections"
         );
         let e = too_many_connections();
         assert_eq!(
