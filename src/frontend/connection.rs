@@ -94,8 +94,17 @@ impl Session {
         let deadline = Instant::now() + topo.config.server.login_timeout();
         let peer_host = peer.ip().to_string();
         let version = proxy.server_version.load_full();
+        // a shutdown does not wait for handshakes
+        let mut stop = proxy.shutdown_signal();
+        if proxy.is_shutting_down() {
+            return;
+        }
         let login = login::login(&mut client, &topo.config, id, &version, &peer_host);
-        let (auth, seq) = match tokio::time::timeout_at(deadline, login).await {
+        let login = tokio::select! {
+            r = tokio::time::timeout_at(deadline, login) => r,
+            _ = stop.changed() => return,
+        };
+        let (auth, seq) = match login {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
                 tracing::debug!(conn = id, error = %e, "login failed");

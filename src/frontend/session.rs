@@ -108,7 +108,8 @@ impl Session {
                 let flow = self.forward_primary(payload, Expect::Simple, None).await;
                 if let Some(o) = flow.1 {
                     if o.error.is_none() {
-                        self.db = Some(String::from_utf8_lossy(&payload[1..]).into_owned());
+                        let name = payload.get(1..).unwrap_or_default();
+                        self.db = Some(String::from_utf8_lossy(name).into_owned());
                     }
                 }
                 flow.0
@@ -359,8 +360,11 @@ impl Session {
 
     async fn set_option(&mut self, payload: &[u8]) -> Flow {
         let (flow, outcome) = self.forward_primary(payload, Expect::Simple, None).await;
-        if outcome.is_some_and(|o| o.error.is_none()) && payload.len() >= 3 {
-            let on = u16::from_le_bytes([payload[1], payload[2]]) == 0;
+        if let (true, Some(&[lo, hi])) = (
+            outcome.is_some_and(|o| o.error.is_none()),
+            payload.get(1..3),
+        ) {
+            let on = u16::from_le_bytes([lo, hi]) == 0;
             self.caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
         }
         flow
@@ -522,17 +526,17 @@ pub(super) fn starts_with_keyword(sql: &[u8], kw: &[u8]) -> bool {
         }
         if s.starts_with(b"/*") {
             match s.windows(2).position(|w| w == b"*/") {
-                Some(end) => s = &s[end + 2..],
+                Some(end) => s = s.get(end + 2..).unwrap_or_default(),
                 None => return false,
             }
         } else {
             break;
         }
     }
-    s.len() > kw.len()
-        && s[..kw.len()].eq_ignore_ascii_case(kw)
-        && !s[kw.len()].is_ascii_alphanumeric()
-        && s[kw.len()] != b'_'
+    let (Some(head), Some(&next)) = (s.get(..kw.len()), s.get(kw.len())) else {
+        return false;
+    };
+    head.eq_ignore_ascii_case(kw) && !next.is_ascii_alphanumeric() && next != b'_'
 }
 
 #[cfg(test)]
@@ -545,5 +549,17 @@ mod tests {
         assert!(starts_with_keyword(b"kill query 3", b"kill"));
         assert!(!starts_with_keyword(b"killer", b"kill"));
         assert!(!starts_with_keyword(b"SELECT 'kill'", b"kill"));
+        // short, unterminated and garbage input is simply "no"
+        for sql in [
+            &b""[..],
+            b"kil",
+            b"kill",
+            b"/*",
+            b"/* kill",
+            b"/**/",
+            b" \xff\x00",
+        ] {
+            assert!(!starts_with_keyword(sql, b"kill"), "{sql:?}");
+        }
     }
 }

@@ -366,6 +366,10 @@ mod tests {
         let (peer, ours) = tokio::join!(TcpStream::connect(addr), l.accept());
         let ours = ours.unwrap().0;
         tune_socket(&ours).unwrap();
+        let sock = socket2::SockRef::from(&ours);
+        assert!(sock.keepalive().unwrap() && ours.nodelay().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
         (PacketConn::new(ours), peer.unwrap())
     }
 
