@@ -197,6 +197,20 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
             .expect("3 header bytes");
         partial.push(s);
     }
+    // the proxy's side of every client socket has TCP keepalive on
+    if let Ok(out) = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( sport = :{} )", p.port))
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() >= 50, "{text}");
+        assert!(
+            lines.iter().all(|l| l.contains("timer:(keepalive")),
+            "{text}"
+        );
+    }
     // while the 50 sockets sit there, real clients log in, each within 1 s
     let mut took = Vec::new();
     for _ in 0..3 {
@@ -407,5 +421,37 @@ async fn idle_clients_get_4031_outside_transactions() {
             .expect("active client kept");
     }
     eprintln!("idle timeout: 4031 after {waited:?}");
+    p.assert_healthy_after_attack(idle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_auth_switch_reply_is_refused() {
+    let mut p = ExternalProxy::start(|t| t).await;
+    let idle = idle_hwm(&p).await;
+    let mut c = PacketConn::new(connect(&p).await);
+    c.read_packet().await.expect("greeting");
+    // answer with another plugin than the user's: the proxy switches us
+    let caps = handshake::server_capabilities();
+    let hello = handshake::client_hello(caps, 255, "app", &[], None, handshake::NATIVE);
+    let mut seq = 1;
+    c.send(&mut seq, &hello).await.expect("send hello");
+    let switch = c.read_packet().await.expect("auth switch request");
+    assert_eq!(switch.payload.first(), Some(&0xFE));
+    // a 16 MiB reply, of which only the header is ever sent
+    let header = [0xFF, 0xFF, 0xFF, switch.seq.wrapping_add(1)];
+    c.write_raw(&header).await.expect("header");
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(5), c.read_packet())
+        .await
+        .expect("refused from the header alone")
+        .expect("an ERR");
+    let e = ErrPacket::parse(&reply.payload).expect("ERR");
+    assert_eq!((e.code, e.sqlstate()), (1153, "08S01"));
+    assert_eq!(reply.seq, switch.seq.wrapping_add(2));
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(5), c.read_packet()).await,
+        Ok(Err(PacketError::Closed | PacketError::Io(_)))
+    ));
+    eprintln!("auth switch: refused after {:?}", started.elapsed());
     p.assert_healthy_after_attack(idle).await;
 }

@@ -50,7 +50,8 @@ pub struct Config {
 pub struct Server {
     /// Client listener, `host:port` (port 0 = ephemeral, useful in tests).
     pub listen: String,
-    /// Maximum concurrent client connections (> 0).
+    /// Maximum logged-in clients (> 0); sockets still in the handshake do
+    /// not count (see `max_pending_logins`).
     pub max_connections: u32,
     /// Backend connect + auth timeout in ms (> 0).
     pub connect_timeout_ms: u64,
