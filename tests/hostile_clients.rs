@@ -161,6 +161,9 @@ async fn huge_handshake_responses_are_refused_from_their_header() {
     );
     let (written, closed_after, got) = attack;
     assert_refused_handshake(written, closed_after, &got);
+    eprintln!(
+        "one 120 MB handshake: {written} bytes written before the close after {closed_after:?}"
+    );
     let one = p.vm_hwm_kib();
     // four at once
     let (a, b, c, d, served4) = tokio::join!(
@@ -367,6 +370,10 @@ async fn max_client_packet_is_configurable() {
         other => panic!("expected 1153, got {other:?}"),
     }
     p.assert_served_within(Duration::from_secs(1)).await;
+    eprintln!(
+        "max_client_packet 1 MiB: VmHWM KiB idle {idle}, after {}",
+        p.vm_hwm_kib()
+    );
     p.assert_healthy_after_attack(idle).await;
 }
 
@@ -420,7 +427,10 @@ async fn idle_clients_get_4031_outside_transactions() {
             .await
             .expect("active client kept");
     }
-    eprintln!("idle timeout: 4031 after {waited:?}");
+    eprintln!(
+        "idle timeout: 4031 after {waited:?}; VmHWM KiB idle {idle}, after {}",
+        p.vm_hwm_kib()
+    );
     p.assert_healthy_after_attack(idle).await;
 }
 
