@@ -7,6 +7,13 @@
 //! the shutdown signal. There are no process globals (except the metrics
 //! recorder, see `crate::admin`), so tests run several proxies side by side
 //! in one process.
+//!
+//! Per-connection bookkeeping is held by Drop guards ([`ClientGuard`],
+//! [`PendingLogin`], [`LoginSlot`], [`Registered`]), so a session task that
+//! ends in any way (returns, is cancelled, panics) releases what it counted.
+//! Sockets still in the handshake have their own bound
+//! (`[server] max_pending_logins`) and never take one of the
+//! `max_connections` slots, which count logged-in clients only.
 
 use arc_swap::ArcSwap;
 use causeway_config::Config;
@@ -56,8 +63,12 @@ pub struct Proxy {
     /// The current topology snapshot.
     pub topology: ArcSwap<Topology>,
     next_connection_id: AtomicU32,
-    /// Connected clients.
+    /// Connected client sockets (handshaking or logged in).
     pub clients: AtomicUsize,
+    /// Client sockets in the handshake.
+    pending_logins: AtomicUsize,
+    /// Logged-in clients (what `max_connections` bounds).
+    logged_in: AtomicUsize,
     /// Version string announced to clients.
     pub server_version: ArcSwap<String>,
     /// Live sessions, for KILL.
@@ -83,6 +94,8 @@ impl Proxy {
             topology: ArcSwap::from_pointee(topo),
             next_connection_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),
+            pending_logins: AtomicUsize::new(0),
+            logged_in: AtomicUsize::new(0),
             server_version: ArcSwap::from_pointee("8.4.0-causeway".to_string()),
             sessions: Default::default(),
             shutdown,
@@ -238,16 +251,246 @@ impl Proxy {
                 return;
             }
         };
+        let id = self.next_connection_id();
         let proxy = Arc::clone(self);
-        proxy.clients.fetch_add(1, Ordering::AcqRel);
-        self.workers.spawn(async move {
+        self.spawn_client(id, self.client_guard(), async move {
             match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => Session::run(Arc::clone(&proxy), stream, peer).await,
+                Ok(stream) => Session::run(proxy, id, stream, peer).await,
                 Err(e) => tracing::warn!(error = %e, %peer, "cannot register the client socket"),
             }
-            if proxy.clients.fetch_sub(1, Ordering::AcqRel) == 1 {
-                proxy.drained.notify_waiters();
-            }
         });
+    }
+
+    /// Runs one client's task on the next worker. `guard` counts it until
+    /// the task ends, however it ends; a panic inside `fut` is caught at
+    /// this boundary, logged with `id`, and ends only this client.
+    pub(crate) fn spawn_client<F>(&self, id: u32, guard: ClientGuard, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.workers
+            .spawn(crate::workers::catch_panic(id, async move {
+                let _guard = guard;
+                fut.await;
+            }));
+    }
+
+    /// Counts one more client socket until the guard drops.
+    pub(crate) fn client_guard(self: &Arc<Self>) -> ClientGuard {
+        self.clients.fetch_add(1, Ordering::AcqRel);
+        ClientGuard {
+            proxy: Arc::clone(self),
+        }
+    }
+
+    /// Takes a handshake place, or `None` when `[server]
+    /// max_pending_logins` sockets are already in the handshake.
+    pub(crate) fn try_pending_login(self: &Arc<Self>) -> Option<PendingLogin> {
+        let max = self.topology.load().config.server.max_pending_logins as usize;
+        take(&self.pending_logins, max).then(|| PendingLogin {
+            proxy: Arc::clone(self),
+        })
+    }
+
+    /// Whether a client logging in now would find a free
+    /// `max_connections` slot (checked before the greeting, as MySQL does;
+    /// [`Self::try_login_slot`] takes it at the end of the handshake).
+    pub(crate) fn has_login_room(&self) -> bool {
+        let max = self.topology.load().config.server.max_connections as usize;
+        self.logged_in.load(Ordering::Acquire) < max
+    }
+
+    /// Takes a logged-in client slot, or `None` when `max_connections`
+    /// clients are logged in.
+    pub(crate) fn try_login_slot(self: &Arc<Self>) -> Option<LoginSlot> {
+        let max = self.topology.load().config.server.max_connections as usize;
+        take(&self.logged_in, max).then(|| LoginSlot {
+            proxy: Arc::clone(self),
+        })
+    }
+
+    /// Logged-in clients.
+    pub fn logged_in(&self) -> usize {
+        self.logged_in.load(Ordering::Acquire)
+    }
+
+    /// Client sockets in the handshake.
+    pub fn pending_logins(&self) -> usize {
+        self.pending_logins.load(Ordering::Acquire)
+    }
+
+    /// Registers a live session for KILL until the guard drops.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        id: u32,
+        shared: Arc<crate::frontend::registry::SessionShared>,
+    ) -> Registered {
+        self.sessions.insert(id, shared);
+        Registered {
+            proxy: Arc::clone(self),
+            id,
+        }
+    }
+}
+
+/// Increments `counter` unless it already is at `max`.
+fn take(counter: &AtomicUsize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// One connected client socket (see [`Proxy::client_guard`]); dropping it
+/// wakes [`Proxy::drain`] when it was the last.
+#[derive(Debug)]
+pub struct ClientGuard {
+    proxy: Arc<Proxy>,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        if self.proxy.clients.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.proxy.drained.notify_waiters();
+        }
+    }
+}
+
+/// One socket in the handshake (see [`Proxy::try_pending_login`]).
+#[derive(Debug)]
+pub struct PendingLogin {
+    proxy: Arc<Proxy>,
+}
+
+impl Drop for PendingLogin {
+    fn drop(&mut self) {
+        self.proxy.pending_logins.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One logged-in client's `max_connections` slot (see
+/// [`Proxy::try_login_slot`]).
+#[derive(Debug)]
+pub struct LoginSlot {
+    proxy: Arc<Proxy>,
+}
+
+impl Drop for LoginSlot {
+    fn drop(&mut self) {
+        self.proxy.logged_in.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A session's entry in the KILL registry (see [`Proxy::register`]).
+#[derive(Debug)]
+pub struct Registered {
+    proxy: Arc<Proxy>,
+    id: u32,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.proxy.sessions.remove(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Login;
+    use crate::frontend::registry::SessionShared;
+
+    fn proxy(max_connections: u32, max_pending: u32) -> Arc<Proxy> {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworker_threads = 1\n\
+             max_connections = {max_connections}\nmax_pending_logins = {max_pending}\n\
+             [admin]\nenabled = false\n[[users]]\nname = \"app\"\n\
+             [primary]\nname = \"p\"\naddress = \"127.0.0.1:1\"\n\
+             [monitor]\nuser = \"m\"\ninterval_ms = 3600000\n"
+        );
+        Proxy::new(Config::from_str_named(&text, "t.toml").unwrap()).unwrap()
+    }
+
+    fn shared() -> Arc<SessionShared> {
+        SessionShared::new(
+            "app",
+            Login {
+                user: "app".into(),
+                password: String::new(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panicking_session_releases_everything_and_the_worker_lives() {
+        let p = proxy(5, 5);
+        let pending = p.try_pending_login().unwrap();
+        let slot = p.try_login_slot().unwrap();
+        let registered = p.register(7, shared());
+        assert_eq!(
+            (p.pending_logins(), p.logged_in(), p.sessions.len()),
+            (1, 1, 1)
+        );
+        p.spawn_client(7, p.client_guard(), async move {
+            let _held = (pending, slot, registered);
+            tokio::task::yield_now().await;
+            panic!("a bug in a session");
+        });
+        assert_eq!(p.drain(Duration::from_secs(5)).await, 0);
+        assert_eq!(
+            (p.pending_logins(), p.logged_in(), p.sessions.len()),
+            (0, 0, 0)
+        );
+        // the same worker runs the next client
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        p.spawn_client(8, p.client_guard(), async move {
+            let _ = tx.send(std::thread::current().name().map(String::from));
+        });
+        let name = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap();
+        assert_eq!(name.unwrap().as_deref(), Some("causeway-worker-0"));
+        assert_eq!(p.drain(Duration::from_secs(5)).await, 0);
+        p.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_session_releases_everything() {
+        let p = proxy(5, 5);
+        let held = (
+            p.try_pending_login(),
+            p.try_login_slot(),
+            p.register(9, shared()),
+        );
+        let never = async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        };
+        let r = tokio::time::timeout(Duration::from_millis(10), never).await;
+        assert!(r.is_err());
+        assert_eq!(
+            (p.pending_logins(), p.logged_in(), p.sessions.len()),
+            (0, 0, 0)
+        );
+        p.shutdown();
+    }
+
+    #[tokio::test]
+    async fn handshakes_and_logins_have_separate_bounds() {
+        let p = proxy(2, 3);
+        let pending: Vec<_> = (0..3).map(|_| p.try_pending_login().unwrap()).collect();
+        assert!(p.try_pending_login().is_none());
+        // handshaking sockets take no max_connections slot
+        assert!(p.has_login_room());
+        let a = p.try_login_slot().unwrap();
+        let _b = p.try_login_slot().unwrap();
+        assert!(!p.has_login_room());
+        assert!(p.try_login_slot().is_none());
+        drop(a);
+        assert!(p.try_login_slot().is_some());
+        drop(pending);
+        assert_eq!(p.pending_logins(), 0);
+        p.shutdown();
     }
 }

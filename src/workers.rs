@@ -16,7 +16,10 @@
 //! only less cheap.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -101,11 +104,89 @@ impl Workers {
     }
 }
 
+/// Wraps a client's task so that a panic inside it ends only that task:
+/// the panic is caught where the task meets its worker, logged at error
+/// level with the connection id, and the future (with every guard it
+/// holds) is dropped. The worker's event loop runs on.
+pub fn catch_panic<F>(id: u32, fut: F) -> CatchPanic<F>
+where
+    F: Future<Output = ()>,
+{
+    CatchPanic {
+        id,
+        fut: Some(Box::pin(fut)),
+    }
+}
+
+/// See [`catch_panic`].
+#[derive(Debug)]
+pub struct CatchPanic<F> {
+    id: u32,
+    fut: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = ()>> Future for CatchPanic<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready(());
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                self.fut = None;
+                Poll::Ready(())
+            }
+            Err(payload) => {
+                // release the task's guards before saying so
+                self.fut = None;
+                let cause = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(
+                    conn = self.id,
+                    %cause,
+                    "session task hit a bug and was stopped; its client is closed, the proxy runs on"
+                );
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_panic_ends_only_its_task() {
+        let w = Workers::start(1).unwrap();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        struct Flag(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Flag(Arc::clone(&dropped));
+        w.spawn(catch_panic(1, async move {
+            let _flag = flag;
+            tokio::task::yield_now().await;
+            panic!("boom");
+        }));
+        let (tx, rx) = std::sync::mpsc::channel();
+        w.spawn(catch_panic(2, async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tx.send(()).unwrap();
+        }));
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert!(dropped.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn resolves_auto_to_the_cores() {

@@ -10,8 +10,8 @@
 use causeway_config::{Config, User};
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 
-use crate::protocol::handshake::{self, ClientHello, CACHING_SHA2};
-use crate::protocol::messages::read_lenenc_str;
+use crate::protocol::handshake::{self, ClientHello, Reader, CACHING_SHA2};
+use crate::protocol::packet::{Packet, PRE_AUTH_MAX_PAYLOAD};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
 
 /// Errors of the connection phase.
@@ -48,6 +48,38 @@ pub fn access_denied(user: &str, host: &str, with_password: bool) -> ErrPacket {
     )
 }
 
+/// MySQL's error for a packet over `max_allowed_packet` (1153 / 08S01).
+pub fn packet_too_large() -> ErrPacket {
+    ErrPacket::new(
+        1153,
+        "08S01",
+        "Got a packet bigger than 'max_allowed_packet' bytes",
+    )
+}
+
+/// Reads one packet of the connection phase: at most
+/// [`PRE_AUTH_MAX_PAYLOAD`] bytes, refused from its header with 1153.
+async fn read_unauthenticated(client: &mut PacketConn) -> Result<Packet, LoginError> {
+    client.set_max_payload(PRE_AUTH_MAX_PAYLOAD);
+    match client.read_packet().await {
+        Ok(p) => Ok(p),
+        Err(PacketError::TooLarge { seq, .. }) => {
+            let err = packet_too_large();
+            let mut seq = seq.wrapping_add(1);
+            client.send(&mut seq, &err.encode()).await?;
+            Err(LoginError::Refused(err))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a handshake response that did not parse asked for TLS.
+fn wants_tls(payload: &[u8]) -> bool {
+    Reader(payload)
+        .u32_le()
+        .is_some_and(|caps| caps & CapabilityFlags::CLIENT_SSL.bits() != 0)
+}
+
 /// Runs the connection phase. On success the client has NOT yet been sent
 /// its OK: the caller sends it (after checking the initial schema).
 pub async fn login(
@@ -61,16 +93,12 @@ pub async fn login(
     let mut seq = 0u8;
     let greet = handshake::greeting(server_version, connection_id, &nonce, 255, CACHING_SHA2);
     client.send(&mut seq, &greet).await?;
-    let p = client.read_packet().await?;
+    let p = read_unauthenticated(client).await?;
     seq = p.seq.wrapping_add(1);
     let hello = match handshake::parse_client_hello(&p.payload) {
         Ok(h) => h,
         Err(e) => {
-            let err = if p.payload.len() >= 4
-                && u32::from_le_bytes(p.payload[..4].try_into().unwrap_or_default())
-                    & CapabilityFlags::CLIENT_SSL.bits()
-                    != 0
-            {
+            let err = if wants_tls(&p.payload) {
                 ErrPacket::new(
                     3159,
                     "HY000",
@@ -134,7 +162,7 @@ async fn authenticate(
     client
         .send(seq, &handshake::auth_switch_request(wanted, nonce))
         .await?;
-    let p = client.read_packet().await?;
+    let p = read_unauthenticated(client).await?;
     *seq = p.seq.wrapping_add(1);
     Ok((p.payload.to_vec(), wanted))
 }
@@ -167,39 +195,34 @@ pub struct ChangeUser {
     pub plugin: String,
 }
 
-/// Parses a COM_CHANGE_USER payload (including its command byte).
+/// Parses a COM_CHANGE_USER payload (including its command byte). Every
+/// read is bounds-checked: short or garbled input gives `None`.
 pub fn parse_change_user(payload: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
-    let mut rest = payload.get(1..)?;
-    let take_nul = |rest: &mut &[u8]| -> Option<Vec<u8>> {
-        let end = rest.iter().position(|&b| b == 0)?;
-        let s = rest[..end].to_vec();
-        *rest = &rest[end + 1..];
-        Some(s)
-    };
-    let user = String::from_utf8_lossy(&take_nul(&mut rest)?).into_owned();
+    let mut r = Reader(payload);
+    r.u8()?;
+    let user = String::from_utf8_lossy(r.nul_str()?).into_owned();
     let auth_response = if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
-        let n = *rest.first()? as usize;
-        let r = rest.get(1..1 + n)?.to_vec();
-        rest = &rest[1 + n..];
-        r
+        let n = r.u8()?;
+        r.take(usize::from(n))?.to_vec()
     } else {
-        take_nul(&mut rest)?
+        r.nul_str()?.to_vec()
     };
-    let db = take_nul(&mut rest)
+    let db = r
+        .nul_str()
         .filter(|d| !d.is_empty())
-        .map(|d| String::from_utf8_lossy(&d).into_owned());
+        .map(|d| String::from_utf8_lossy(d).into_owned());
     let mut collation = None;
-    if rest.len() >= 2 {
-        collation = Some(rest[0]);
-        rest = &rest[2..];
+    if let Some(cs) = r.take(2) {
+        collation = cs.first().copied();
     }
     let mut plugin = handshake::NATIVE.to_string();
     if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
-        if let Some(p) = take_nul(&mut rest) {
-            plugin = String::from_utf8_lossy(&p).into_owned();
+        if let Some(p) = r.nul_str() {
+            plugin = String::from_utf8_lossy(p).into_owned();
         }
     }
-    let _ = read_lenenc_str; // connection attributes, if any, are ignored
+    // connection attributes, if any, are ignored (COM_CHANGE_USER comes
+    // after login, so max_client_packet bounds them)
     Some(ChangeUser {
         user,
         auth_response,
@@ -266,6 +289,60 @@ mod tests {
         assert_eq!(c.db.as_deref(), Some("db1"));
         assert_eq!(c.collation, Some(255));
         assert_eq!(c.plugin, "caching_sha2_password");
+    }
+
+    #[test]
+    fn change_user_garbage_is_refused_not_a_panic() {
+        let caps = CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PROTOCOL_41;
+        assert!(parse_change_user(&[], caps).is_none());
+        assert!(parse_change_user(&[0x11], caps).is_none());
+        assert!(parse_change_user(b"\x11bob", caps).is_none());
+        // auth response length past the end (the old `rest[1 + n..]`)
+        assert!(parse_change_user(b"\x11bob\0\xff\x01\x02", caps).is_none());
+        assert!(parse_change_user(b"\x11bob\0\x03", caps).is_none());
+        // exactly enough: no schema, no collation, no plugin
+        let c = parse_change_user(b"\x11bob\0\x01\x07", caps).unwrap();
+        assert_eq!((c.auth_response, c.db, c.collation), (vec![7], None, None));
+        assert_eq!(c.plugin, handshake::NATIVE);
+        // one byte of collation only
+        let c = parse_change_user(b"\x11bob\0\x00db\0\x21", caps).unwrap();
+        assert_eq!((c.db.as_deref(), c.collation), (Some("db"), None));
+        // without CLIENT_SECURE_CONNECTION the response is NUL-terminated
+        let c = parse_change_user(b"\x11bob\0pw\0", CapabilityFlags::CLIENT_PROTOCOL_41).unwrap();
+        assert_eq!(c.auth_response, b"pw");
+        assert!(parse_change_user(b"\x11bob\0pw", CapabilityFlags::CLIENT_PROTOCOL_41).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn change_user_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+            caps in proptest::num::u32::ANY,
+        ) {
+            let _ = parse_change_user(&bytes, CapabilityFlags::from_bits_truncate(caps));
+        }
+    }
+
+    #[test]
+    fn tls_requests_are_recognised_from_any_length() {
+        assert!(!wants_tls(&[]));
+        assert!(!wants_tls(&[0xFF, 0xFF]));
+        assert!(wants_tls(&CapabilityFlags::CLIENT_SSL.bits().to_le_bytes()));
+        assert!(!wants_tls(
+            &CapabilityFlags::CLIENT_PROTOCOL_41.bits().to_le_bytes()
+        ));
+    }
+
+    #[test]
+    fn packet_too_large_matches_mysql() {
+        let e = packet_too_large();
+        assert_eq!((e.code, e.sqlstate()), (1153, "08S01"));
+        assert_eq!(
+            e.message,
+            "Got a packet bigger than 'max_allowed_packet' bytes"
+        );
     }
 
     #[test]

@@ -8,10 +8,8 @@
 
 use causeway_config::User;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 
 use super::login::{self, ChangeUser};
 use super::registry::SessionShared;
@@ -78,82 +76,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Runs a client connection from greeting to close.
-    pub async fn run(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
-        let id = proxy.next_connection_id();
-        let mut client = PacketConn::new(stream);
-        let topo = proxy.topology.load_full();
-        if proxy.clients.load(Ordering::Relaxed) > topo.config.server.max_connections as usize {
-            let err = ErrPacket::new(1040, "08004", "Too many connections");
-            let mut seq = 0;
-            let _ = client.send(&mut seq, &err.encode()).await;
-            return;
-        }
-        let peer_host = peer.ip().to_string();
-        let version = proxy.server_version.load_full();
-        let (auth, mut seq) =
-            match login::login(&mut client, &topo.config, id, &version, &peer_host).await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::debug!(conn = id, error = %e, "login failed");
-                    return;
-                }
-            };
-        let topo_cfg = Arc::clone(&topo.config);
-        let shared = SessionShared::new(
-            &auth.user.name,
-            Login {
-                user: auth.user.backend_user.clone(),
-                password: auth.user.backend_password.clone(),
-            },
-        );
-        let mut session = Session {
-            id,
-            peer_host,
-            caps: auth.hello.caps,
-            collation: auth.hello.collation,
-            user: auth.user,
-            nonce: auth.nonce,
-            db: auth.hello.db.clone(),
-            topo,
-            held: Vec::new(),
-            stmts: StmtMap::default(),
-            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
-            last_route: None,
-            route: RouteState::default(),
-            settings: Settings::from_config(&topo_cfg),
-            sets: Vec::new(),
-            may_retry: false,
-            retryable: None,
-            cursor: Picker::new(u64::from(id), topo_cfg.routing.read_balance),
-            shared,
-            client,
-            proxy,
-        };
-        if let Err(err) = session.check_initial_db().await {
-            let _ = session.client.send(&mut seq, &err.encode()).await;
-            session.close();
-            return;
-        }
-        if session
-            .client
-            .send(&mut seq, &login::login_ok(session.caps))
-            .await
-            .is_ok()
-        {
-            tracing::debug!(conn = id, user = %session.user.name, "client logged in");
-            session
-                .proxy
-                .sessions
-                .insert(id, Arc::clone(&session.shared));
-            session.serve().await;
-            session.proxy.sessions.remove(id);
-        }
-        session.close();
-    }
-
     /// Validates the schema named at login (MySQL refuses unknown ones).
-    async fn check_initial_db(&mut self) -> Result<(), ErrPacket> {
+    pub(super) async fn check_initial_db(&mut self) -> Result<(), ErrPacket> {
         if self.db.is_some() {
             let primary = Arc::clone(&self.topo.primary);
             self.conn_for(&primary).await?;
@@ -161,40 +85,8 @@ impl Session {
         Ok(())
     }
 
-    async fn serve(&mut self) {
-        let mut stop = self.proxy.shutdown_signal();
-        loop {
-            let pkt = if self.client.has_buffered_packet() {
-                self.client.read_packet().await
-            } else {
-                tokio::select! {
-                    r = self.client.read_packet() => r,
-                    _ = stop.changed() => break,
-                    _ = self.shared.kill.notified() => break,
-                }
-            };
-            let Ok(pkt) = pkt else { break };
-            if self
-                .shared
-                .killed
-                .load(std::sync::atomic::Ordering::Relaxed)
-            {
-                break;
-            }
-            let flow = self.dispatch(&pkt.payload).await;
-            // the reply's last bytes go out only now, after the session's
-            // bookkeeping, so whoever sees the answer also sees its metrics
-            if self.client.flush().await.is_err() {
-                break;
-            }
-            if let Flow::Quit = flow {
-                break;
-            }
-        }
-    }
-
     /// Returns every held backend connection to its pool.
-    fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         for h in self.held.drain(..) {
             h.pool.release(h.conn);
         }
@@ -206,7 +98,7 @@ impl Session {
         self.client.wbuf.clear();
     }
 
-    async fn dispatch(&mut self, payload: &[u8]) -> Flow {
+    pub(super) async fn dispatch(&mut self, payload: &[u8]) -> Flow {
         let Some(&cmd) = payload.first() else {
             return self.reply_err(&unknown_command()).await;
         };
@@ -216,7 +108,8 @@ impl Session {
                 let flow = self.forward_primary(payload, Expect::Simple, None).await;
                 if let Some(o) = flow.1 {
                     if o.error.is_none() {
-                        self.db = Some(String::from_utf8_lossy(&payload[1..]).into_owned());
+                        let name = payload.get(1..).unwrap_or_default();
+                        self.db = Some(String::from_utf8_lossy(name).into_owned());
                     }
                 }
                 flow.0
@@ -467,8 +360,11 @@ impl Session {
 
     async fn set_option(&mut self, payload: &[u8]) -> Flow {
         let (flow, outcome) = self.forward_primary(payload, Expect::Simple, None).await;
-        if outcome.is_some_and(|o| o.error.is_none()) && payload.len() >= 3 {
-            let on = u16::from_le_bytes([payload[1], payload[2]]) == 0;
+        if let (true, Some(&[lo, hi])) = (
+            outcome.is_some_and(|o| o.error.is_none()),
+            payload.get(1..3),
+        ) {
+            let on = u16::from_le_bytes([lo, hi]) == 0;
             self.caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
         }
         flow
@@ -630,17 +526,17 @@ pub(super) fn starts_with_keyword(sql: &[u8], kw: &[u8]) -> bool {
         }
         if s.starts_with(b"/*") {
             match s.windows(2).position(|w| w == b"*/") {
-                Some(end) => s = &s[end + 2..],
+                Some(end) => s = s.get(end + 2..).unwrap_or_default(),
                 None => return false,
             }
         } else {
             break;
         }
     }
-    s.len() > kw.len()
-        && s[..kw.len()].eq_ignore_ascii_case(kw)
-        && !s[kw.len()].is_ascii_alphanumeric()
-        && s[kw.len()] != b'_'
+    let (Some(head), Some(&next)) = (s.get(..kw.len()), s.get(kw.len())) else {
+        return false;
+    };
+    head.eq_ignore_ascii_case(kw) && !next.is_ascii_alphanumeric() && next != b'_'
 }
 
 #[cfg(test)]
@@ -653,5 +549,17 @@ mod tests {
         assert!(starts_with_keyword(b"kill query 3", b"kill"));
         assert!(!starts_with_keyword(b"killer", b"kill"));
         assert!(!starts_with_keyword(b"SELECT 'kill'", b"kill"));
+        // short, unterminated and garbage input is simply "no"
+        for sql in [
+            &b""[..],
+            b"kil",
+            b"kill",
+            b"/*",
+            b"/* kill",
+            b"/**/",
+            b" \xff\x00",
+        ] {
+            assert!(!starts_with_keyword(sql, b"kill"), "{sql:?}");
+        }
     }
 }

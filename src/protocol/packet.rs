@@ -4,13 +4,17 @@
 //! 4-byte header (3-byte little-endian length, 1-byte sequence id), logical
 //! payloads of 16 MiB and more split into `0xFFFFFF`-byte packets, a read
 //! buffer that keeps pipelined bytes for the next read, and a write buffer
-//! that is flushed once per response flight.
+//! that is flushed once per response flight. It also owns the limit on a
+//! logical payload (checked from each 4-byte header alone, before any of the
+//! payload is buffered) and the TCP options every proxy socket gets
+//! ([`tune_socket`]: no Nagle delay, keepalive).
 //!
 //! The relay (see `crate::relay`) works on the raw buffers directly so that
 //! result rows are copied from one socket to the other without decoding.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,6 +22,18 @@ use tokio::net::TcpStream;
 pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
 /// Size of a packet header.
 pub const HEADER: usize = 4;
+/// Largest packet a client may send before it has authenticated (greeting
+/// reply, SSL request, auth-switch replies).
+pub const PRE_AUTH_MAX_PAYLOAD: usize = 64 * 1024;
+/// Default limit of a logical payload (the backend side keeps it).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 30;
+/// Physical packets larger than this are read straight into their payload
+/// (reserved exactly) instead of being assembled in the read buffer first.
+const DIRECT_READ_OVER: usize = 256 * 1024;
+/// Idle time before the first keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Errors of the framing layer.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +44,29 @@ pub enum PacketError {
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Closed,
-    /// A logical payload exceeded the configured maximum.
-    #[error("packet of {0} bytes exceeds the limit of {1} bytes")]
-    TooLarge(usize, usize),
+    /// A logical payload exceeded the configured maximum. Its header is
+    /// still in the read buffer ([`PacketConn::discard_packet`] skips it).
+    #[error("packet of at least {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Bytes announced so far (headers of the payload's packets).
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+        /// Sequence id of the packet that crossed the limit.
+        seq: u8,
+    },
+}
+
+/// Sets the options every proxy socket gets: `TCP_NODELAY` and TCP
+/// keepalive ([`KEEPALIVE_IDLE`], then every [`KEEPALIVE_INTERVAL`]), so a
+/// peer that vanished without a FIN or RST is noticed. Used for client and
+/// backend sockets alike.
+pub fn tune_socket(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
 }
 
 /// One logical packet: the sequence id of its last physical packet and the
@@ -62,8 +98,18 @@ impl PacketConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
-            max_payload: 1 << 30,
+            max_payload: DEFAULT_MAX_PAYLOAD,
         }
+    }
+
+    /// Sets the largest logical payload [`Self::read_packet`] accepts.
+    pub fn set_max_payload(&mut self, max: usize) {
+        self.max_payload = max;
+    }
+
+    /// The largest logical payload [`Self::read_packet`] accepts.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
     /// Registers the socket with the calling thread's runtime (the old
@@ -95,37 +141,106 @@ impl PacketConn {
         Ok(n)
     }
 
-    /// Waits until the socket is readable or has buffered data. Used by the
-    /// session loop to notice a closed client while idle.
+    /// Whether a whole single-packet payload is already buffered, so
+    /// [`Self::read_packet`] returns without touching the socket. Used by
+    /// the session loop to notice a closed client while idle.
     pub fn has_buffered_packet(&self) -> bool {
-        complete_packet_len(&self.rbuf).is_some()
+        complete_packet_len(&self.rbuf).is_some_and(|(len, _)| len < MAX_PAYLOAD)
+    }
+
+    /// Waits until a whole header is buffered; returns it (not consumed).
+    async fn peek_header(&mut self) -> Result<(usize, u8), PacketError> {
+        loop {
+            if let Some(h) = header(&self.rbuf) {
+                return Ok(h);
+            }
+            self.fill().await?;
+        }
     }
 
     /// Reads one logical packet, reassembling payloads split over several
-    /// physical packets.
+    /// physical packets. A payload over the limit is refused from the
+    /// header that crosses it (`TooLarge`), before its bytes are read.
+    ///
+    /// Cancel safety: a single packet of up to 256 KiB is never lost by
+    /// dropping the future; larger or multi-packet payloads may be partly
+    /// consumed, so the caller must close the connection then.
     pub async fn read_packet(&mut self) -> Result<Packet, PacketError> {
-        let mut payload = BytesMut::new();
+        let mut big: Option<Vec<u8>> = None;
         loop {
-            let (len, seq) = loop {
-                if let Some(h) = complete_packet_len(&self.rbuf) {
-                    break h;
-                }
-                self.fill().await?;
-            };
-            if payload.len() + len > self.max_payload {
-                return Err(PacketError::TooLarge(payload.len() + len, self.max_payload));
-            }
-            self.rbuf.advance(HEADER);
-            let chunk = self.rbuf.split_to(len);
-            if payload.is_empty() && len < MAX_PAYLOAD {
-                return Ok(Packet {
+            let (len, seq) = self.peek_header().await?;
+            let have = big.as_ref().map_or(0, Vec::len);
+            let size = have.saturating_add(len);
+            if size > self.max_payload {
+                return Err(PacketError::TooLarge {
+                    size,
+                    limit: self.max_payload,
                     seq,
-                    payload: chunk,
                 });
             }
-            payload.extend_from_slice(&chunk);
+            if big.is_none() && len < MAX_PAYLOAD && len <= DIRECT_READ_OVER {
+                while self.rbuf.len() < HEADER + len {
+                    self.fill().await?;
+                }
+                self.rbuf.advance(HEADER);
+                return Ok(Packet {
+                    seq,
+                    payload: self.rbuf.split_to(len),
+                });
+            }
+            self.rbuf.advance(HEADER);
+            let buf = big.get_or_insert_with(Vec::new);
+            self.read_into(buf, len).await?;
             if len < MAX_PAYLOAD {
+                let payload = BytesMut::from(Bytes::from(big.take().unwrap_or_default()));
                 return Ok(Packet { seq, payload });
+            }
+        }
+    }
+
+    /// Appends the next `len` bytes of the stream to `buf`, reserving
+    /// exactly what they need.
+    async fn read_into(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), PacketError> {
+        buf.try_reserve_exact(len)
+            .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
+        let buffered = self.rbuf.len().min(len);
+        buf.extend_from_slice(self.rbuf.split_to(buffered).as_ref());
+        let mut remaining = len - buffered;
+        while remaining > 0 {
+            let mut room = (&mut *buf).limit(remaining);
+            let n = self.stream.read_buf(&mut room).await?;
+            if n == 0 {
+                return Err(PacketError::Closed);
+            }
+            remaining = remaining.saturating_sub(n);
+        }
+        Ok(())
+    }
+
+    /// Skips the logical packet whose header is next in the stream (after
+    /// `TooLarge`), reading at most `budget` bytes into a small reusable
+    /// buffer. Returns false when the budget ran out first.
+    pub async fn discard_packet(&mut self, budget: usize) -> Result<bool, PacketError> {
+        let mut left = budget;
+        loop {
+            let (len, _) = self.peek_header().await?;
+            self.rbuf.advance(HEADER);
+            let mut rest = len;
+            loop {
+                let n = rest.min(self.rbuf.len());
+                self.rbuf.advance(n);
+                rest -= n;
+                left = left.saturating_sub(n);
+                if rest == 0 {
+                    break;
+                }
+                if left == 0 {
+                    return Ok(false);
+                }
+                self.fill().await?;
+            }
+            if len < MAX_PAYLOAD {
+                return Ok(true);
             }
         }
     }
@@ -170,29 +285,38 @@ impl PacketConn {
     }
 }
 
+/// The payload length and sequence id of the header at the start of `buf`.
+pub fn header(buf: &[u8]) -> Option<(usize, u8)> {
+    match *buf.get(..HEADER)? {
+        [a, b, c, seq] => Some((
+            usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16,
+            seq,
+        )),
+        _ => None,
+    }
+}
+
 /// If `buf` starts with a complete physical packet, its payload length and
 /// sequence id.
 pub fn complete_packet_len(buf: &[u8]) -> Option<(usize, u8)> {
-    if buf.len() < HEADER {
-        return None;
-    }
-    let len = buf[0] as usize | (buf[1] as usize) << 8 | (buf[2] as usize) << 16;
+    let (len, seq) = header(buf)?;
     if buf.len() < HEADER + len {
         return None;
     }
-    Some((len, buf[3]))
+    Some((len, seq))
 }
 
 /// Frames `payload` into `out`, splitting at 16 MiB, starting at `*seq`.
 pub fn write_packets(out: &mut BytesMut, seq: &mut u8, payload: &[u8]) {
     let mut rest = payload;
     loop {
-        let n = rest.len().min(MAX_PAYLOAD);
+        let (chunk, tail) = rest.split_at(rest.len().min(MAX_PAYLOAD));
+        let n = chunk.len();
         out.reserve(HEADER + n);
         out.extend_from_slice(&[n as u8, (n >> 8) as u8, (n >> 16) as u8, *seq]);
-        out.extend_from_slice(&rest[..n]);
+        out.extend_from_slice(chunk);
         *seq = seq.wrapping_add(1);
-        rest = &rest[n..];
+        rest = tail;
         if n < MAX_PAYLOAD {
             break;
         }
@@ -229,5 +353,134 @@ mod tests {
     fn incomplete_header_is_not_a_packet() {
         assert_eq!(complete_packet_len(&[1, 0]), None);
         assert_eq!(complete_packet_len(&[2, 0, 0, 0, 1]), None);
+        assert_eq!(complete_packet_len(&[]), None);
+        assert_eq!(header(&[0xFF, 0xFF, 0xFF]), None);
+        assert_eq!(header(&[0xFF, 0xFF, 0xFF, 9, 1]), Some((MAX_PAYLOAD, 9)));
+        assert_eq!(complete_packet_len(&[0xFF, 0xFF, 0xFF, 9, 1]), None);
+    }
+
+    /// A connected pair: our `PacketConn` and the raw peer socket.
+    async fn pair() -> (PacketConn, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (peer, ours) = tokio::join!(TcpStream::connect(addr), l.accept());
+        let ours = ours.unwrap().0;
+        tune_socket(&ours).unwrap();
+        let sock = socket2::SockRef::from(&ours);
+        assert!(sock.keepalive().unwrap() && ours.nodelay().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        (PacketConn::new(ours), peer.unwrap())
+    }
+
+    fn framed(payload: &[u8], seq: u8) -> BytesMut {
+        let mut out = BytesMut::new();
+        let mut seq = seq;
+        write_packets(&mut out, &mut seq, payload);
+        out
+    }
+
+    #[tokio::test]
+    async fn refuses_from_the_header_alone() {
+        let (mut conn, mut peer) = pair().await;
+        conn.set_max_payload(PRE_AUTH_MAX_PAYLOAD);
+        // only the header of a 16 MiB packet: nothing else ever arrives
+        peer.write_all(&[0xFF, 0xFF, 0xFF, 1]).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), conn.read_packet()).await;
+        match r.unwrap() {
+            Err(PacketError::TooLarge { size, limit, seq }) => {
+                assert_eq!((size, limit, seq), (MAX_PAYLOAD, PRE_AUTH_MAX_PAYLOAD, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(conn.rbuf.capacity() < 128 * 1024);
+    }
+
+    #[tokio::test]
+    async fn small_big_and_split_payloads_round_trip() {
+        let (mut conn, mut peer) = pair().await;
+        let big = vec![5u8; DIRECT_READ_OVER + 3];
+        let split = vec![6u8; MAX_PAYLOAD + 7];
+        let mut wire = framed(b"\x03SELECT 1", 0);
+        wire.extend_from_slice(&framed(&big, 0));
+        wire.extend_from_slice(&framed(&split, 0));
+        wire.extend_from_slice(&framed(b"\x0e", 0));
+        let writer = tokio::spawn(async move {
+            peer.write_all(&wire).await.unwrap();
+            peer
+        });
+        assert_eq!(
+            &conn.read_packet().await.unwrap().payload[..],
+            b"\x03SELECT 1"
+        );
+        assert_eq!(conn.read_packet().await.unwrap().payload, big);
+        let p = conn.read_packet().await.unwrap();
+        assert_eq!(p.seq, 1);
+        assert_eq!(p.payload.len(), split.len());
+        assert!(p.payload.iter().all(|&b| b == 6));
+        assert_eq!(&conn.read_packet().await.unwrap().payload[..], b"\x0e");
+        drop(writer.await.unwrap());
+        assert!(matches!(conn.read_packet().await, Err(PacketError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn split_payload_counts_in_total_and_can_be_skipped() {
+        let (mut conn, mut peer) = pair().await;
+        conn.set_max_payload(MAX_PAYLOAD + 6);
+        let mut wire = framed(&vec![1u8; MAX_PAYLOAD + 7], 0);
+        wire.extend_from_slice(&framed(b"\x0e", 0));
+        let writer = tokio::spawn(async move {
+            peer.write_all(&wire).await.unwrap();
+            peer
+        });
+        match conn.read_packet().await {
+            Err(PacketError::TooLarge { size, seq, .. }) => {
+                assert_eq!((size, seq), (MAX_PAYLOAD + 7, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // the rest of the refused payload is skipped; the next one is intact
+        assert!(conn.discard_packet(usize::MAX).await.unwrap());
+        assert_eq!(&conn.read_packet().await.unwrap().payload[..], b"\x0e");
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn discard_stops_at_its_budget() {
+        let (mut conn, mut peer) = pair().await;
+        conn.set_max_payload(10);
+        let wire = framed(&vec![0u8; 1 << 20], 0);
+        let writer = tokio::spawn(async move { peer.write_all(&wire).await });
+        assert!(matches!(
+            conn.read_packet().await,
+            Err(PacketError::TooLarge { size: 1048576, .. })
+        ));
+        // what is buffered is skipped, then the budget stops the reads
+        assert!(!conn.discard_packet(50).await.unwrap());
+        drop(conn);
+        let _ = writer.await;
+    }
+
+    #[tokio::test]
+    async fn truncated_packet_is_closed_not_a_panic() {
+        let (mut conn, mut peer) = pair().await;
+        peer.write_all(&[10, 0, 0, 0, 1, 2]).await.unwrap();
+        drop(peer);
+        assert!(matches!(conn.read_packet().await, Err(PacketError::Closed)));
+        let (mut conn, mut peer) = pair().await;
+        peer.write_all(&[0xFF, 0xFF, 0xFF, 0, 1, 2]).await.unwrap();
+        drop(peer);
+        assert!(matches!(conn.read_packet().await, Err(PacketError::Closed)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn header_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..12)) {
+            let h = header(&bytes);
+            proptest::prop_assert_eq!(h.is_some(), bytes.len() >= HEADER);
+            if let Some((len, _)) = complete_packet_len(&bytes) {
+                proptest::prop_assert!(bytes.len() >= HEADER + len);
+            }
+        }
     }
 }

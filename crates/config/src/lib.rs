@@ -38,7 +38,8 @@ pub use address::split_host_port;
 pub use error::ConfigError;
 pub use model::{
     Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError,
-    ReadBalance, Routing, Server, User, MAX_WEIGHT,
+    ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,
+    MIN_CLIENT_PACKET,
 };
 
 impl Config {

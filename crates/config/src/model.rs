@@ -50,7 +50,8 @@ pub struct Config {
 pub struct Server {
     /// Client listener, `host:port` (port 0 = ephemeral, useful in tests).
     pub listen: String,
-    /// Maximum concurrent client connections (> 0).
+    /// Maximum logged-in clients (> 0); sockets still in the handshake do
+    /// not count (see `max_pending_logins`).
     pub max_connections: u32,
     /// Backend connect + auth timeout in ms (> 0).
     pub connect_timeout_ms: u64,
@@ -63,7 +64,29 @@ pub struct Server {
     /// Threads that run client sessions (0 = one per core). Changing it
     /// needs a restart.
     pub worker_threads: usize,
+    /// Largest packet a logged-in client may send, in bytes (a payload
+    /// split over several packets counts in total); larger ones get 1153
+    /// and the connection is closed, as MySQL's `max_allowed_packet`.
+    /// 1024..=1073741824.
+    pub max_client_packet: u64,
+    /// The whole client handshake (greeting to OK) must finish within this
+    /// many ms, else the socket is closed (> 0).
+    pub login_timeout_ms: u64,
+    /// A logged-in client idle longer than this many ms outside a
+    /// transaction gets 4031 and is closed, like MySQL's `wait_timeout`
+    /// (0 = never).
+    pub client_idle_timeout_ms: u64,
+    /// Most sockets that may be in the handshake at once; more are refused
+    /// with 1040. They never count against `max_connections` (> 0).
+    pub max_pending_logins: u32,
 }
+
+/// Smallest `max_client_packet` (MySQL's minimum `max_allowed_packet`).
+pub const MIN_CLIENT_PACKET: u64 = 1024;
+/// Largest `max_client_packet` (MySQL's maximum `max_allowed_packet`).
+pub const MAX_CLIENT_PACKET: u64 = 1 << 30;
+/// Longest timeout in ms (one year, MySQL's maximum `wait_timeout`).
+pub const MAX_TIMEOUT_MS: u64 = 31_536_000_000;
 
 impl Default for Server {
     fn default() -> Self {
@@ -75,6 +98,10 @@ impl Default for Server {
             pool_idle_timeout_ms: 60_000,
             shutdown_drain_ms: 10_000,
             worker_threads: 0,
+            max_client_packet: 64 * 1024 * 1024,
+            login_timeout_ms: 10_000,
+            client_idle_timeout_ms: 0,
+            max_pending_logins: 1024,
         }
     }
 }
@@ -91,6 +118,19 @@ impl Server {
     /// `shutdown_drain_ms` as a `Duration`.
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
+    }
+    /// `login_timeout_ms` as a `Duration`.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_millis(self.login_timeout_ms)
+    }
+    /// `client_idle_timeout_ms` as a `Duration`, `None` when off (0).
+    pub fn client_idle_timeout(&self) -> Option<Duration> {
+        (self.client_idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.client_idle_timeout_ms))
+    }
+    /// `max_client_packet` as a byte count for this platform.
+    pub fn max_client_packet_bytes(&self) -> usize {
+        usize::try_from(self.max_client_packet).unwrap_or(usize::MAX)
     }
 }
 

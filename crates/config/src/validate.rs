@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use crate::address::{check_connect_addr, check_listen_addr};
 use crate::error::Seg;
-use crate::model::{Backend, Config, MAX_WEIGHT};
+use crate::model::{
+    Backend, Config, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT, MIN_CLIENT_PACKET,
+};
 
 /// A validation failure: where (key path) and what.
 #[derive(Debug)]
@@ -62,6 +64,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             "must be at most 1024 (0 = one per core)",
         );
     }
+    check_client_limits(s)?;
 
     // [admin]
     if c.admin.enabled {
@@ -146,6 +149,36 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
                 r.lag_hysteresis_ms, r.max_lag_ms
             ),
         );
+    }
+    Ok(())
+}
+
+/// The client-facing bounds of `[server]`.
+fn check_client_limits(s: &crate::model::Server) -> Result<(), Problem> {
+    if !(MIN_CLIENT_PACKET..=MAX_CLIENT_PACKET).contains(&s.max_client_packet) {
+        return fail(
+            key(&["server", "max_client_packet"]),
+            format!(
+                "{} is out of range ({MIN_CLIENT_PACKET}-{MAX_CLIENT_PACKET})",
+                s.max_client_packet
+            ),
+        );
+    }
+    positive(s.login_timeout_ms, &["server", "login_timeout_ms"])?;
+    positive(
+        s.max_pending_logins.into(),
+        &["server", "max_pending_logins"],
+    )?;
+    for (value, name) in [
+        (s.login_timeout_ms, "login_timeout_ms"),
+        (s.client_idle_timeout_ms, "client_idle_timeout_ms"),
+    ] {
+        if value > MAX_TIMEOUT_MS {
+            return fail(
+                key(&["server", name]),
+                format!("{value} is out of range (at most {MAX_TIMEOUT_MS}, one year)"),
+            );
+        }
     }
     Ok(())
 }

@@ -50,6 +50,12 @@ fn defaults_applied() {
     assert_eq!(c.server.pool_max_per_backend, 256);
     assert_eq!(c.server.pool_idle_timeout(), Duration::from_secs(60));
     assert_eq!(c.server.shutdown_drain(), Duration::from_secs(10));
+    assert_eq!(c.server.max_client_packet, 64 * 1024 * 1024);
+    assert_eq!(c.server.max_client_packet_bytes(), 64 * 1024 * 1024);
+    assert_eq!(c.server.login_timeout(), Duration::from_secs(10));
+    assert_eq!(c.server.client_idle_timeout_ms, 0);
+    assert_eq!(c.server.client_idle_timeout(), None);
+    assert_eq!(c.server.max_pending_logins, 1024);
     assert!(c.admin.enabled);
     assert_eq!(c.admin.listen, "127.0.0.1:6080");
     let u = c.user("app").unwrap();
@@ -79,6 +85,10 @@ connect_timeout_ms = 11
 pool_max_per_backend = 12
 pool_idle_timeout_ms = 13
 shutdown_drain_ms = 0
+max_client_packet = 2048
+login_timeout_ms = 17
+client_idle_timeout_ms = 18
+max_pending_logins = 19
 [admin]
 enabled = false
 listen = "[::1]:7001"
@@ -123,6 +133,19 @@ fn every_key_read_and_round_trips() {
     assert_eq!(c.server.pool_max_per_backend, 12);
     assert_eq!(c.server.pool_idle_timeout_ms, 13);
     assert_eq!(c.server.shutdown_drain_ms, 0);
+    assert_eq!(
+        (
+            c.server.max_client_packet,
+            c.server.login_timeout_ms,
+            c.server.client_idle_timeout_ms,
+            c.server.max_pending_logins
+        ),
+        (2048, 17, 18, 19)
+    );
+    assert_eq!(
+        c.server.client_idle_timeout(),
+        Some(Duration::from_millis(18))
+    );
     assert!(!c.admin.enabled);
     assert_eq!(c.admin.listen, "[::1]:7001");
     let u = &c.users[0];
@@ -441,6 +464,8 @@ fn weight_and_intervals() {
         ("server", "connect_timeout_ms"),
         ("server", "pool_max_per_backend"),
         ("server", "pool_idle_timeout_ms"),
+        ("server", "login_timeout_ms"),
+        ("server", "max_pending_logins"),
         ("routing", "max_lag_ms"),
     ] {
         let text = format!("[{section}]\n{key} = 0\n{MINIMAL}");
@@ -467,6 +492,46 @@ fn weight_and_intervals() {
     let text =
         format!("{MINIMAL}[[replicas]]\nname = \"r\"\naddress = \"h:1\"\nmax_lag_ms = 500\n");
     assert_err(&text, Some(15), &["replicas[0].max_lag_ms"]);
+}
+
+#[test]
+fn client_limits_are_bounded() {
+    for (text, message) in [
+        (
+            "max_client_packet = 1023",
+            "server.max_client_packet: 1023 is out of range (1024-1073741824)",
+        ),
+        (
+            "max_client_packet = 1073741825",
+            "server.max_client_packet: 1073741825 is out of range",
+        ),
+        (
+            "login_timeout_ms = 31536000001",
+            "server.login_timeout_ms: 31536000001 is out of range",
+        ),
+        (
+            "client_idle_timeout_ms = 31536000001",
+            "server.client_idle_timeout_ms: 31536000001 is out of range",
+        ),
+        (
+            "max_pending_logins = -1",
+            "server.max_pending_logins: invalid value",
+        ),
+    ] {
+        let text = format!("[server]\nlisten = \"127.0.0.1:1\"\n{text}\n{MINIMAL}");
+        assert_err(&text, Some(3), &[message]);
+    }
+    // the edges are accepted
+    for ok in [
+        "max_client_packet = 1024",
+        "max_client_packet = 1073741824",
+        "client_idle_timeout_ms = 0",
+        "login_timeout_ms = 31536000000",
+    ] {
+        parse(&format!("[server]\n{ok}\n{MINIMAL}")).unwrap();
+    }
+    let text = format!("[server]\nmax_client_packt = 5\n{MINIMAL}");
+    assert_err(&text, Some(2), &["max_client_packt"]);
 }
 
 fn arb_name() -> impl Strategy<Value = String> {
