@@ -470,3 +470,6 @@ async fn pump_infile(client: &mut PacketConn, backend: &mut PacketConn) -> Resul
         client.fill().await.map_err(RelayError::Client)?;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -160,6 +160,30 @@ pub fn base_capabilities() -> CapabilityFlags {
 pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
 
 impl BackendConn {
+    /// A connection over an already connected socket, for unit tests of
+    /// code that reads replies (no login, no setup).
+    #[cfg(test)]
+    pub(crate) fn for_tests(stream: TcpStream) -> BackendConn {
+        BackendConn {
+            io: PacketConn::new(stream),
+            caps: base_capabilities(),
+            thread_id: 1,
+            server: "test".into(),
+            version: String::new(),
+            key: LinkKey {
+                user: "test".into(),
+                caps: 0,
+                collation: 255,
+            },
+            db: None,
+            idle_since: Instant::now(),
+            broken: false,
+            pending: false,
+            home: std::thread::current().id(),
+            permit: None,
+        }
+    }
+
     /// Moves the socket to the calling thread's event loop if it is driven
     /// by another one (a pooled connection opened by a session on another
     /// worker), so the session's round trips need no cross-thread wake-up.
