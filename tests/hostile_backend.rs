@@ -262,6 +262,10 @@ async fn vanished_client_rows_never_reach_the_next_client_primary() {
         fresh_client_works(&proxy).await;
         assert_attack_query_gone(support::topology().primary().port()).await;
     }
+    eprintln!(
+        "VmHWM idle {idle_hwm} KiB, after {} KiB",
+        proxy.vm_hwm_kib()
+    );
     proxy.assert_healthy_after_attack(idle_hwm).await;
 }
 
@@ -292,6 +296,10 @@ async fn vanished_client_rows_never_reach_the_next_client_replica() {
         fresh_client_works(&proxy).await;
         assert_attack_query_gone(replica_port).await;
     }
+    eprintln!(
+        "VmHWM idle {idle_hwm} KiB, after {} KiB",
+        proxy.vm_hwm_kib()
+    );
     proxy.assert_healthy_after_attack(idle_hwm).await;
 }
 
@@ -431,6 +439,10 @@ async fn idle_connections_of_another_key_neither_block_nor_linger() {
         .await
         .expect("count");
     assert_eq!(n, Some(2));
+    eprintln!(
+        "VmHWM idle {idle_hwm} KiB, after {} KiB",
+        proxy.vm_hwm_kib()
+    );
     proxy.assert_healthy_after_attack(idle_hwm).await;
 }
 
@@ -457,6 +469,7 @@ async fn full_pool_reclaims_an_idle_connection_of_another_key() {
             .expect("INSERT reclaims a slot");
         let took = started.elapsed();
         assert!(took < Duration::from_secs(4), "INSERT waited {took:?}");
+        eprintln!("INSERT {i} with a full pool took {took:?}");
         c.disconnect().await.expect("disconnect");
     }
     // still at most four connections on the server
@@ -468,5 +481,9 @@ async fn full_pool_reclaims_an_idle_connection_of_another_key() {
         .await
         .expect("count");
     assert_eq!(n, Some(3));
+    eprintln!(
+        "VmHWM idle {idle_hwm} KiB, after {} KiB",
+        proxy.vm_hwm_kib()
+    );
     proxy.assert_healthy_after_attack(idle_hwm).await;
 }
