@@ -1,7 +1,6 @@
 //! COM_QUERY: classification, routing (the consistency wait itself is in
-//! `causal`), the
-//! proxy's own `@@causeway.*` variables and `SHOW CAUSEWAY BACKENDS`, and
-//! the session bookkeeping after each statement.
+//! `causal`), the proxy's own `@@causeway.*` variables and `SHOW CAUSEWAY
+//! BACKENDS`, and the session bookkeeping after each statement.
 
 use causeway_classify::{
     causeway_command, classify, leading_comment_options, CausewayCommand, Classification,
