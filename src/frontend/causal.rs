@@ -1,7 +1,8 @@
 //! The causal read's wait on a replica: only the part of the token the
 //! replica lacks is sent to `WAIT_FOR_EXECUTED_GTID_SET`, pipelined with
-//! the read; the wait ends on KILL QUERY / KILL CONNECTION of the session,
-//! on the replica too; a missed wait falls back per `on_timeout`.
+//! the read; the wait ends on KILL QUERY / KILL CONNECTION of the session
+//! and when the client goes away, on the replica too; a missed wait falls
+//! back per `on_timeout`.
 
 use causeway_config::OnTimeout;
 use causeway_gtid::GtidSet;
@@ -47,10 +48,14 @@ impl Session {
                 let Some(h) = self.held.get_mut(idx) else {
                     return (self.reply_err(&lost_wait()).await, None, None);
                 };
+                let client = self.client.stream();
                 let waited = tokio::select! {
                     r = h.conn.pipelined_wait(&wait, &payload) => r,
                     k = registry::next_kill(&mut kills) => {
-                        return (self.killed_wait(idx, &b, k).await, None, None);
+                        return (self.killed_wait(idx, &b, Interrupt::Kill(k)).await, None, None);
+                    }
+                    () = client_gone(client) => {
+                        return (self.killed_wait(idx, &b, Interrupt::ClientGone).await, None, None);
                     }
                 };
                 match waited {
@@ -119,12 +124,12 @@ impl Session {
         }
     }
 
-    /// The session was killed while held connection `idx` waited on
-    /// replica `b`: that connection's state is unknown, so it is closed (never
+    /// The session was killed (or its client left) while held connection
+    /// `idx` waited on replica `b`: that connection's state is unknown, so it is closed (never
     /// pooled) and its replica thread killed over a fresh connection (the
     /// wait would otherwise run on to its timeout, and the pipelined read
     /// after it). KILL QUERY answers 1317; KILL CONNECTION ends the session.
-    async fn killed_wait(&mut self, idx: usize, b: &Backend, k: registry::Killed) -> Flow {
+    async fn killed_wait(&mut self, idx: usize, b: &Backend, why: Interrupt) -> Flow {
         let thread_id = self.held.get(idx).map(|h| h.conn.thread_id);
         if let Some(h) = self.held.get_mut(idx) {
             h.conn.broken = true;
@@ -140,19 +145,40 @@ impl Session {
                 .await
             {
                 Ok(()) => {
-                    tracing::debug!(conn = self.id, backend = %b.name(), thread_id, "causal wait killed")
+                    tracing::debug!(conn = self.id, backend = %b.name(), thread_id, ?why, "causal wait ended on the replica")
                 }
                 Err(e) => {
                     tracing::warn!(conn = self.id, backend = %b.name(), error = %e, "could not end a killed causal wait on the replica")
                 }
             }
         }
-        match k {
-            registry::Killed::Query => {
+        match why {
+            Interrupt::Kill(registry::Killed::Query) => {
                 let err = ErrPacket::new(1317, "70100", "Query execution was interrupted");
                 self.reply_err(&err).await
             }
-            registry::Killed::Connection => Flow::Quit,
+            Interrupt::Kill(registry::Killed::Connection) | Interrupt::ClientGone => Flow::Quit,
+        }
+    }
+}
+
+/// Why a causal wait ended before its reply.
+#[derive(Debug, Clone, Copy)]
+enum Interrupt {
+    /// KILL QUERY or KILL CONNECTION of the session.
+    Kill(registry::Killed),
+    /// The client closed its connection.
+    ClientGone,
+}
+
+/// Resolves when the client has closed its connection (end of stream or a
+/// socket error). Looks without consuming: if the client sent more bytes
+/// (a pipelined command), it is still there and this never resolves.
+async fn client_gone(stream: &tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    if let Ok(n) = stream.peek(&mut byte).await {
+        if n > 0 {
+            std::future::pending::<()>().await;
         }
     }
 }
