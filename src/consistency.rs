@@ -62,13 +62,55 @@ pub enum ConsistencyError {
     /// Unknown variable.
     #[error("Unknown system variable '{0}'")]
     Unknown(String),
+    /// A statement setting causeway variables (or carrying a causeway
+    /// comment) too long to hold a valid token: refused before parsing.
+    #[error("Variable 'causeway.token' can't be set from a statement of {len} bytes (the limit is {max} bytes; a token may have {limits})", limits = TOKEN_LIMITS)]
+    TooLong {
+        /// Statement (or comment) length in bytes.
+        len: usize,
+        /// [`MAX_OPTIONS_LEN`].
+        max: usize,
+    },
+}
+
+/// Longest statement setting `@@causeway.*`, and longest leading
+/// `/* causeway ... */` comment: a maximal token plus room for the rest.
+pub const MAX_OPTIONS_LEN: usize = TOKEN_LIMITS.max_len + 4096;
+
+/// Refuses, before any parser runs over it, a statement that sets causeway
+/// variables (`causeway_var`) or starts with a `/* causeway ... */` comment
+/// and is longer than [`MAX_OPTIONS_LEN`]. Cheap: one scan for `*/`.
+pub fn check_options_len(sql: &str, causeway_var: bool) -> Result<(), ConsistencyError> {
+    let len = if causeway_var {
+        sql.len()
+    } else {
+        let rest = sql.trim_start();
+        let Some(body) = rest.strip_prefix("/*") else {
+            return Ok(());
+        };
+        let word = body.trim_start().as_bytes();
+        if !word
+            .get(..8)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"causeway"))
+        {
+            return Ok(());
+        }
+        body.find("*/").map_or(body.len(), |end| end + 4)
+    };
+    if len > MAX_OPTIONS_LEN {
+        return Err(ConsistencyError::TooLong {
+            len,
+            max: MAX_OPTIONS_LEN,
+        });
+    }
+    Ok(())
 }
 
 impl ConsistencyError {
     /// MySQL error code and SQLSTATE.
     pub fn code(&self) -> (u16, &'static str) {
         match self {
-            ConsistencyError::BadValue { .. } => (1231, "42000"),
+            ConsistencyError::BadValue { .. } | ConsistencyError::TooLong { .. } => (1231, "42000"),
             ConsistencyError::Unknown(_) => (1193, "HY000"),
         }
     }
@@ -531,6 +573,25 @@ mod tests {
         );
         let e = cfg.unwrap_err().to_string();
         assert!(e.contains("wait_timeout_ms") && e.contains("60000"), "{e}");
+    }
+
+    #[test]
+    fn long_option_statements_are_refused_before_parsing() {
+        let long = "1".repeat(MAX_OPTIONS_LEN);
+        assert!(check_options_len(&format!("SET @@causeway.token = '{long}'"), true).is_err());
+        assert!(check_options_len("SET @@causeway.token = 'x'", true).is_ok());
+        let e = check_options_len(&format!(" /* Causeway token={long} */ SELECT 1"), false)
+            .unwrap_err();
+        assert_eq!(e.code(), (1231, "42000"));
+        assert!(e.to_string().contains("65536 bytes"), "{e}");
+        assert!(e.to_string().len() < 300, "{e}");
+        // unterminated comment: its whole length counts
+        assert!(check_options_len(&format!("/* causeway token={long}"), false).is_err());
+        // other comments and ordinary long statements are not this check's business
+        assert!(check_options_len(&format!("/* other {long} */ SELECT 1"), false).is_ok());
+        assert!(check_options_len(&format!("SELECT '{long}'"), false).is_ok());
+        assert!(check_options_len("/* causeway token=a */ SELECT 1", false).is_ok());
+        assert!(check_options_len("/* caus", false).is_ok());
     }
 
     #[test]

@@ -76,6 +76,13 @@ impl Session {
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
         }
+        // hostile-sized causeway options are refused before their parsers run
+        if let Err(e) = consistency::check_options_len(sql, c.effects.causeway_var) {
+            let (code, state) = e.code();
+            return self
+                .reply_err(&ErrPacket::new(code, state, e.to_string()))
+                .await;
+        }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
