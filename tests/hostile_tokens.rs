@@ -552,6 +552,9 @@ async fn a_replica_refusing_the_monitor_with_1040_is_not_healthy() {
         "the log names the case:\n{log}"
     );
     assert!(!log.contains("treating it as healthy"), "{log}");
+    for line in log.lines().filter(|l| l.contains("not healthy")) {
+        eprintln!("log: {line}");
+    }
     // and it comes back once it accepts the monitor again
     let deadline = Instant::now() + Duration::from_secs(20);
     while eligible_metric(&http_get(admin, "/metrics").await, r.name()).as_deref() != Some("1") {

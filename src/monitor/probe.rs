@@ -109,7 +109,15 @@ impl ProbeError {
         matches!(
             self,
             ProbeError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
-        )
+        ) || self.connection_ended_by_server()
+    }
+
+    /// The server ended the session itself and said so before closing it
+    /// (1927 connection killed, 4031 idle timeout, 1053 shutdown): the
+    /// connection is gone, the server may well be fine.
+    pub fn connection_ended_by_server(&self) -> bool {
+        self.server_code()
+            .is_some_and(|c| matches!(c, 1927 | 4031 | 1053))
     }
 }
 
@@ -255,5 +263,10 @@ mod tests {
         assert!(odd.privilege_refusal().is_none() && !odd.overloaded());
         assert!(odd.health_case().contains("not healthy"));
         assert!(ProbeError::NoRow("q").health_case().contains("not healthy"));
+        // a server that ends the monitor's session: reconnect, no verdict yet
+        for code in [1927, 4031] {
+            assert!(server(code).connection_broke() && server(code).connection_ended_by_server());
+        }
+        assert!(!server(1040).connection_broke());
     }
 }

@@ -202,6 +202,9 @@ pub struct Task {
     warned_fail_open: bool,
     /// After a refused login, no new attempt before this instant.
     refused_until: Option<Instant>,
+    /// The error code and health case of the last failed check, if the
+    /// backend is failing now (for logging changes only).
+    failure: Option<(Option<u16>, &'static str)>,
 }
 
 impl Task {
@@ -230,6 +233,7 @@ impl Task {
             last_publish: None,
             warned_fail_open: false,
             refused_until: None,
+            failure: None,
             state,
         }
     }
@@ -301,7 +305,7 @@ impl Task {
             let conn = self.conn.as_mut().expect("connected above");
             match read(conn, s, health || fresh).await {
                 Ok(r) => return Ok(r),
-                Err(e) if e.server_answered() => return Err(e),
+                Err(e) if e.server_answered() && !e.connection_ended_by_server() => return Err(e),
                 Err(e) => {
                     self.close(s).await;
                     // A broken connection (e.g. closed while idle) gets one
@@ -322,6 +326,7 @@ impl Task {
         }
         self.reachable = true;
         self.conn_error = None;
+        self.failure = None;
         if *self.gtid != r.gtid {
             self.gtid = Arc::new(r.gtid);
         }
@@ -376,11 +381,14 @@ impl Task {
             return;
         }
         // Too many connections, out of resources, timed out, unusable
-        // answers or no answer: the backend is not healthy.
-        if self.reachable {
+        // answers or no answer: the backend is not healthy. Logged when it
+        // starts and whenever the case or error code changes.
+        let case = (e.server_code(), e.health_case());
+        if self.reachable || self.failure != Some(case) {
             tracing::warn!(backend = %s.name, code = ?e.server_code(), error = %e,
                 case = e.health_case(), "monitor cannot measure backend; not healthy");
         }
+        self.failure = Some(case);
         self.reachable = false;
         self.lag_ms = None;
         self.warned_fail_open = false;
