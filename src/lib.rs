@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod balance;
 pub mod consistency;
 pub mod frontend;
 pub mod metrics;

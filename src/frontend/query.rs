@@ -131,8 +131,48 @@ impl Session {
     }
 
     /// Resolves `target` to a backend and runs the command there, waiting
-    /// for a replica to reach `token` when the consistency mode needs it.
+    /// for a replica to reach `token` (and the floor of monotonic reads)
+    /// when the consistency mode needs it; then remembers where the session
+    /// read.
     pub(super) async fn run_cmd(
+        &mut self,
+        target: &Target,
+        mode: Consistency,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        if mode == Consistency::Causal
+            && matches!(target, Target::Replica | Target::ReadOnlyTransaction)
+        {
+            self.await_floor(&[]).await;
+        }
+        let done = self.route_cmd(target, mode, token, cmd, expect).await;
+        if let (Some(sent), Some(_)) = (&done.1, &done.2) {
+            match (sent.backend.role, sent.via) {
+                (Role::Replica, _) => self.cursor.saw(&sent.backend, false),
+                (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
+                (Role::Primary, _) => {}
+            }
+        }
+        done
+    }
+
+    /// When the session's last read ran where it cannot read again (the
+    /// primary, or a replica that left) and no sound floor is known yet,
+    /// waits for the monitor's next probe (every `gtid_interval_ms`), at
+    /// most the session's wait timeout.
+    async fn await_floor(&mut self, exclude: &[&str]) {
+        let deadline = Instant::now() + self.settings.wait_timeout;
+        while consistency::stranded(&self.topo, &self.cursor, self.settings.max_lag_ms, exclude)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    /// [`Session::run_cmd`] without the bookkeeping.
+    async fn route_cmd(
         &mut self,
         target: &Target,
         mode: Consistency,
@@ -194,7 +234,11 @@ impl Session {
                 let via = if fallback { Via::Fallback } else { Via::Direct };
                 self.send_to(b, via, cmd, expect).await
             }
-            Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
+            Choice::WaitFor(b) => {
+                let need = self.cursor.take_wait_set();
+                self.read_after_wait(b, need.as_ref().unwrap_or(token), cmd, expect)
+                    .await
+            }
         }
     }
 
@@ -241,6 +285,9 @@ impl Session {
         let mut exclude = vec![failed.to_string()];
         loop {
             let skip: Vec<&str> = exclude.iter().map(String::as_str).collect();
+            if mode == Consistency::Causal {
+                self.await_floor(&skip).await;
+            }
             let choice = consistency::choose(
                 &self.topo,
                 mode,
@@ -269,7 +316,11 @@ impl Session {
                         Some(err) => return (self.reply_err(&err).await, None, None),
                     }
                 }
-                Choice::WaitFor(b) => return self.read_after_wait(b, token, cmd, expect).await,
+                Choice::WaitFor(b) => {
+                    let need = self.cursor.take_wait_set();
+                    let need = need.as_ref().unwrap_or(token);
+                    return self.read_after_wait(b, need, cmd, expect).await;
+                }
                 Choice::Primary(_) => {
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;
