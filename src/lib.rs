@@ -8,6 +8,7 @@ pub mod consistency;
 pub mod frontend;
 pub mod metrics;
 pub mod monitor;
+pub mod monotonic;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;
