@@ -125,6 +125,9 @@ pub struct Seen {
     pub primary: bool,
     /// When the read's reply had been received.
     pub at: Instant,
+    /// A set known to contain everything that read could see, when one was
+    /// fetched (from the primary) after it.
+    pub bound: Option<Arc<causeway_gtid::GtidSet>>,
 }
 
 /// One session's replica choice (see the module doc).
@@ -244,12 +247,16 @@ impl Picker {
     /// Records that a read of this session ran on `b` and has just ended.
     pub fn saw(&mut self, b: &Backend, primary: bool) {
         match &mut self.seen {
-            Some(s) if Arc::ptr_eq(&s.state, &b.state) => s.at = Instant::now(),
+            Some(s) if Arc::ptr_eq(&s.state, &b.state) => {
+                s.at = Instant::now();
+                s.bound = None;
+            }
             _ => {
                 self.seen = Some(Seen {
                     state: Arc::clone(&b.state),
                     primary,
                     at: Instant::now(),
+                    bound: None,
                 })
             }
         }
@@ -258,6 +265,14 @@ impl Picker {
     /// The last read's backend and time.
     pub fn seen(&self) -> Option<&Seen> {
         self.seen.as_ref()
+    }
+
+    /// Records `set`, read from the primary after the session's last read
+    /// ended, as the bound of what that read could see.
+    pub fn set_bound(&mut self, set: Arc<causeway_gtid::GtidSet>) {
+        if let Some(s) = &mut self.seen {
+            s.bound = Some(set);
+        }
     }
 
     /// Forgets what the session read (a reset connection starts afresh).

@@ -10,8 +10,9 @@
 //! sent after the read ended contains everything the read could see (a
 //! replica only moves forward and never has more than the primary). Until
 //! such a probe exists (at most one `monitor.gtid_interval_ms`), the session
-//! reads where it last read, or waits briefly, or reads the primary; it
-//! never reads another replica early.
+//! reads where it last read; when it cannot (its replica left, or it read
+//! on the primary), it asks the primary for its executed set first (one
+//! round trip, only then). It never reads another replica early.
 
 use causeway_gtid::GtidSet;
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub fn floor(p: &Picker, r: &Backend, topo: &Topology) -> Floor {
     };
     if Arc::ptr_eq(&seen.state, &r.state) {
         return Floor::None;
+    }
+    if let Some(b) = &seen.bound {
+        return Floor::Set(Arc::clone(b));
     }
     if seen.state.confirmed_since(seen.at) {
         return Floor::Set(Arc::clone(&seen.state.view.load().gtid_executed));
@@ -89,11 +93,10 @@ pub fn readiness(r: &Backend, token: &GtidSet, floor: Floor) -> Ready {
     }
 }
 
-/// Whether a causal read should first wait (briefly) for the monitor: the
-/// session's last read ran on the primary or on a replica that no longer
-/// qualifies, no probe has been sent since, and some replica could serve.
-/// The caller polls until this is false or the wait timeout passes; a probe
-/// comes every `monitor.gtid_interval_ms`.
+/// Whether a causal read must first fetch a bound from the primary: the
+/// session's last read ran on the primary, or on a replica that no longer
+/// qualifies, no bound of it is known (fetched, or confirmed by the monitor
+/// since), and some replica could serve the read.
 pub fn stranded(topo: &Topology, p: &Picker, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
     let Some(seen) = p.seen() else {
         return false;
@@ -108,7 +111,8 @@ pub fn stranded(topo: &Topology, p: &Picker, max_lag_ms: Option<u64>, exclude: &
             return false;
         }
     }
-    !seen.state.confirmed_since(seen.at)
+    seen.bound.is_none()
+        && !seen.state.confirmed_since(seen.at)
         && !topo.primary.state.confirmed_since(seen.at)
         && topo
             .replicas

@@ -145,7 +145,7 @@ impl Session {
         if mode == Consistency::Causal
             && matches!(target, Target::Replica | Target::ReadOnlyTransaction)
         {
-            self.await_floor(&[]).await;
+            self.fetch_floor(&[]).await;
         }
         let done = self.route_cmd(target, mode, token, cmd, expect).await;
         if let (Some(sent), Some(_)) = (&done.1, &done.2) {
@@ -159,15 +159,31 @@ impl Session {
     }
 
     /// When the session's last read ran where it cannot read again (the
-    /// primary, or a replica that left) and no sound floor is known yet,
-    /// waits for the monitor's next probe (every `gtid_interval_ms`), at
-    /// most the session's wait timeout.
-    async fn await_floor(&mut self, exclude: &[&str]) {
-        let deadline = Instant::now() + self.settings.wait_timeout;
-        while consistency::stranded(&self.topo, &self.cursor, self.settings.max_lag_ms, exclude)
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    /// primary, or a replica that left) and no bound of what it read is
+    /// known yet, asks the primary for its executed GTID set (one round
+    /// trip): that contains everything the last read could see.
+    async fn fetch_floor(&mut self, exclude: &[&str]) {
+        if !consistency::stranded(&self.topo, &self.cursor, self.settings.max_lag_ms, exclude) {
+            return;
+        }
+        let primary = Arc::clone(&self.topo.primary);
+        let Ok(idx) = self.conn_for(&primary).await else {
+            return;
+        };
+        let Some(h) = self.held.get_mut(idx) else {
+            return;
+        };
+        match h.conn.query_value("SELECT @@GLOBAL.gtid_executed").await {
+            Ok(Ok(Some(v))) => {
+                if let Some(set) = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|t| GtidSet::parse(t).ok())
+                {
+                    self.cursor.set_bound(Arc::new(set));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => self.drop_conn(idx),
         }
     }
 
@@ -286,7 +302,7 @@ impl Session {
         loop {
             let skip: Vec<&str> = exclude.iter().map(String::as_str).collect();
             if mode == Consistency::Causal {
-                self.await_floor(&skip).await;
+                self.fetch_floor(&skip).await;
             }
             let choice = consistency::choose(
                 &self.topo,
