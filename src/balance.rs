@@ -275,11 +275,6 @@ impl Picker {
         }
     }
 
-    /// Forgets what the session read (a reset connection starts afresh).
-    pub fn forget(&mut self) {
-        self.seen = None;
-    }
-
     /// Sets the set the next `WaitFor` must wait for (token ∪ floor).
     pub fn set_wait_set(&mut self, set: causeway_gtid::GtidSet) {
         self.wait_set = Some(set);
