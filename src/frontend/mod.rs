@@ -1,6 +1,7 @@
 //! The proxy's side towards clients: login and the per-connection session.
 
 mod admin_rows;
+mod floor;
 pub mod local;
 pub mod login;
 mod prepared;
