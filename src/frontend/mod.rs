@@ -7,4 +7,5 @@ mod prepared;
 mod query;
 pub mod registry;
 pub mod session;
+mod sets;
 pub mod stmt;
