@@ -268,7 +268,11 @@ async fn error_messages_never_echo_more_than_512_bytes() {
         let head: String = sql.chars().take(40).collect();
         let (code, msg) = server_error(c.query_drop(&sql).await, &head);
         let shown: String = msg.chars().take(60).collect();
-        assert!(msg.len() <= 512, "{head}: {code}: {} bytes: {shown}", msg.len());
+        assert!(
+            msg.len() <= 512,
+            "{head}: {code}: {} bytes: {shown}",
+            msg.len()
+        );
         alive(&mut c).await;
     }
     p.assert_healthy_after_attack(idle).await;

@@ -30,7 +30,10 @@ pub(crate) fn classify_with(sql: &str, opts: LexOptions) -> (Classification, Lex
                 }
             }
         }
-        if lex.clone().next().is_none() {
+        // (lexing to the end may find an unclosed executable comment)
+        let mut probe = lex.clone();
+        if probe.next().is_none() {
+            lex.flags = probe.flags;
             break;
         }
     }

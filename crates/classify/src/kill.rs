@@ -38,17 +38,21 @@ fn ident_byte(b: u8) -> bool {
 /// non-identifier ASCII bytes (or the ends). Conservative: bytes >= 0x80
 /// count as boundaries, quoting and comments are ignored.
 pub(crate) fn has_kill_word(sql: &[u8]) -> bool {
-    let mut prev = b' ';
-    for (i, w) in sql.windows(4).enumerate() {
-        if w.eq_ignore_ascii_case(b"kill")
-            && !ident_byte(prev)
-            && !sql.get(i + 4).copied().is_some_and(ident_byte)
-        {
-            return true;
-        }
-        prev = w.first().copied().unwrap_or(b' ');
-    }
-    false
+    sql.iter().enumerate().any(|(i, &b)| {
+        b | 0x20 == b'k'
+            && sql
+                .get(i..i.saturating_add(4))
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"kill"))
+            && !i
+                .checked_sub(1)
+                .and_then(|j| sql.get(j))
+                .copied()
+                .is_some_and(ident_byte)
+            && !sql
+                .get(i.saturating_add(4))
+                .copied()
+                .is_some_and(ident_byte)
+    })
 }
 
 /// Whether a non-ASCII byte is directly followed by `\` or a backtick. In
@@ -123,7 +127,9 @@ fn read(text: &str, opts: LexOptions, nested: bool) -> Reading {
         }
         st.drain();
         lex = st.lex;
-        if lex.clone().next().is_none() {
+        let mut probe = lex.clone();
+        if probe.next().is_none() {
+            lex.flags = probe.flags;
             break;
         }
     }
@@ -250,6 +256,24 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(sql)
             );
+        }
+    }
+
+    #[test]
+    fn kill_word_boundaries() {
+        for (sql, yes) in [
+            (&b"kill"[..], true),
+            (b"KILL", true),
+            (b" Kill;", true),
+            (b"x(kill)", true),
+            (b"skill", false),
+            (b"kills", false),
+            (b"kil", false),
+            (b"$kill", false),
+            (b"kill_", false),
+            (b"\xc3kill\xa9", true),
+        ] {
+            assert_eq!(has_kill_word(sql), yes, "{}", String::from_utf8_lossy(sql));
         }
     }
 

@@ -127,7 +127,7 @@ pub fn set_targets(sql: &str) -> Option<Vec<String>> {
     }
     // exactly one statement, lexed the same way in every reading
     lex = st.lex;
-    if lex.clone().next().is_some() || lex.flags != crate::lexer::LexFlags::default() {
+    if lex.next().is_some() || lex.flags != crate::lexer::LexFlags::default() {
         return None;
     }
     if names.is_empty() || names.iter().any(|n| n.starts_with("causeway")) {

@@ -206,3 +206,25 @@ fn issue_10_case_3_inputs() {
         let _ = leading_comment_options(sql);
     }
 }
+
+/// Found by `unterminated_is_primary`: MySQL rejects a comment missing its
+/// `*/` (also an executable one, also when a `;` hides inside it), and
+/// `/*/` does not close itself.
+#[test]
+fn unclosed_comments_are_primary() {
+    for sql in [
+        "SELECT 1 /*!",
+        "SELECT 1 /*!;",
+        "SELECT 1 /*/",
+        "SELECT 1 /*!80000 x;",
+    ] {
+        let c = classify(sql);
+        assert_eq!(
+            (c.route, c.reason),
+            (Route::Primary, Reason::Unterminated),
+            "{sql}"
+        );
+        assert_eq!(set_targets(&sql.replace("SELECT", "SET x =")), None);
+    }
+    assert_eq!(classify("SELECT 1 /*/ */").route, Route::Replica);
+}
