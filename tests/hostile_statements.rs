@@ -246,6 +246,28 @@ async fn prepared_statements_are_capped_at_16382() {
     let v: Option<String> = c.exec_first(&st, ()).await.unwrap();
     assert_eq!(v.as_deref(), Some("room again"));
     c.disconnect().await.unwrap();
+
+    // the text the proxy keeps per session is bounded too (16 MiB)
+    let opts: Opts = OptsBuilder::from_opts(p.opts("app", "apppw"))
+        .stmt_cache_size(0)
+        .into();
+    let mut c = Conn::new(opts).await.unwrap();
+    let pad = "x".repeat((1 << 20) - 64 - 18);
+    let mut held = 0;
+    let err = loop {
+        let sql = format!("SELECT {held:4} /* {pad} */");
+        assert_eq!(sql.len(), (1 << 20) - 64);
+        match c.prep(&sql).await {
+            Ok(_) => held += 1,
+            Err(e) => break server_error(Err(e), "big prepare"),
+        }
+        assert!(held <= 16, "the byte cap never applied");
+    };
+    assert_eq!(held, 16);
+    assert_eq!(err.0, 1461, "{}", err.1);
+    assert!(err.1.contains("16777216 bytes"), "{}", err.1);
+    alive(&mut c).await;
+    c.disconnect().await.unwrap();
     p.assert_healthy_after_attack(idle).await;
     assert!(took < Duration::from_secs(300), "{took:?}");
 }

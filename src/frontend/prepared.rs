@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
-use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_STMTS};
+use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
 use crate::consistency::{self, Choice};
 use crate::protocol::ErrPacket;
 use crate::relay::{self, Expect};
@@ -31,16 +31,20 @@ fn unknown_stmt(id: u32, what: &str) -> ErrPacket {
     )
 }
 
-/// 1461 / 42000, as MySQL answers beyond `max_prepared_stmt_count` (also
-/// used when the session's statements exceed their byte budget).
-fn too_many_statements() -> ErrPacket {
-    ErrPacket::new(
-        1461,
-        "42000",
+/// 1461 / 42000, as MySQL answers beyond `max_prepared_stmt_count` (with
+/// its own text when the session's statements exceed their byte budget
+/// instead).
+fn too_many_statements(count: usize) -> ErrPacket {
+    let message = if count >= MAX_PREPARED_STMTS {
         format!(
             "Can't create more than max_prepared_stmt_count statements (current value: {MAX_PREPARED_STMTS})"
-        ),
-    )
+        )
+    } else {
+        format!(
+            "causeway: the prepared statements of this session would hold more than {MAX_PREPARED_BYTES} bytes of SQL; close some first"
+        )
+    };
+    ErrPacket::new(1461, "42000", message)
 }
 
 impl Session {
@@ -111,7 +115,7 @@ impl Session {
     pub(super) async fn prepare(&mut self, payload: &[u8]) -> Flow {
         let sql_bytes = payload.get(1..).unwrap_or_default();
         if self.stmts.is_full(payload.len()) {
-            return self.reply_err(&too_many_statements()).await;
+            return self.reply_err(&too_many_statements(self.stmts.len())).await;
         }
         if causeway_classify::kill_check(sql_bytes) != causeway_classify::KillCheck::None {
             let err = super::query::unsupported_kill("KILL as a prepared statement");
