@@ -86,6 +86,7 @@ async fn unterminated_multibyte_statements_get_errors_and_free_their_slots() {
         alive(&mut c).await;
         c.disconnect().await.unwrap();
     }
+    println!("VmHWM: idle {idle} KiB, after {} KiB", p.vm_hwm_kib());
     p.assert_healthy_after_attack(idle).await;
 }
 
@@ -163,6 +164,7 @@ async fn kill_is_owner_checked_or_refused_in_every_form() {
         .await
         .unwrap();
     alive(&mut victim).await;
+    println!("VmHWM: idle {idle} KiB, after {} KiB", p.vm_hwm_kib());
     p.assert_healthy_after_attack(idle).await;
 }
 
@@ -207,6 +209,7 @@ async fn set_replay_list_replaces_and_is_capped() {
     let (code, _) = server_error(c.query_drop("SET sql_mode = ''").await, "SET at the cap");
     assert_eq!(code, 1105);
     alive(&mut c).await;
+    println!("VmHWM: idle {idle} KiB, after {} KiB", p.vm_hwm_kib());
     p.assert_healthy_after_attack(idle).await;
 }
 
@@ -268,6 +271,7 @@ async fn prepared_statements_are_capped_at_16382() {
     assert!(err.1.contains("16777216 bytes"), "{}", err.1);
     alive(&mut c).await;
     c.disconnect().await.unwrap();
+    println!("VmHWM: idle {idle} KiB, after {} KiB", p.vm_hwm_kib());
     p.assert_healthy_after_attack(idle).await;
     assert!(took < Duration::from_secs(300), "{took:?}");
 }
@@ -297,5 +301,6 @@ async fn error_messages_never_echo_more_than_512_bytes() {
         );
         alive(&mut c).await;
     }
+    println!("VmHWM: idle {idle} KiB, after {} KiB", p.vm_hwm_kib());
     p.assert_healthy_after_attack(idle).await;
 }
