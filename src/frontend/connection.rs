@@ -119,12 +119,18 @@ impl Session {
             send_parting(&mut client, seq, &too_many_connections().encode()).await;
             return;
         };
+        let compression = auth.hello.compression();
         let mut session = Session::new(proxy, id, client, peer_host, auth, topo);
         let ready = tokio::time::timeout_at(deadline, session.finish_login(seq)).await;
+        if let (Ok(true), Some(algorithm)) = (&ready, compression) {
+            // MySQL compresses from the first packet after the login's OK
+            session.client.start_compression(algorithm);
+        }
         drop(pending);
         match ready {
             Ok(true) => {
-                tracing::debug!(conn = id, user = %session.user.name, "client logged in");
+                let compression = compression.map_or("none", |a| a.name());
+                tracing::debug!(conn = id, user = %session.user.name, compression, "client logged in");
                 let _registered = session.proxy.register(id, Arc::clone(&session.shared));
                 session.serve().await;
             }

@@ -58,6 +58,8 @@ pub fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
         | CapabilityFlags::CLIENT_SESSION_TRACK
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
+        | CapabilityFlags::CLIENT_COMPRESS
+        | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM
 }
 
 /// Client capabilities that change the shape or meaning of server replies;
@@ -132,6 +134,32 @@ pub struct ClientHello {
     /// How many connection attributes the client sent (their framing is
     /// checked; their contents are not kept).
     pub attr_count: usize,
+    /// The zstd level the client asked for (with
+    /// CLIENT_ZSTD_COMPRESSION_ALGORITHM), the last byte of its response.
+    pub zstd_level: Option<u8>,
+}
+
+impl ClientHello {
+    /// The compression the client negotiated (applied after the login's
+    /// OK). zlib wins when a client sets both flags, as in MySQL.
+    pub fn compression(&self) -> Option<crate::protocol::compress::Algorithm> {
+        use crate::protocol::compress::{Algorithm, DEFAULT_ZSTD_LEVEL};
+        if self.caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
+            Some(Algorithm::Zlib)
+        } else if self
+            .caps
+            .contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+        {
+            let level = self
+                .zstd_level
+                .map(i32::from)
+                .filter(|l| (1..=22).contains(l))
+                .unwrap_or(DEFAULT_ZSTD_LEVEL);
+            Some(Algorithm::Zstd(level))
+        } else {
+            None
+        }
+    }
 }
 
 /// Largest connection-attribute block accepted (MySQL's limit).
@@ -253,6 +281,11 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, HandshakeError>
             .and_then(count_attrs)
             .ok_or_else(|| malformed("bad connection attributes"))?;
     }
+    let zstd_level = if sent.contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM) {
+        r.u8()
+    } else {
+        None
+    };
     Ok(ClientHello {
         caps,
         collation,
@@ -266,6 +299,7 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, HandshakeError>
             |p| String::from_utf8_lossy(p).into_owned(),
         ),
         attr_count,
+        zstd_level,
     })
 }
 
@@ -351,7 +385,8 @@ pub fn parse_server_hello(payload: &[u8]) -> Result<ServerHello, HandshakeError>
     })
 }
 
-/// Builds a HandshakeResponse41 payload for a backend login.
+/// Builds a HandshakeResponse41 payload for a backend login (never with
+/// compression).
 pub fn client_hello(
     caps: CapabilityFlags,
     collation: u8,
@@ -361,6 +396,10 @@ pub fn client_hello(
     plugin: &str,
 ) -> Vec<u8> {
     let mut caps = caps;
+    // causeway never compresses towards a backend
+    caps.remove(
+        CapabilityFlags::CLIENT_COMPRESS | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM,
+    );
     if db.is_some() {
         caps |= CapabilityFlags::CLIENT_CONNECT_WITH_DB;
     } else {

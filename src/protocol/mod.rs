@@ -2,6 +2,7 @@
 //! framing, connection-phase messages and the small messages the proxy builds
 //! or inspects itself. Rows are never decoded.
 
+pub mod compress;
 pub mod handshake;
 pub mod messages;
 pub mod packet;

@@ -7,7 +7,9 @@
 //! that is flushed once per response flight. It also owns the limit on a
 //! logical payload (checked from each 4-byte header alone, before any of the
 //! payload is buffered) and the TCP options every proxy socket gets
-//! ([`tune_socket`]: no Nagle delay, keepalive).
+//! ([`tune_socket`]: no Nagle delay, keepalive). Towards a client that
+//! negotiated compression the bytes pass through `super::compress`
+//! ([`PacketConn::start_compression`]); the framing above is the same.
 //!
 //! The relay (see `crate::relay`) works on the raw buffers directly so that
 //! result rows are copied from one socket to the other without decoding.
@@ -17,6 +19,8 @@ use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::compress::{Algorithm, Compress, CompressError};
 
 /// Largest payload carried by one physical packet.
 pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -38,9 +42,9 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Errors of the framing layer.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
-    /// The socket failed.
+    /// The socket failed, or the compressed protocol was violated.
     #[error("i/o: {0}")]
-    Io(#[from] io::Error),
+    Io(#[source] io::Error),
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Closed,
@@ -55,6 +59,21 @@ pub enum PacketError {
         /// Sequence id of the packet that crossed the limit.
         seq: u8,
     },
+}
+
+impl From<io::Error> for PacketError {
+    /// A compressed packet over the limit is `TooLarge` (answered with
+    /// 1153); any other error stays an i/o error.
+    fn from(e: io::Error) -> Self {
+        match CompressError::from_io(&e) {
+            Some(CompressError::TooLarge { size, limit }) => PacketError::TooLarge {
+                size: *size,
+                limit: *limit,
+                seq: 0,
+            },
+            _ => PacketError::Io(e),
+        }
+    }
 }
 
 /// Sets the options every proxy socket gets: `TCP_NODELAY` and TCP
@@ -82,7 +101,7 @@ pub struct Packet {
 /// A framed MySQL connection: socket plus read and write buffers.
 #[derive(Debug)]
 pub struct PacketConn {
-    stream: TcpStream,
+    stream: Compress<TcpStream>,
     /// Bytes read from the socket and not yet consumed.
     pub rbuf: BytesMut,
     /// Bytes queued for the socket.
@@ -95,7 +114,7 @@ impl PacketConn {
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
         Self {
-            stream,
+            stream: Compress::new(stream),
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             max_payload: DEFAULT_MAX_PAYLOAD,
@@ -105,6 +124,20 @@ impl PacketConn {
     /// Sets the largest logical payload [`Self::read_packet`] accepts.
     pub fn set_max_payload(&mut self, max: usize) {
         self.max_payload = max;
+        self.stream.set_limit(max);
+    }
+
+    /// Turns on the compressed protocol (after the login's OK, which must
+    /// have been flushed). Bytes already buffered are the client's first
+    /// compressed bytes and are decoded first.
+    pub fn start_compression(&mut self, algorithm: Algorithm) {
+        let early = self.rbuf.split();
+        self.stream.start(algorithm, self.max_payload, early);
+    }
+
+    /// The compression algorithm in force, if any.
+    pub fn compression(&self) -> Option<Algorithm> {
+        self.stream.algorithm()
     }
 
     /// The largest logical payload [`Self::read_packet`] accepts.
@@ -117,16 +150,17 @@ impl PacketConn {
     /// kept.
     pub fn reregister(&mut self) -> io::Result<()> {
         use std::os::fd::AsFd;
-        let fd = self.stream.as_fd().try_clone_to_owned()?;
+        let tcp = self.stream.get_mut();
+        let fd = tcp.as_fd().try_clone_to_owned()?;
         let std = std::net::TcpStream::from(fd);
         std.set_nonblocking(true)?;
-        self.stream = TcpStream::from_std(std)?;
+        *tcp = TcpStream::from_std(std)?;
         Ok(())
     }
 
     /// The underlying socket.
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.get_ref()
     }
 
     /// Reads more bytes into the read buffer; `Closed` at end of stream.
@@ -261,6 +295,8 @@ impl PacketConn {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
+            // the compressed layer sends its last bytes at the flush
+            self.stream.flush().await?;
         }
         Ok(())
     }
@@ -269,6 +305,7 @@ impl PacketConn {
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), PacketError> {
         self.flush().await?;
         self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
