@@ -237,7 +237,9 @@ async fn raw_compressed_login(port: u16) -> PacketConn {
     let mut login = handshake::client_hello(caps, 255, "app", &resp, None, &hello.plugin);
     // client_hello never asks for compression (it builds backend logins)
     let sent = u32::from_le_bytes(login[..4].try_into().unwrap());
-    let asked = sent | CapabilityFlags::CLIENT_COMPRESS.bits();
+    // plain COM_QUERY payloads: no query attributes
+    let asked = (sent | CapabilityFlags::CLIENT_COMPRESS.bits())
+        & !CapabilityFlags::CLIENT_QUERY_ATTRIBUTES.bits();
     login[..4].copy_from_slice(&asked.to_le_bytes());
     c.send(&mut 1, &login).await.expect("send login");
     loop {

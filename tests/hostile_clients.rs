@@ -46,7 +46,9 @@ async fn raw_login(p: &ExternalProxy) -> PacketConn {
     let greet = c.read_packet().await.expect("greeting");
     let hello = handshake::parse_server_hello(&greet.payload).expect("greeting parses");
     let resp = handshake::scramble(&hello.plugin, &hello.nonce, "apppw").expect("plugin");
-    let caps = handshake::server_capabilities();
+    // plain COM_QUERY payloads: no query attributes
+    let caps = handshake::server_capabilities()
+        - mysql_common::constants::CapabilityFlags::CLIENT_QUERY_ATTRIBUTES;
     let login = handshake::client_hello(caps, 255, "app", &resp, None, &hello.plugin);
     let mut seq = 1;
     c.send(&mut seq, &login).await.expect("send login");

@@ -447,9 +447,7 @@ impl BackendConn {
         wait_sql: &str,
         payload: &[u8],
     ) -> Result<bool, BackendError> {
-        let mut q = Vec::with_capacity(1 + wait_sql.len());
-        q.push(0x03);
-        q.extend_from_slice(wait_sql.as_bytes());
+        let q = self.query_payload(wait_sql.as_bytes());
         let mut seq = 0;
         self.io.queue(&mut seq, &q);
         let mut seq = 0;
@@ -516,9 +514,7 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Result<Option<Vec<u8>>, ErrPacket>, BackendError> {
-        let mut q = Vec::with_capacity(1 + sql.len());
-        q.push(0x03);
-        q.extend_from_slice(sql.as_bytes());
+        let q = self.query_payload(sql.as_bytes());
         let mut seq = 0;
         self.io.queue(&mut seq, &q);
         if let Err(e) = self.io.flush().await {
@@ -532,7 +528,20 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Result<OkPacket, ErrPacket>, BackendError> {
-        self.command(0x03, sql.as_bytes()).await
+        let q = self.query_payload(sql.as_bytes());
+        self.command(0x03, q.get(1..).unwrap_or_default()).await
+    }
+
+    /// A COM_QUERY payload for causeway's own `sql`: on a link with
+    /// CLIENT_QUERY_ATTRIBUTES it carries the empty attribute block.
+    pub fn query_payload(&self, sql: &[u8]) -> Vec<u8> {
+        let mut q = Vec::with_capacity(3 + sql.len());
+        q.push(0x03);
+        if self.caps.contains(CapabilityFlags::CLIENT_QUERY_ATTRIBUTES) {
+            q.extend_from_slice(&crate::protocol::query_attrs::EMPTY_PREFIX);
+        }
+        q.extend_from_slice(sql);
+        q
     }
 
     /// Changes the default schema.

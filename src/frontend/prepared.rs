@@ -10,10 +10,11 @@ use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
 use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
 use crate::consistency::{self, Choice};
-use crate::protocol::ErrPacket;
+use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{self, Expect};
 use crate::router::Target;
 use crate::topology::Backend;
+use mysql_common::constants::CapabilityFlags;
 
 /// A command to run on whichever backend routing picks.
 pub(super) enum Cmd<'a> {
@@ -21,6 +22,19 @@ pub(super) enum Cmd<'a> {
     Raw(&'a [u8]),
     /// COM_STMT_EXECUTE of client statement `id`.
     Execute(u32, &'a [u8]),
+}
+
+/// 1235 / 42000: the client's query attributes cannot reach a backend
+/// that did not negotiate CLIENT_QUERY_ATTRIBUTES.
+fn no_attributes(b: &Backend) -> ErrPacket {
+    ErrPacket::new(
+        1235,
+        "42000",
+        format!(
+            "causeway: backend '{}' does not support query attributes; send the statement without them",
+            b.name()
+        ),
+    )
 }
 
 fn unknown_stmt(id: u32, what: &str) -> ErrPacket {
@@ -55,7 +69,19 @@ impl Session {
         cmd: &Cmd<'a>,
     ) -> Result<(usize, Cow<'a, [u8]>), ErrPacket> {
         let idx = self.conn_for(b).await?;
+        let qa = CapabilityFlags::CLIENT_QUERY_ATTRIBUTES;
+        let link_lacks_qa = self.caps.contains(qa)
+            && self
+                .held
+                .get(idx)
+                .is_some_and(|h| !h.conn.caps.contains(qa));
         match cmd {
+            // a backend without query attributes (MySQL before 8.0.23)
+            Cmd::Raw(p) if link_lacks_qa && p.first() == Some(&0x03) => {
+                let q = query_attrs::without_attributes(p).ok_or_else(|| no_attributes(b))?;
+                Ok((idx, Cow::Owned(q)))
+            }
+            Cmd::Execute(..) if link_lacks_qa => Err(no_attributes(b)),
             Cmd::Raw(p) => Ok((idx, Cow::Borrowed(*p))),
             Cmd::Execute(id, p) => {
                 let id = *id;
@@ -101,7 +127,7 @@ impl Session {
                     .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
                 stmt.last_backend = Some(b.name().to_string());
                 let payload = stmt
-                    .execute_payload(p, b.name())
+                    .execute_payload_qa(p, b.name(), self.caps.contains(qa))
                     .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
                 Ok((idx, Cow::Owned(payload)))
             }

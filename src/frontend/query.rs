@@ -19,10 +19,11 @@ use super::sets;
 use crate::backend::{BackendConn, LinkKey};
 use crate::consistency::{self, Choice};
 use crate::metrics::{self as m, outcome};
-use crate::protocol::ErrPacket;
+use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{Expect, Outcome};
 use crate::router::Target;
 use crate::topology::{Backend, Role};
+use mysql_common::constants::CapabilityFlags;
 
 /// How a statement reached its backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,11 @@ impl Sent {
 impl Session {
     /// Handles COM_QUERY.
     pub(super) async fn query(&mut self, payload: &[u8]) -> Flow {
-        let sql_bytes = payload.get(1..).unwrap_or_default();
+        let qa = self.caps.contains(CapabilityFlags::CLIENT_QUERY_ATTRIBUTES);
+        let sql_bytes = match query_attrs::query_sql(payload, qa) {
+            Ok(split) => split.sql,
+            Err(err) => return self.reply_err(&err).await,
+        };
         // KILL takes causeway's connection ids and is owner-checked here; a
         // KILL the proxy cannot answer itself never reaches a backend.
         match kill_check(sql_bytes) {

@@ -9,6 +9,8 @@
 
 use causeway_classify::Classification;
 
+use crate::protocol::messages::{read_lenenc, read_lenenc_str};
+
 /// Most prepared statements one session may hold: MySQL's default
 /// `max_prepared_stmt_count`. The next COM_STMT_PREPARE gets 1461.
 pub const MAX_PREPARED_STMTS: usize = 16382;
@@ -47,7 +49,8 @@ pub struct Stmt {
     pub params: u16,
     /// Copies on backends.
     pub copies: Vec<Copy>,
-    /// Last parameter types the client bound (2 bytes per parameter).
+    /// Last parameter types the client bound (2 bytes per parameter, each
+    /// followed by its name with query attributes).
     pub types: Option<Vec<u8>>,
     /// Backend holding pending SEND_LONG_DATA, where it must execute.
     pub long_data_on: Option<String>,
@@ -73,14 +76,32 @@ impl Stmt {
     /// hold a statement id. Any other shape is passed on for the server to
     /// judge; nothing here indexes past the payload.
     pub fn execute_payload(&mut self, payload: &[u8], backend: &str) -> Option<Vec<u8>> {
-        let layout = ExecuteLayout::of(payload, self.params);
+        self.execute_payload_qa(payload, backend, false)
+    }
+
+    /// [`Self::execute_payload`] for a client that negotiated
+    /// CLIENT_QUERY_ATTRIBUTES (`qa`), whose layout [`ExecuteLayout::of_qa`]
+    /// reads.
+    pub fn execute_payload_qa(
+        &mut self,
+        payload: &[u8],
+        backend: &str,
+        qa: bool,
+    ) -> Option<Vec<u8>> {
+        let layout = ExecuteLayout::of_qa(payload, self.params, qa);
         if let Some(t) = layout.types {
             self.types = Some(t.to_vec());
         }
         let copy = self.copies.iter_mut().find(|c| c.backend == backend)?;
         let mut out = with_stmt_id(payload, copy.id)?;
         if !copy.executed {
-            if let (Some(at), Some(types)) = (layout.unbound_flag_at, &self.types) {
+            // the first `count` of the types last bound (the parameters
+            // come first; attributes after them)
+            let types = self
+                .types
+                .as_deref()
+                .and_then(|t| types_blob(t, layout.count, qa));
+            if let (Some(at), Some(types)) = (layout.unbound_flag_at, types) {
                 if let Some(flag) = out.get_mut(at) {
                     *flag = 1;
                     let after = at.saturating_add(1).min(out.len());
@@ -103,29 +124,73 @@ pub struct ExecuteLayout<'a> {
     pub types: Option<&'a [u8]>,
     /// Offset of a new-params-bound flag that is 0 (types omitted).
     pub unbound_flag_at: Option<usize>,
+    /// How many types the payload has or omits: the parameters, plus the
+    /// query attributes when it carries a parameter count.
+    pub count: usize,
 }
 
 impl<'a> ExecuteLayout<'a> {
     /// Parses `payload` for a statement with `params` parameters. Total:
     /// short or malformed payloads yield empty fields.
     pub fn of(payload: &'a [u8], params: u16) -> Self {
-        let params = usize::from(params);
-        if params == 0 {
+        Self::of_qa(payload, params, false)
+    }
+
+    /// [`Self::of`] for a client with CLIENT_QUERY_ATTRIBUTES (`qa`): when
+    /// the flags byte has PARAMETER_COUNT_AVAILABLE (0x08), a lenenc count
+    /// of parameters and query attributes follows the iteration count, and
+    /// each bound type is followed by a lenenc name (kept with the types).
+    pub fn of_qa(payload: &'a [u8], params: u16, qa: bool) -> Self {
+        let mut count = usize::from(params);
+        let mut at = 10;
+        if qa && payload.get(5).is_some_and(|f| f & 0x08 != 0) {
+            let Some((n, used)) = payload.get(10..).and_then(read_lenenc) else {
+                return ExecuteLayout::default();
+            };
+            // the NULL bitmap alone takes count / 8 bytes
+            let Some(n) = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= payload.len().saturating_mul(8))
+            else {
+                return ExecuteLayout::default();
+            };
+            count = n;
+            at += used;
+        }
+        if count == 0 {
             return ExecuteLayout::default();
         }
-        let flag_at = 10 + params.div_ceil(8);
+        let flag_at = at + count.div_ceil(8);
         match payload.get(flag_at) {
             Some(1) => ExecuteLayout {
-                types: payload.get(flag_at + 1..flag_at + 1 + 2 * params),
+                types: types_blob(payload.get(flag_at + 1..).unwrap_or_default(), count, qa),
                 unbound_flag_at: None,
+                count,
             },
             Some(0) => ExecuteLayout {
                 types: None,
                 unbound_flag_at: Some(flag_at),
+                count,
             },
             _ => ExecuteLayout::default(),
         }
     }
+}
+
+/// The bound types at the start of `rest`: 2 bytes per parameter, each
+/// followed by a lenenc name with query attributes. None when short.
+fn types_blob(rest: &[u8], count: usize, qa: bool) -> Option<&[u8]> {
+    if !qa {
+        return rest.get(..count.checked_mul(2)?);
+    }
+    let mut used = 0usize;
+    // bounded: every round consumes at least 3 bytes or ends
+    for _ in 0..count {
+        used = used.checked_add(2)?;
+        let (_, n) = read_lenenc_str(rest.get(used..)?)?;
+        used = used.checked_add(n)?;
+    }
+    rest.get(..used)
 }
 
 /// Client statement id → statement.
@@ -249,6 +314,70 @@ mod tests {
         // the replica copy already knows them: passed through unchanged
         let out = s.execute_payload(&without, "r1").unwrap();
         assert_eq!(out.len(), without.len());
+    }
+
+    #[test]
+    fn query_attribute_layout_keeps_names_with_types() {
+        let mut s = stmt(1);
+        // flags PARAMETER_COUNT_AVAILABLE, count 2 (1 parameter + 1
+        // attribute), bitmap, bound=1, LONGLONG "" and STRING "n1", values
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 1];
+        let blob = [8, 0, 0, 0xFE, 0, 2, b'n', b'1'];
+        with_types.extend_from_slice(&blob);
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        with_types.extend_from_slice(b"\x02v1");
+        let layout = ExecuteLayout::of_qa(&with_types, 1, true);
+        assert_eq!(layout.types, Some(&blob[..]));
+        // without qa the same bytes read differently
+        assert_ne!(ExecuteLayout::of(&with_types, 1).types, Some(&blob[..]));
+        s.execute_payload_qa(&with_types, "r1", true).unwrap();
+        // types omitted next time, without attributes (MySQL refuses
+        // omitted types with attributes): the parameter's type and name are
+        // spliced for the primary, which never saw them
+        let mut without = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 1, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = s.execute_payload_qa(&without, "primary", true).unwrap();
+        assert_eq!(out[12], 1, "types bound again");
+        assert_eq!(&out[13..16], &blob[..3]);
+        assert_eq!(&out[16..], &6i64.to_le_bytes());
+        // with as many entries as were bound, the whole blob
+        s.copies[1].executed = false;
+        let mut two = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 0];
+        two.extend_from_slice(&6i64.to_le_bytes());
+        two.extend_from_slice(b"\x02v2");
+        let out = s.execute_payload_qa(&two, "primary", true).unwrap();
+        assert_eq!(&out[13..21], &blob[..]);
+        // more entries than were bound: forwarded as it is
+        s.copies[1].executed = false;
+        let mut three = two.clone();
+        three[10] = 3;
+        let out = s.execute_payload_qa(&three, "primary", true).unwrap();
+        assert_eq!(out.len(), three.len());
+        // hostile counts and truncated names yield nothing, never a panic
+        for p in [
+            &[
+                0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF,
+            ][..],
+            &[0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 1, 8, 0, 5, b'a'],
+            &[0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 0],
+        ] {
+            let l = ExecuteLayout::of_qa(p, 1, true);
+            assert_eq!((l.types, l.unbound_flag_at), (None, None), "{p:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn query_attribute_layouts_never_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            params in 0u16..20,
+        ) {
+            let l = ExecuteLayout::of_qa(&bytes, params, true);
+            if let Some(t) = l.types {
+                proptest::prop_assert!(t.len() <= bytes.len());
+            }
+            let _ = stmt(params).execute_payload_qa(&bytes, "r1", true);
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! sticky: the stream yields it on every later read.
 
 use bytes::{Buf, BytesMut};
+use mysql_common::constants::CapabilityFlags;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -55,6 +56,24 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// What a client negotiated with its capabilities and the zstd level
+    /// byte of its handshake response (out of 1..=22, or absent, means
+    /// [`DEFAULT_ZSTD_LEVEL`]). zlib wins when both flags are set, as in
+    /// MySQL.
+    pub fn negotiated(caps: CapabilityFlags, zstd_level: Option<u8>) -> Option<Algorithm> {
+        if caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
+            Some(Algorithm::Zlib)
+        } else if caps.contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM) {
+            let level = zstd_level
+                .map(i32::from)
+                .filter(|l| (1..=22).contains(l))
+                .unwrap_or(DEFAULT_ZSTD_LEVEL);
+            Some(Algorithm::Zstd(level))
+        } else {
+            None
+        }
+    }
+
     /// Short name for logs ("zlib", "zstd").
     pub fn name(self) -> &'static str {
         match self {

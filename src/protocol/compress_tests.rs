@@ -28,6 +28,53 @@ fn started<S>(inner: S, a: Algorithm) -> Compress<S> {
 }
 
 #[test]
+fn negotiation_follows_the_flags_and_level() {
+    let zstd = CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM;
+    let zlib = CapabilityFlags::CLIENT_COMPRESS;
+    assert_eq!(
+        Algorithm::negotiated(CapabilityFlags::empty(), Some(3)),
+        None
+    );
+    assert_eq!(Algorithm::negotiated(zlib, None), Some(Algorithm::Zlib));
+    assert_eq!(
+        Algorithm::negotiated(zlib | zstd, Some(7)),
+        Some(Algorithm::Zlib)
+    );
+    assert_eq!(
+        Algorithm::negotiated(zstd, Some(7)),
+        Some(Algorithm::Zstd(7))
+    );
+    for bad in [None, Some(0), Some(23), Some(255)] {
+        assert_eq!(
+            Algorithm::negotiated(zstd, bad),
+            Some(Algorithm::Zstd(DEFAULT_ZSTD_LEVEL))
+        );
+    }
+}
+
+#[test]
+fn the_zstd_level_is_read_from_the_handshake_response() {
+    use crate::protocol::handshake::{client_hello, parse_client_hello, server_capabilities};
+    let mut p = client_hello(server_capabilities(), 255, "app", &[1; 20], None, "x");
+    let sent = u32::from_le_bytes(p[..4].try_into().unwrap());
+    let zstd = CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM.bits();
+    p[..4].copy_from_slice(&(sent | zstd).to_le_bytes());
+    p.push(7);
+    let hello = parse_client_hello(&p).unwrap();
+    assert_eq!(hello.zstd_level, Some(7));
+    assert_eq!(hello.compression(), Some(Algorithm::Zstd(7)));
+    // the level byte missing: the default level
+    p.pop();
+    assert_eq!(
+        parse_client_hello(&p).unwrap().compression(),
+        Some(Algorithm::Zstd(DEFAULT_ZSTD_LEVEL))
+    );
+    // causeway's own (backend) logins never ask for compression
+    let plain = client_hello(server_capabilities(), 255, "app", &[1; 20], None, "x");
+    assert_eq!(parse_client_hello(&plain).unwrap().compression(), None);
+}
+
+#[test]
 fn small_payloads_go_uncompressed() {
     for a in BOTH {
         let mut c = Codec::new(a, 1 << 20);

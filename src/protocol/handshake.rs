@@ -60,10 +60,12 @@ pub fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
         | CapabilityFlags::CLIENT_COMPRESS
         | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM
+        | CapabilityFlags::CLIENT_QUERY_ATTRIBUTES
 }
 
-/// Client capabilities that change the shape or meaning of server replies;
-/// a backend connection must carry the same ones as the client it serves.
+/// Client capabilities that change the shape or meaning of server replies
+/// (or of the client's commands: CLIENT_QUERY_ATTRIBUTES); a backend
+/// connection must carry the same ones as the client it serves.
 pub fn reply_shaping_capabilities() -> CapabilityFlags {
     CapabilityFlags::CLIENT_FOUND_ROWS
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
@@ -73,6 +75,7 @@ pub fn reply_shaping_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_MULTI_STATEMENTS
         | CapabilityFlags::CLIENT_NO_SCHEMA
         | CapabilityFlags::CLIENT_ODBC
+        | CapabilityFlags::CLIENT_QUERY_ATTRIBUTES
 }
 
 /// A fresh 20-byte nonce of printable, non-NUL bytes (as MySQL does).
@@ -140,25 +143,9 @@ pub struct ClientHello {
 }
 
 impl ClientHello {
-    /// The compression the client negotiated (applied after the login's
-    /// OK). zlib wins when a client sets both flags, as in MySQL.
+    /// The compression the client negotiated (applied after the login's OK).
     pub fn compression(&self) -> Option<crate::protocol::compress::Algorithm> {
-        use crate::protocol::compress::{Algorithm, DEFAULT_ZSTD_LEVEL};
-        if self.caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
-            Some(Algorithm::Zlib)
-        } else if self
-            .caps
-            .contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM)
-        {
-            let level = self
-                .zstd_level
-                .map(i32::from)
-                .filter(|l| (1..=22).contains(l))
-                .unwrap_or(DEFAULT_ZSTD_LEVEL);
-            Some(Algorithm::Zstd(level))
-        } else {
-            None
-        }
+        crate::protocol::compress::Algorithm::negotiated(self.caps, self.zstd_level)
     }
 }
 

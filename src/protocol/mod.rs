@@ -6,6 +6,7 @@ pub mod compress;
 pub mod handshake;
 pub mod messages;
 pub mod packet;
+pub mod query_attrs;
 
 pub use messages::{Err as ErrPacket, Ok as OkPacket};
 pub use packet::{Packet, PacketConn, PacketError};

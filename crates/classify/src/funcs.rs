@@ -204,6 +204,8 @@ const PURE: &[&str] = &[
     "MULTILINESTRING",
     "MULTIPOINT",
     "MULTIPOLYGON",
+    // the query_attributes component: reads the statement's own attributes
+    "MYSQL_QUERY_ATTRIBUTE_STRING",
     "NAME_CONST",
     "NCHAR",
     "NOT",
