@@ -148,6 +148,10 @@ pub struct Codec {
     write_seq: u8,
     /// Largest uncompressed length a client's compressed packet may have.
     limit: usize,
+    // compression states, made at first use and reused (a deflate state
+    // is a few hundred KiB: not one per flush)
+    zlib_in: Option<flate2::Decompress>,
+    zlib_out: Option<flate2::Compress>,
     zstd_in: Option<zstd::bulk::Decompressor<'static>>,
     zstd_out: Option<zstd::bulk::Compressor<'static>>,
 }
@@ -170,6 +174,8 @@ impl Codec {
             algorithm,
             write_seq: 0,
             limit,
+            zlib_in: None,
+            zlib_out: None,
             zstd_in: None,
             zstd_out: None,
         }
@@ -221,7 +227,12 @@ impl Codec {
         }
         out.reserve(uncompressed);
         let produced = match self.algorithm {
-            Algorithm::Zlib => inflate(&data, uncompressed, out)?,
+            Algorithm::Zlib => {
+                let z = self
+                    .zlib_in
+                    .get_or_insert_with(|| flate2::Decompress::new(true));
+                inflate(z, &data, uncompressed, out)?
+            }
             Algorithm::Zstd(_) => {
                 let d = match &mut self.zstd_in {
                     Some(d) => d,
@@ -271,18 +282,14 @@ impl Codec {
         Ok(())
     }
 
-    /// `chunk` compressed, or None when it would not fit a packet.
+    /// `chunk` compressed, or None when that would not make it smaller.
     fn pack(&mut self, chunk: &[u8]) -> Result<Option<Vec<u8>>, CompressError> {
         let packed = match self.algorithm {
             Algorithm::Zlib => {
-                use std::io::Write;
-                let mut enc = flate2::write::ZlibEncoder::new(
-                    Vec::with_capacity(chunk.len() / 2),
-                    flate2::Compression::default(),
-                );
-                enc.write_all(chunk)
-                    .and_then(|()| enc.finish())
-                    .map_err(|e| CompressError::Compress(e.to_string()))?
+                let z = self.zlib_out.get_or_insert_with(|| {
+                    flate2::Compress::new(flate2::Compression::default(), true)
+                });
+                return deflate(z, chunk);
             }
             Algorithm::Zstd(level) => {
                 let c = match &mut self.zstd_out {
@@ -300,10 +307,44 @@ impl Codec {
     }
 }
 
-/// Inflates zlib `data` into `out`, producing at most `max` bytes; more
-/// is a decompression bomb.
-fn inflate(data: &[u8], max: usize, out: &mut BytesMut) -> Result<usize, CompressError> {
-    let mut z = flate2::Decompress::new(true);
+/// Deflates `chunk` (zlib framing) with the reused state `z`; None when
+/// the result would not be smaller than `chunk`.
+fn deflate(z: &mut flate2::Compress, chunk: &[u8]) -> Result<Option<Vec<u8>>, CompressError> {
+    z.reset();
+    let mut out = Vec::with_capacity(chunk.len() / 2 + 64);
+    // bounded: each round grows the output or ends; the output is capped
+    // at the input's size
+    loop {
+        let consumed = usize::try_from(z.total_in()).unwrap_or(usize::MAX);
+        let input = chunk.get(consumed..).unwrap_or_default();
+        let progress = (z.total_in(), z.total_out());
+        let status = z
+            .compress_vec(input, &mut out, flate2::FlushCompress::Finish)
+            .map_err(|e| CompressError::Compress(e.to_string()))?;
+        if status == flate2::Status::StreamEnd {
+            return Ok(Some(out).filter(|o| o.len() < chunk.len()));
+        }
+        if progress == (z.total_in(), z.total_out()) && out.len() < out.capacity() {
+            return Err(CompressError::Compress("deflate made no progress".into()));
+        }
+        if out.len() >= chunk.len() {
+            return Ok(None);
+        }
+        if out.len() == out.capacity() {
+            out.reserve(chunk.len().saturating_sub(out.len()).max(64));
+        }
+    }
+}
+
+/// Inflates zlib `data` into `out` with the reused state `z`, producing at
+/// most `max` bytes; more is a decompression bomb.
+fn inflate(
+    z: &mut flate2::Decompress,
+    data: &[u8],
+    max: usize,
+    out: &mut BytesMut,
+) -> Result<usize, CompressError> {
+    z.reset(true);
     let start = out.len();
     out.resize(start + max, 0);
     let r = z.decompress(
