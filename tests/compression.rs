@@ -319,11 +319,17 @@ async fn hostile_compressed_packets_are_refused() {
     wire.extend_from_slice(&bomb);
     write_under(&c, &wire).await;
     expect_1153_then_close(&mut c).await;
-    // garbage that does not inflate: the connection is closed
+    // garbage that does not inflate: 1157, then the close
     let mut c = raw_compressed_login(p.port).await;
     let mut wire = comp_header(60, 500);
     wire.extend_from_slice(&[0x5A; 60]);
     write_under(&c, &wire).await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), c.read_packet())
+        .await
+        .expect("reply within 10 s")
+        .expect("an ERR packet");
+    let e = ErrPacket::parse(&reply.payload).expect("ERR");
+    assert_eq!((e.code, e.sqlstate()), (1157, "08S01"), "{}", e.message);
     assert!(matches!(
         tokio::time::timeout(Duration::from_secs(10), c.read_packet()).await,
         Ok(Err(PacketError::Closed | PacketError::Io(_)))

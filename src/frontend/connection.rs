@@ -22,6 +22,7 @@ use super::session::{Flow, Session};
 use super::stmt::StmtMap;
 use crate::backend::Login;
 use crate::consistency::{Picker, Settings};
+use crate::protocol::compress;
 use crate::protocol::packet::tune_socket;
 use crate::protocol::{ErrPacket, PacketConn, PacketError};
 use crate::proxy::Proxy;
@@ -218,7 +219,13 @@ impl Session {
                     self.refuse_too_large(size, limit, seq).await;
                     break;
                 }
-                Err(_) => break,
+                Err(e) => {
+                    if compress::is_corrupt(&e) {
+                        send_parting(&mut self.client, 1, &compress::uncompress_error().encode())
+                            .await;
+                    }
+                    break;
+                }
             };
             if self
                 .shared

@@ -20,8 +20,9 @@
 //! Client bytes are hostile: a compressed packet announcing more than the
 //! packet limit, or whose data inflates past what it announced, is refused
 //! ([`CompressError::TooLarge`], answered with 1153 by the session); data
-//! that does not decompress is [`CompressError::Corrupt`]. Either error is
-//! sticky: the stream yields it on every later read.
+//! that does not decompress is [`CompressError::Corrupt`] (answered with
+//! 1157, [`uncompress_error`]). Either error is sticky: the stream yields
+//! it on every later read, and the session closes.
 
 use bytes::{Buf, BytesMut};
 use mysql_common::constants::CapabilityFlags;
@@ -113,6 +114,18 @@ impl CompressError {
     pub fn from_io(e: &io::Error) -> Option<&CompressError> {
         e.get_ref()?.downcast_ref::<CompressError>()
     }
+}
+
+/// MySQL's error for a compressed packet that does not decompress
+/// (ER_NET_UNCOMPRESS_ERROR, 1157 / 08S01), sent before the close.
+pub fn uncompress_error() -> super::ErrPacket {
+    super::ErrPacket::new(1157, "08S01", "Couldn't uncompress communication packet")
+}
+
+/// Whether a read failed on a compressed packet that does not decompress.
+pub fn is_corrupt(e: &super::PacketError) -> bool {
+    matches!(e, super::PacketError::Io(io)
+        if matches!(CompressError::from_io(io), Some(CompressError::Corrupt(_))))
 }
 
 /// The header of a compressed packet at the start of `buf`: payload
