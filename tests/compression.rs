@@ -132,10 +132,16 @@ async fn mysql_cli_compressed_output_is_byte_identical() {
     assert!(plain.stdout.len() > 17_000_000 + 1_600_000 + 1_500_000);
     let text = String::from_utf8_lossy(&plain.stdout[..2000]);
     assert!(text.contains("400\t1638400"), "{text}");
+    // a few more runs first: the allocator's arenas (one per worker
+    // thread) fill up over the first ones, compressed or not
+    for _ in 0..4 {
+        mysql_cli(proxy.port, &[], &sql).await;
+    }
+    let hwm_plain = proxy.vm_hwm_kib();
     let mut sizes = Vec::new();
     for algo in ["zstd", "zlib"] {
         let flag = format!("--compression-algorithms={algo}");
-        let compressed = mysql_cli(proxy.port, &[&flag, "--zstd-compression-level=7"], &sql).await;
+        let compressed = mysql_cli(proxy.port, &[&flag, "--zstd-compression-level=22"], &sql).await;
         assert_eq!(compressed.code, plain.code, "{algo}: {}", compressed.stderr);
         assert_eq!(compressed.stderr, plain.stderr, "{algo}: stderr differs");
         assert!(
@@ -153,6 +159,11 @@ async fn mysql_cli_compressed_output_is_byte_identical() {
     for (algo, n) in sizes {
         assert!(n * 5 < plain_bytes, "{algo}: {n} of {plain_bytes} bytes");
     }
+    // compressed flights cost little memory on top (level 22 was asked
+    // for, level 9 used: see MAX_ZSTD_LEVEL)
+    let hwm = proxy.vm_hwm_kib();
+    eprintln!("VmHWM KiB after the uncompressed runs {hwm_plain}, after all {hwm}");
+    assert!(hwm <= hwm_plain + 40 * 1024, "{hwm} KiB vs {hwm_plain} KiB");
     proxy.assert_no_panic();
     let mut c = support::direct_conn().await;
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
