@@ -115,9 +115,11 @@ mod lexer;
 mod parsed;
 mod scan;
 mod session;
+mod tables;
 
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use parsed::ParseError;
+pub use tables::{tables, TableRef, Tables};
 
 /// Where a statement may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

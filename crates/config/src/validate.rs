@@ -157,7 +157,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             ),
         );
     }
-    Ok(())
+
+    // replicas[].pool, [[pools]], [[rules]]
+    crate::rules::validate(c)
 }
 
 /// The client-facing bounds of `[server]`.
