@@ -210,22 +210,48 @@ pub enum Choice {
     Primary(&'static str),
 }
 
-/// Replicas routing may use: healthy, weighted, within the lag budget.
+/// Replicas of the general pool routing may use: healthy, weighted,
+/// within the lag budget.
 pub fn eligible<'a>(
     topo: &'a Topology,
     max_lag_ms: Option<u64>,
     exclude: &[&str],
 ) -> Vec<&'a Arc<Backend>> {
+    eligible_in(topo, None, max_lag_ms, exclude)
+}
+
+/// [`eligible`] for the members of pool `pool` (`None`: the general pool).
+pub fn eligible_in<'a>(
+    topo: &'a Topology,
+    pool: Option<&str>,
+    max_lag_ms: Option<u64>,
+    exclude: &[&str],
+) -> Vec<&'a Arc<Backend>> {
     topo.replicas
         .iter()
-        .filter(|r| qualifies(r, max_lag_ms, exclude))
+        .filter(|r| qualifies_in(r, pool, max_lag_ms, exclude))
         .collect()
 }
 
-/// Whether replica `r` may take reads: weighted, not excluded, healthy and
-/// within the lag budget.
+/// Whether replica `r` may take general reads: in the general pool,
+/// weighted, not excluded, healthy and within the lag budget.
 pub fn qualifies(r: &Backend, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
-    if r.config.weight == 0 || exclude.contains(&r.name()) {
+    qualifies_in(r, None, max_lag_ms, exclude)
+}
+
+/// [`qualifies`] for reads routed to pool `pool` (`None`: the general
+/// pool). A replica takes only the reads of its own pool.
+pub fn qualifies_in(
+    r: &Backend,
+    pool: Option<&str>,
+    max_lag_ms: Option<u64>,
+    exclude: &[&str],
+) -> bool {
+    let member = match pool {
+        None => r.config.in_default_pool(),
+        Some(p) => r.config.pool == p,
+    };
+    if !member || r.config.weight == 0 || exclude.contains(&r.name()) {
         return false;
     }
     let v = r.state.view.load();
@@ -280,14 +306,18 @@ pub fn choose(
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
     }
-    let ok = |r: &Backend| qualifies(r, max_lag_ms, exclude);
+    // a query rule may route the read to a named pool (crate::rules)
+    let pool = p.pool().map(|x| Arc::clone(&x.name));
+    let pool = pool.as_deref();
+    let ok = |r: &Backend| qualifies_in(r, pool, max_lag_ms, exclude);
     let preferred = match p.balance() {
         ReadBalance::Session => {
-            let cacheable = max_lag_ms.is_none() && exclude.is_empty();
+            // the cached home is the general pool's
+            let cacheable = max_lag_ms.is_none() && exclude.is_empty() && pool.is_none();
             p.home(topo, cacheable, ok).cloned()
         }
         ReadBalance::Statement => {
-            let candidates = eligible(topo, max_lag_ms, exclude);
+            let candidates = eligible_in(topo, pool, max_lag_ms, exclude);
             pick(p.cursor_mut(), &candidates).cloned()
         }
     };

@@ -9,5 +9,6 @@ pub mod login;
 mod prepared;
 mod query;
 pub mod registry;
+pub mod rules;
 pub mod session;
 pub mod stmt;

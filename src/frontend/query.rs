@@ -107,6 +107,10 @@ impl Session {
             }
         }
         let (target, reason) = self.route.decide(&c);
+        let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
         let (token, borrowed) = match stmt_token {
             Some(mut t) => {
                 t.union(&self.settings.token);
@@ -118,6 +122,7 @@ impl Session {
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
+        self.end_rules();
         if borrowed {
             self.restore_token(token);
         }
@@ -221,6 +226,9 @@ impl Session {
                 )
             }
             Choice::Primary(why) => {
+                if let Some(flow) = self.pool_unavailable(why).await {
+                    return (flow, None, None);
+                }
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty()
                     && mode != Consistency::Strong
@@ -315,7 +323,10 @@ impl Session {
                     let need = need.as_ref().unwrap_or(token);
                     return self.read_after_wait(b, need, cmd, expect).await;
                 }
-                Choice::Primary(_) => {
+                Choice::Primary(why) => {
+                    if let Some(flow) = self.pool_unavailable(why).await {
+                        return (flow, None, None);
+                    }
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;
                 }
@@ -410,6 +421,13 @@ impl Session {
                 }
                 self.settings = next;
                 self.reply_ok().await
+            }
+            Some(CausewayCommand::ShowRules) => {
+                if !self.user.admin {
+                    return self.reply_err(&not_admin()).await;
+                }
+                let rows = super::rules::rule_rows(&self.topo);
+                self.reply_rows(super::rules::RULE_COLUMNS, &rows).await
             }
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
@@ -522,6 +540,15 @@ impl Session {
             Err(_) => Flow::Quit,
         }
     }
+}
+
+/// 1227: the statement needs a causeway admin user.
+fn not_admin() -> ErrPacket {
+    ErrPacket::new(
+        1227,
+        "42000",
+        "Access denied; you need the causeway admin privilege (admin = true) for this operation",
+    )
 }
 
 /// `sql` after leading whitespace and `/* */` comments.
