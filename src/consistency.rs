@@ -283,6 +283,18 @@ pub fn pick<'a>(cursor: &mut u64, candidates: &[&'a Arc<Backend>]) -> Option<&'a
         .copied()
 }
 
+/// The monotonic-reads floor for reading on `r`: none for a read routed to
+/// a named pool (its members may be other stores, e.g. a CDC-fed read
+/// model; such a read is held to the token only and is not remembered as
+/// the session's last read).
+fn floor_in(pool: Option<&str>, p: &Picker, r: &Backend, topo: &Topology) -> Floor {
+    if pool.is_some() {
+        Floor::None
+    } else {
+        floor(p, r, topo)
+    }
+}
+
 /// Chooses the backend of a read under `mode` with requirement `token`,
 /// never one in `exclude` (replicas that just failed or are full).
 ///
@@ -327,7 +339,7 @@ pub fn choose(
     if mode == Consistency::Eventual {
         return Choice::Replica(b);
     }
-    let first = readiness(&b, token, floor(p, &b, topo));
+    let first = readiness(&b, token, floor_in(pool, p, &b, topo));
     if let Ready::Now = first {
         return Choice::Replica(b);
     }
@@ -337,7 +349,7 @@ pub fn choose(
             .filter(|r| !Arc::ptr_eq(r, &b) && ok(r))
     };
     for r in others() {
-        if let Ready::Now = readiness(r, token, floor(p, r, topo)) {
+        if let Ready::Now = readiness(r, token, floor_in(pool, p, r, topo)) {
             return Choice::Replica(Arc::clone(r));
         }
     }
@@ -350,7 +362,7 @@ pub fn choose(
     // no sound floor for b yet: the replica of the last read needs none
     for r in others() {
         if let (Floor::None, Ready::Wait(need)) =
-            (floor(p, r, topo), readiness(r, token, Floor::None))
+            (floor_in(pool, p, r, topo), readiness(r, token, Floor::None))
         {
             if let Some(need) = need {
                 p.set_wait_set(need);

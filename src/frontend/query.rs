@@ -162,7 +162,11 @@ impl Session {
         let done = self.route_cmd(target, mode, token, cmd, expect).await;
         if let (Some(sent), Some(_)) = (&done.1, &done.2) {
             match (sent.backend.role, sent.via) {
-                (Role::Replica, _) => self.cursor.saw(&sent.backend, false),
+                // a read a rule sent to a named pool is not a monotonic-reads step
+                (Role::Replica, _) if self.cursor.pool().is_none() => {
+                    self.cursor.saw(&sent.backend, false)
+                }
+                (Role::Replica, _) => {}
                 (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
                 (Role::Primary, _) => {}
             }
