@@ -11,4 +11,5 @@ mod query;
 pub mod registry;
 pub mod rules;
 pub mod session;
+mod sets;
 pub mod stmt;

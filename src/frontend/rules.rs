@@ -130,6 +130,20 @@ impl Session {
         self.apply_rules(&sql, c, target, mode).await
     }
 
+    /// `SHOW CAUSEWAY RULES` (admin users only, else 1227).
+    pub(super) async fn show_rules(&mut self) -> Flow {
+        if !self.user.admin {
+            let err = ErrPacket::new(
+                1227,
+                "42000",
+                "Access denied; you need the causeway admin privilege (admin = true) for this operation",
+            );
+            return self.reply_err(&err).await;
+        }
+        let rows = rule_rows(&self.topo);
+        self.reply_rows(RULE_COLUMNS, &rows).await
+    }
+
     /// Ends the statement's rule: later reads go to the general pool again.
     pub(super) fn end_rules(&mut self) {
         self.cursor.set_pool(None);
