@@ -2,7 +2,7 @@
 //!
 //! This crate owns loading (`Config::from_file`, `Config::from_str_named`),
 //! the data model (`model.rs`), `host:port` parsing (`address.rs`),
-//! semantic validation (`validate.rs`) and error reporting with file and
+//! the TLS sections (`tls.rs`), semantic validation (`validate.rs`) and error reporting with file and
 //! line (`error.rs`). The documented example lives in `conf/causeway.toml`
 //! at the repository root.
 //!
@@ -29,6 +29,7 @@
 mod address;
 mod error;
 mod model;
+mod tls;
 mod validate;
 
 use std::path::Path;
@@ -41,6 +42,7 @@ pub use model::{
     ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,
     MIN_CLIENT_PACKET,
 };
+pub use tls::{BackendTls, Tls, TlsMode};
 
 impl Config {
     /// Read, parse and validate a configuration file. Messages name the

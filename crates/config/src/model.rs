@@ -42,6 +42,12 @@ pub struct Config {
     /// `[routing]`: read-consistency policy.
     #[serde(default)]
     pub routing: Routing,
+    /// `[tls]`: TLS towards clients; absent = no TLS offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::Tls>,
+    /// `[backend_tls]`: TLS towards the MySQL servers.
+    #[serde(default)]
+    pub backend_tls: crate::tls::BackendTls,
 }
 
 /// `[server]` section.
@@ -434,6 +440,8 @@ pub struct ParseEnumError {
     pub expected: &'static str,
 }
 
+/// Implements `ALL`, `as_str`, case-insensitive `FromStr`, `Display` and
+/// serde as a lowercase string for a fieldless enum.
 macro_rules! string_enum {
     ($ty:ident, $what:literal, $expected:literal, $($var:ident => $s:literal),+ $(,)?) => {
         impl $ty {
@@ -488,6 +496,8 @@ pub enum Consistency {
     /// the read arrived (or the primary).
     Strong,
 }
+
+pub(crate) use string_enum;
 
 string_enum!(Consistency, "consistency", "eventual, causal, strong",
     Eventual => "eventual", Causal => "causal", Strong => "strong");
