@@ -55,10 +55,14 @@
 //! reachable, replicating and not excluded for lag, with hysteresis (once
 //! over budget it returns only below `budget - lag_hysteresis_ms`). A
 //! receiver that is `CONNECTING` (source unreachable) counts as running:
-//! lag against the primary the monitor sees covers that case. When the
-//! server answers but refuses the monitor's queries (privileges, bad
-//! password) health fails open (reachable, replicating, lag unknown; logged
-//! once) but `gtid_executed` stays what was actually read (empty if never).
+//! lag against the primary the monitor sees covers that case. Only when the
+//! server refuses the monitor for lack of privileges (1044, 1045, 1142,
+//! 1143, 1227, 1370, 3118) health fails open (reachable, replicating, lag
+//! unknown; logged once with the code) but `gtid_executed` stays what was
+//! actually read (empty if never). A server that answers 1040 (too many
+//! connections) or another overload error, times out, or answers
+//! unusably is not healthy: unreachable, ineligible, and the log and
+//! `last_error` say which case it is.
 
 mod eval;
 mod probe;

@@ -7,6 +7,10 @@
 //! status flags and session-state (GTID) entries, and re-encoded when the
 //! client's capabilities differ from the backend link's (a client without
 //! CLIENT_SESSION_TRACK) or the session adds its consistency token.
+//!
+//! A relay that does not read the reply to its end, for whatever reason,
+//! leaves the backend connection marked as having a reply pending (and, on
+//! an error, broken): such a connection is closed, never pooled.
 
 use bytes::Buf;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
@@ -143,6 +147,38 @@ pub async fn discard(
 
 #[allow(clippy::too_many_arguments)]
 async fn relay_to(
+    backend: &mut BackendConn,
+    client: &mut PacketConn,
+    client_caps: CapabilityFlags,
+    expect: Expect,
+    client_stmt_id: Option<u32>,
+    on_ok: OkHook<'_>,
+    discard: bool,
+) -> Result<Outcome, RelayError> {
+    // Until the reply has been read to its end the connection's state is
+    // unknown: any early return (client gone, protocol surprise, backend
+    // failure, the future being dropped) leaves it pending, so it is never
+    // pooled; errors also mark it broken.
+    backend.begin_reply();
+    let r = relay_packets(
+        backend,
+        client,
+        client_caps,
+        expect,
+        client_stmt_id,
+        on_ok,
+        discard,
+    )
+    .await;
+    match r {
+        Ok(_) => backend.end_reply(),
+        Err(_) => backend.broken = true,
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_packets(
     backend: &mut BackendConn,
     client: &mut PacketConn,
     client_caps: CapabilityFlags,
@@ -343,7 +379,6 @@ async fn relay_to(
             client.flush().await.map_err(RelayError::Client)?;
         }
         if let Err(source) = backend.io.fill().await {
-            backend.broken = true;
             return Err(RelayError::Backend { sent, source });
         }
     }
@@ -435,3 +470,6 @@ async fn pump_infile(client: &mut PacketConn, backend: &mut PacketConn) -> Resul
         client.fill().await.map_err(RelayError::Client)?;
     }
 }
+
+#[cfg(test)]
+mod tests;

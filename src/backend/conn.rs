@@ -8,8 +8,16 @@
 //! OK packets with no extra round trip), and simple request/response commands
 //! used by the proxy itself (INIT_DB, RESET_CONNECTION, SET). Client traffic
 //! is relayed by `crate::relay`, not here.
+//!
+//! Also owns whether a connection's state is known: a connection is
+//! reusable only when no reply is pending (a command was sent and its reply
+//! not read to its end), nothing is buffered, and it was never marked
+//! broken. The pool refuses every other connection, so one client's
+//! abandoned result can never be read by the next.
 
 use mysql_common::constants::CapabilityFlags;
+use socket2::{SockRef, TcpKeepalive};
+use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -17,6 +25,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::protocol::handshake::{self, CACHING_SHA2, NATIVE};
 use crate::protocol::messages::{self, track};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
+
+use super::reply::{self, Reply};
+
+/// Idle time before the first TCP keepalive probe on a backend socket.
+pub const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+/// Interval between TCP keepalive probes on a backend socket.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Errors talking to a backend.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +131,10 @@ pub struct BackendConn {
     pub idle_since: Instant,
     /// Set when the connection must not be reused.
     pub broken: bool,
+    /// Set from the moment a command that has a reply is sent until that
+    /// reply has been read to its end. A connection whose reply is pending
+    /// is in an unknown state and is never reused (see [`Self::reusable`]).
+    pending: bool,
     /// The thread whose event loop drives the socket (see
     /// `crate::workers`).
     home: std::thread::ThreadId,
@@ -141,6 +160,30 @@ pub fn base_capabilities() -> CapabilityFlags {
 pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
 
 impl BackendConn {
+    /// A connection over an already connected socket, for unit tests of
+    /// code that reads replies (no login, no setup).
+    #[cfg(test)]
+    pub(crate) fn for_tests(stream: TcpStream) -> BackendConn {
+        BackendConn {
+            io: PacketConn::new(stream),
+            caps: base_capabilities(),
+            thread_id: 1,
+            server: "test".into(),
+            version: String::new(),
+            key: LinkKey {
+                user: "test".into(),
+                caps: 0,
+                collation: 255,
+            },
+            db: None,
+            idle_since: Instant::now(),
+            broken: false,
+            pending: false,
+            home: std::thread::current().id(),
+            permit: None,
+        }
+    }
+
     /// Moves the socket to the calling thread's event loop if it is driven
     /// by another one (a pooled connection opened by a session on another
     /// worker), so the session's round trips need no cross-thread wake-up.
@@ -190,6 +233,7 @@ impl BackendConn {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| io_err(e.into()))?;
+        set_keepalive(&stream, server);
         let mut io = PacketConn::new(stream);
         let greet = io.read_packet().await.map_err(io_err)?;
         if greet.payload.first() == Some(&0xFF) {
@@ -278,6 +322,7 @@ impl BackendConn {
             db: db.map(str::to_string),
             idle_since: Instant::now(),
             broken: false,
+            pending: false,
             home: std::thread::current().id(),
             permit: None,
         };
@@ -298,7 +343,67 @@ impl BackendConn {
         }
     }
 
-    /// Sends a command whose reply is a single OK or ERR packet.
+    /// Marks the connection unusable and builds the protocol error.
+    fn desync(&mut self, detail: String) -> BackendError {
+        self.broken = true;
+        BackendError::Protocol {
+            server: self.server.clone(),
+            detail,
+        }
+    }
+
+    /// Whether the connection is in a known, idle state: not broken, no
+    /// reply pending, nothing buffered in either direction. Only such a
+    /// connection may be reset and pooled.
+    pub fn reusable(&self) -> bool {
+        !self.broken && !self.pending && self.io.rbuf.is_empty() && self.io.wbuf.is_empty()
+    }
+
+    /// Like [`Self::reusable`], and the socket has nothing unread and is
+    /// not closed by the server (one non-blocking `MSG_PEEK`).
+    pub fn quiescent(&self) -> bool {
+        if !self.reusable() {
+            return false;
+        }
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        match SockRef::from(self.io.stream()).peek(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            // bytes nobody asked for, or the server closed the connection
+            Ok(_) => false,
+        }
+    }
+
+    /// Records that a reply is about to be read (the relay calls this when
+    /// it starts); until [`Self::end_reply`] the connection is not reusable.
+    pub fn begin_reply(&mut self) {
+        self.pending = true;
+    }
+
+    /// Records that the reply was read to its end.
+    pub fn end_reply(&mut self) {
+        self.pending = false;
+    }
+
+    /// Sends one client command whose reply the caller reads next (through
+    /// `crate::relay`). The connection counts as having a reply pending
+    /// from here on. Refused when bytes of an earlier reply are still
+    /// buffered: the connection is then out of step with the server.
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+        if !self.io.rbuf.is_empty() || self.pending {
+            return Err(self.desync("unread reply bytes before a new command".into()));
+        }
+        self.pending = true;
+        let mut seq = 0;
+        self.io.queue(&mut seq, payload);
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_err(e));
+        }
+        Ok(())
+    }
+
+    /// Sends a command whose reply is a single OK or ERR packet, and reads
+    /// exactly that packet: sequence id 1, an OK that parses to its last
+    /// byte, or an ERR. Anything else breaks the connection.
     pub async fn command(
         &mut self,
         cmd: u8,
@@ -307,38 +412,28 @@ impl BackendConn {
         let mut payload = Vec::with_capacity(1 + arg.len());
         payload.push(cmd);
         payload.extend_from_slice(arg);
-        let mut seq = 0;
-        if let Err(e) = self.io.send(&mut seq, &payload).await {
-            return Err(self.io_err(e));
-        }
+        self.send_command(&payload).await?;
         let p = match self.io.read_packet().await {
             Ok(p) => p,
             Err(e) => return Err(self.io_err(e)),
         };
-        match p.payload.first() {
-            Some(0x00) | Some(0xFE) => {
-                let ok = OkPacket::parse(&p.payload, self.caps).map_err(|e| {
-                    self.broken = true;
-                    BackendError::Protocol {
-                        server: self.server.clone(),
-                        detail: e.to_string(),
-                    }
-                })?;
+        let kind = reply::check_reply(p.seq, &p.payload, self.caps)
+            .map_err(|e| self.desync(e.to_string()))?;
+        if !self.io.rbuf.is_empty() {
+            return Err(self.desync("bytes after a single-packet reply".into()));
+        }
+        match kind {
+            Reply::Ok => {
+                let ok = OkPacket::parse(&p.payload, self.caps)
+                    .map_err(|e| self.desync(e.to_string()))?;
+                self.pending = false;
                 self.observe_ok(&ok);
                 Ok(Ok(ok))
             }
-            Some(0xFF) => Ok(Err(ErrPacket::parse(&p.payload).map_err(|e| {
-                BackendError::Protocol {
-                    server: self.server.clone(),
-                    detail: e.to_string(),
-                }
-            })?)),
-            _ => {
-                self.broken = true;
-                Err(BackendError::Protocol {
-                    server: self.server.clone(),
-                    detail: "expected OK or ERR".into(),
-                })
+            Reply::Err => {
+                let err = ErrPacket::parse(&p.payload).map_err(|e| self.desync(e.to_string()))?;
+                self.pending = false;
+                Ok(Err(err))
             }
         }
     }
@@ -433,8 +528,21 @@ impl BackendConn {
     }
 
     /// COM_RESET_CONNECTION followed by the session setup, so the connection
-    /// carries no state of its previous user.
+    /// carries no state of its previous user. Runs only on a quiescent
+    /// connection; each step must answer with exactly one OK (see
+    /// [`Self::command`]); any other outcome leaves the connection broken.
     pub async fn reset(&mut self) -> Result<(), BackendError> {
+        if !self.quiescent() {
+            return Err(self.desync("connection state unknown; not reset".into()));
+        }
+        let r = self.reset_steps().await;
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
+    async fn reset_steps(&mut self) -> Result<(), BackendError> {
         let server = self.server.clone();
         let to_err = |err| BackendError::Server {
             server: server.clone(),
@@ -461,6 +569,17 @@ impl BackendConn {
                 }
             }
         }
+    }
+}
+
+/// Turns on TCP keepalive, so a backend that vanished without a FIN (host
+/// down, network cut) is noticed by the kernel. Best effort.
+fn set_keepalive(stream: &TcpStream, server: &str) {
+    let ka = TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL);
+    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(backend = %server, error = %e, "cannot enable TCP keepalive");
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod pool;
+pub mod reply;
 
 pub use conn::{BackendConn, BackendError, LinkKey, Login};
 pub use pool::{Pool, PoolConfig};

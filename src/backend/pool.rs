@@ -3,15 +3,23 @@
 //! Owns the limit of open connections per server (a semaphore whose permit
 //! lives inside each connection), idle connections keyed by login and link
 //! shape, the idle timeout, and the return path: a connection goes back to
-//! its pool only after `COM_RESET_CONNECTION` and the session setup ran on
-//! it, in a background task, so no state leaks between clients and the
+//! its pool only if its state is known (no reply pending, nothing buffered,
+//! never broken) and after `COM_RESET_CONNECTION` and the session setup ran
+//! on it, in a background task, so no state leaks between clients and the
 //! releasing session does not wait.
+//!
+//! Fairness: idle connections of every key are closed once older than the
+//! idle timeout (by a reaper task that runs while any connection is idle,
+//! and on every acquire), and an acquire that finds every slot taken
+//! closes an idle connection of another key (or of its own key that it
+//! cannot use) to free a slot before it waits or fails. Idle connections of
+//! one user or collation therefore never lock out another.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{BackendConn, BackendError, LinkKey, Login};
 
@@ -22,9 +30,13 @@ pub struct PoolConfig {
     pub max: usize,
     /// Connect + login timeout, also the wait for a free slot.
     pub connect_timeout: Duration,
-    /// Idle connections older than this are closed instead of reused.
+    /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
 }
+
+/// Shortest and longest pause between two reaper sweeps.
+const REAP_MIN: Duration = Duration::from_millis(50);
+const REAP_MAX: Duration = Duration::from_secs(5);
 
 /// The pool of one backend server.
 #[derive(Debug)]
@@ -35,6 +47,12 @@ pub struct Pool {
     slots: Arc<Semaphore>,
     idle: Mutex<HashMap<LinkKey, Vec<BackendConn>>>,
     opened: AtomicU64,
+    /// Idle connections closed to free a slot for another key.
+    reclaimed: AtomicU64,
+    /// Woken when a connection becomes idle (a waiter may use or reclaim it).
+    idle_added: Notify,
+    /// Whether a reaper task is running.
+    reaper: AtomicBool,
 }
 
 impl Pool {
@@ -47,6 +65,9 @@ impl Pool {
             cfg,
             idle: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
+            reclaimed: AtomicU64::new(0),
+            idle_added: Notify::new(),
+            reaper: AtomicBool::new(false),
         })
     }
 
@@ -83,9 +104,16 @@ impl Pool {
             .unwrap_or(0)
     }
 
+    /// Idle connections closed so far to free a slot for another key.
+    pub fn reclaimed_total(&self) -> u64 {
+        self.reclaimed.load(Ordering::Relaxed)
+    }
+
     /// An idle connection for `key`, or a new one. When every slot is taken
-    /// it waits up to the connect timeout for one, or with `wait == false`
-    /// fails at once (a read that can go elsewhere).
+    /// it first closes an idle connection it cannot use (another key's) to
+    /// free one; failing that it waits up to the connect timeout for a slot
+    /// or a usable idle connection, or with `wait == false` fails at once
+    /// (a read that can go elsewhere).
     pub async fn acquire(
         &self,
         login: &Login,
@@ -93,27 +121,49 @@ impl Pool {
         db: Option<&str>,
         wait: bool,
     ) -> Result<BackendConn, BackendError> {
-        if let Some(mut conn) = self.take_idle(key, db) {
-            // on failure the connection is closed and a new one opened
-            if conn.bring_home().is_ok() {
-                return Ok(conn);
-            }
-        }
         let exhausted = || BackendError::PoolExhausted {
             server: self.name.clone(),
             max: self.cfg.max,
         };
-        let permit = if wait {
-            tokio::time::timeout(self.cfg.connect_timeout, self.slots.clone().acquire_owned())
-                .await
-                .map_err(|_| exhausted())?
-                .map_err(|_| exhausted())?
-        } else {
-            self.slots
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| exhausted())?
+        let deadline = tokio::time::Instant::now() + self.cfg.connect_timeout;
+        // Each pass either returns, or consumed an idle connection, or
+        // waited; the idle set is bounded by `max` and waiting by `deadline`.
+        let permit = loop {
+            let notified = self.idle_added.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(mut conn) = self.take_idle(key, db) {
+                // on failure the connection is closed and the pass repeated
+                if conn.bring_home().is_ok() {
+                    return Ok(conn);
+                }
+                continue;
+            }
+            if let Ok(p) = self.slots.clone().try_acquire_owned() {
+                break p;
+            }
+            if self.reclaim_one(key, db) {
+                continue;
+            }
+            if !wait {
+                return Err(exhausted());
+            }
+            tokio::select! {
+                p = self.slots.clone().acquire_owned() => break p.map_err(|_| exhausted())?,
+                _ = &mut notified => continue,
+                _ = tokio::time::sleep_until(deadline) => return Err(exhausted()),
+            }
         };
+        self.open(login, key, db, permit).await
+    }
+
+    async fn open(
+        &self,
+        login: &Login,
+        key: &LinkKey,
+        db: Option<&str>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<BackendConn, BackendError> {
         let mut conn = BackendConn::connect(
             &self.name,
             &self.addr,
@@ -128,34 +178,150 @@ impl Pool {
         Ok(conn)
     }
 
-    /// An idle connection for `key`: preferably one already in schema `db`;
-    /// for a session without a schema only one without a schema (MySQL
-    /// cannot unselect a schema), otherwise any (the caller runs INIT_DB).
-    fn take_idle(&self, key: &LinkKey, db: Option<&str>) -> Option<BackendConn> {
-        let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(key)?;
-        // too old: dropping closes the socket and frees the slot
-        list.retain(|c| c.idle_since.elapsed() < self.cfg.idle_timeout);
-        let pos = list
-            .iter()
-            .rposition(|c| c.db.as_deref() == db)
-            .or_else(|| db.and_then(|_| list.len().checked_sub(1)))?;
-        Some(list.swap_remove(pos))
+    /// Whether idle connection `c` can serve `key` in schema `db`: the same
+    /// key, and the same schema, or any schema when `db` is set (the caller
+    /// runs INIT_DB; MySQL cannot unselect a schema).
+    fn usable(c: &BackendConn, key: &LinkKey, db: Option<&str>) -> bool {
+        &c.key == key && (db.is_some() || c.db.is_none())
     }
 
-    /// Gives a connection back. Broken connections are closed; others are
-    /// reset in the background and then become idle.
+    /// An idle connection for `key`: preferably one already in schema `db`;
+    /// for a session without a schema only one without a schema, otherwise
+    /// any (see [`Self::usable`]). Expired connections of every key are
+    /// closed on the way.
+    fn take_idle(&self, key: &LinkKey, db: Option<&str>) -> Option<BackendConn> {
+        let mut expired = Vec::new();
+        let taken = {
+            let mut idle = self.idle.lock().ok()?;
+            self.sweep(&mut idle, &mut expired);
+            idle.get_mut(key).and_then(|list| {
+                let pos = list
+                    .iter()
+                    .rposition(|c| c.db.as_deref() == db)
+                    .or_else(|| list.iter().rposition(|c| Self::usable(c, key, db)))?;
+                Some(list.swap_remove(pos))
+            })
+        };
+        // sockets close outside the lock
+        drop(expired);
+        taken
+    }
+
+    /// Moves idle connections older than the idle timeout (of every key)
+    /// into `expired`, and drops empty lists.
+    fn sweep(&self, idle: &mut HashMap<LinkKey, Vec<BackendConn>>, expired: &mut Vec<BackendConn>) {
+        let timeout = self.cfg.idle_timeout;
+        for list in idle.values_mut() {
+            let mut i = 0;
+            while i < list.len() {
+                if list
+                    .get(i)
+                    .is_some_and(|c| c.idle_since.elapsed() >= timeout)
+                {
+                    expired.push(list.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
+    /// Closes the oldest idle connection that cannot serve `key`/`db`, to
+    /// free its slot. Returns whether one was closed.
+    fn reclaim_one(&self, key: &LinkKey, db: Option<&str>) -> bool {
+        let victim = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return false;
+            };
+            let oldest = idle
+                .iter()
+                .flat_map(|(k, list)| list.iter().enumerate().map(move |(i, c)| (k, i, c)))
+                .filter(|(_, _, c)| !Self::usable(c, key, db))
+                .min_by_key(|(_, _, c)| c.idle_since)
+                .map(|(k, i, _)| (k.clone(), i));
+            oldest.and_then(|(k, i)| {
+                let list = idle.get_mut(&k)?;
+                let c = (i < list.len()).then(|| list.swap_remove(i));
+                if list.is_empty() {
+                    idle.remove(&k);
+                }
+                c
+            })
+        };
+        let Some(victim) = victim else {
+            return false;
+        };
+        tracing::debug!(
+            backend = %self.name,
+            user = %victim.key.user,
+            collation = victim.key.collation,
+            "pool full: closing an idle connection of another key"
+        );
+        drop(victim);
+        self.reclaimed.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives a connection back. A connection whose state is not known
+    /// (broken, a reply pending, bytes buffered) is closed; others are reset
+    /// in the background and then become idle.
     pub fn release(self: &Arc<Self>, mut conn: BackendConn) {
-        if conn.broken {
+        if !conn.reusable() {
+            tracing::debug!(
+                backend = %self.name,
+                thread_id = conn.thread_id,
+                broken = conn.broken,
+                "closing a backend connection in an unknown state"
+            );
             return;
         }
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let reset = tokio::time::timeout(pool.cfg.connect_timeout, conn.reset()).await;
-            if matches!(reset, Ok(Ok(()))) {
-                conn.idle_since = Instant::now();
-                if let Ok(mut idle) = pool.idle.lock() {
-                    idle.entry(conn.key.clone()).or_default().push(conn);
+            if !matches!(reset, Ok(Ok(()))) || !conn.reusable() {
+                tracing::debug!(backend = %pool.name, thread_id = conn.thread_id, "reset failed; connection closed");
+                return;
+            }
+            conn.idle_since = Instant::now();
+            if let Ok(mut idle) = pool.idle.lock() {
+                idle.entry(conn.key.clone()).or_default().push(conn);
+            }
+            pool.idle_added.notify_waiters();
+            pool.ensure_reaper();
+        });
+    }
+
+    /// Starts the reaper task unless one runs. It closes expired idle
+    /// connections of every key and ends when none is idle (the next
+    /// release starts a new one) or the pool is gone.
+    fn ensure_reaper(self: &Arc<Self>) {
+        if self.reaper.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak: Weak<Pool> = Arc::downgrade(self);
+        let period = (self.cfg.idle_timeout / 4).clamp(REAP_MIN, REAP_MAX);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = weak.upgrade() else { return };
+                let mut expired = Vec::new();
+                let done = match pool.idle.lock() {
+                    Ok(mut idle) => {
+                        pool.sweep(&mut idle, &mut expired);
+                        // cleared under the lock: a release that adds a
+                        // connection after this sees `false` and restarts us
+                        let empty = idle.is_empty();
+                        if empty {
+                            pool.reaper.store(false, Ordering::Release);
+                        }
+                        empty
+                    }
+                    Err(_) => true,
+                };
+                drop(expired);
+                if done {
+                    return;
                 }
             }
         });

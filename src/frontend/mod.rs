@@ -1,6 +1,7 @@
 //! The proxy's side towards clients: login and the per-connection session.
 
 mod admin_rows;
+mod causal;
 mod connection;
 pub mod local;
 pub mod login;

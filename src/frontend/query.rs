@@ -1,11 +1,11 @@
-//! COM_QUERY: classification, routing (with the consistency wait), the
-//! proxy's own `@@causeway.*` variables and `SHOW CAUSEWAY BACKENDS`, and
-//! the session bookkeeping after each statement.
+//! COM_QUERY: classification, routing (the consistency wait itself is in
+//! `causal`), the proxy's own `@@causeway.*` variables and `SHOW CAUSEWAY
+//! BACKENDS`, and the session bookkeeping after each statement.
 
 use causeway_classify::{
     causeway_command, classify, leading_comment_options, CausewayCommand, Classification,
 };
-use causeway_config::{Consistency, OnTimeout};
+use causeway_config::Consistency;
 use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use crate::backend::{BackendConn, LinkKey};
 use crate::consistency::{self, Choice};
 use crate::metrics::{self as m, outcome};
 use crate::protocol::ErrPacket;
-use crate::relay::{self, Expect, Outcome};
+use crate::relay::{Expect, Outcome};
 use crate::router::Target;
 use crate::topology::{Backend, Role};
 
@@ -75,6 +75,13 @@ impl Session {
         let c = classify(sql);
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
+        }
+        // hostile-sized causeway options are refused before their parsers run
+        if let Err(e) = consistency::check_options_len(sql, c.effects.causeway_var) {
+            let (code, state) = e.code();
+            return self
+                .reply_err(&ErrPacket::new(code, state, e.to_string()))
+                .await;
         }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
@@ -199,7 +206,7 @@ impl Session {
     }
 
     /// Sends `cmd` to `b`, relays the reply, and says where it went.
-    async fn send_to(
+    pub(super) async fn send_to(
         &mut self,
         b: Arc<Backend>,
         via: Via,
@@ -274,72 +281,6 @@ impl Session {
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;
                 }
-            }
-        }
-    }
-
-    /// Sends `SELECT WAIT_FOR_EXECUTED_GTID_SET(token, timeout)` and the read
-    /// to replica `b` in one flight. If the replica reached the token in
-    /// time, the read's reply goes to the client; otherwise it is discarded
-    /// and the read goes to the primary (or fails, per `on_timeout`).
-    async fn read_after_wait(
-        &mut self,
-        b: Arc<Backend>,
-        token: &GtidSet,
-        cmd: &Cmd<'_>,
-        expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
-        let timeout = self.settings.wait_timeout;
-        if !timeout.is_zero() {
-            if let Ok((idx, payload)) = self.prepare_cmd(&b, cmd).await {
-                let wait = format!(
-                    "SELECT WAIT_FOR_EXECUTED_GTID_SET('{token}', {:.3})",
-                    timeout.as_secs_f64()
-                );
-                match self.held[idx].conn.pipelined_wait(&wait, &payload).await {
-                    Ok(true) => {
-                        metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED)
-                            .increment(1);
-                        let (flow, out) = self.relay_reply(idx, expect, None).await;
-                        return (
-                            flow,
-                            Some(Sent {
-                                backend: b,
-                                via: Via::Waited,
-                            }),
-                            out,
-                        );
-                    }
-                    Ok(false) => {
-                        let h = &mut self.held[idx];
-                        if relay::discard(&mut h.conn, &mut self.client, expect)
-                            .await
-                            .is_err()
-                        {
-                            self.drop_conn(idx);
-                        }
-                    }
-                    Err(_) => self.drop_conn(idx),
-                }
-            }
-        }
-        match self.settings.on_timeout {
-            OnTimeout::Primary => {
-                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
-                let p = Arc::clone(&self.topo.primary);
-                self.send_to(p, Via::Fallback, cmd, expect).await
-            }
-            OnTimeout::Error => {
-                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
-                let err = ErrPacket::new(
-                    1105,
-                    "HY000",
-                    format!(
-                        "causeway: no replica reached consistency token '{token}' within {} ms (causeway.on_timeout = 'error')",
-                        timeout.as_millis()
-                    ),
-                );
-                (self.reply_err(&err).await, None, None)
             }
         }
     }
@@ -525,12 +466,9 @@ impl Session {
                 }
             }
         }
-        if !k.query_only {
-            target
-                .killed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            target.kill.notify_one();
-        }
+        // wakes a causal wait of the target too (it kills its own replica
+        // thread); KILL CONNECTION also ends the session
+        target.signal_kill(k.query_only);
         self.reply_ok().await
     }
 

@@ -7,13 +7,117 @@
 //! connection with the target session's backend login, as MySQL's own
 //! `KILL QUERY` from another connection would). `KILL CONNECTION` also ends
 //! the target session. The per-statement path only stores one atomic.
+//!
+//! A statement that waits on a backend outside the relay (the causal read's
+//! pipelined `WAIT_FOR_EXECUTED_GTID_SET`) listens for [`KillSignal`]s
+//! instead: every KILL aimed at the session is also published on a watch
+//! channel, and the waiting session ends its own backend statement with
+//! [`kill_on_backend`] (a fresh short-lived connection, same login).
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
 
-use crate::backend::Login;
+use crate::backend::{BackendConn, BackendError, LinkKey, Login};
+
+/// Errors killing a statement on a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The one-off connection failed or the KILL could not be sent.
+    #[error("cannot kill thread {thread_id} on {addr}: {source}")]
+    Backend {
+        /// Backend address.
+        addr: String,
+        /// Backend thread id.
+        thread_id: u32,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+    /// Connecting and killing took longer than the connect timeout.
+    #[error("killing thread {thread_id} on {addr} timed out after {ms} ms")]
+    Timeout {
+        /// Backend address.
+        addr: String,
+        /// Backend thread id.
+        thread_id: u32,
+        /// The bound.
+        ms: u128,
+    },
+}
+
+/// Kills a backend thread's statement (`KILL QUERY n`) or the thread itself
+/// (`KILL n`) over a fresh connection with `login`, bounded by `timeout`.
+/// MySQL lets a user kill its own threads; an "unknown thread" answer
+/// (1094: it ended meanwhile) counts as done.
+pub async fn kill_on_backend(
+    addr: &str,
+    login: &Login,
+    thread_id: u32,
+    whole_connection: bool,
+    timeout: Duration,
+) -> Result<(), RegistryError> {
+    let key = LinkKey {
+        user: login.user.clone(),
+        caps: 0,
+        collation: 255,
+    };
+    let sql = if whole_connection {
+        format!("KILL {thread_id}")
+    } else {
+        format!("KILL QUERY {thread_id}")
+    };
+    let work = async {
+        let mut c = BackendConn::connect("kill", addr, login, key, None, timeout).await?;
+        c.query_ok(&sql).await.map(|_| ())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r.map_err(|source| RegistryError::Backend {
+            addr: addr.to_string(),
+            thread_id,
+            source,
+        }),
+        Err(_) => Err(RegistryError::Timeout {
+            addr: addr.to_string(),
+            thread_id,
+            ms: timeout.as_millis(),
+        }),
+    }
+}
+
+/// Every KILL aimed at a session so far, for statements that wait on a
+/// backend outside the relay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KillSignal {
+    /// KILL QUERY count.
+    pub queries: u64,
+    /// KILL CONNECTION happened.
+    pub connection: bool,
+}
+
+/// What a KILL asked of a waiting statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Killed {
+    /// KILL QUERY: end the statement, answer 1317.
+    Query,
+    /// KILL CONNECTION: end the statement and the session.
+    Connection,
+}
+
+/// Resolves at the next KILL published after `rx` was subscribed (or last
+/// seen); pending forever if the session entry is gone.
+pub async fn next_kill(rx: &mut watch::Receiver<KillSignal>) -> Killed {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    if rx.borrow_and_update().connection {
+        Killed::Connection
+    } else {
+        Killed::Query
+    }
+}
 
 /// What other sessions may know about one session.
 #[derive(Debug)]
@@ -31,6 +135,8 @@ pub struct SessionShared {
     pub killed: AtomicBool,
     /// Woken by KILL CONNECTION.
     pub kill: Notify,
+    /// Every KILL aimed at the session (see [`KillSignal`]).
+    signal: watch::Sender<KillSignal>,
 }
 
 impl SessionShared {
@@ -43,6 +149,7 @@ impl SessionShared {
             addrs: Mutex::new(Vec::new()),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            signal: watch::Sender::new(KillSignal::default()),
         })
     }
 
@@ -71,6 +178,29 @@ impl SessionShared {
     /// Marks the session idle.
     pub fn idle(&self) {
         self.running.store(0, Ordering::Release);
+    }
+
+    /// A receiver of the KILLs published from now on; subscribe before
+    /// sending the statement that should be killable.
+    pub fn subscribe_kills(&self) -> watch::Receiver<KillSignal> {
+        self.signal.subscribe()
+    }
+
+    /// Publishes a KILL aimed at this session: KILL QUERY wakes a waiting
+    /// statement; KILL CONNECTION also marks the session killed and wakes
+    /// its idle loop.
+    pub fn signal_kill(&self, query_only: bool) {
+        self.signal.send_modify(|k| {
+            if query_only {
+                k.queries = k.queries.wrapping_add(1);
+            } else {
+                k.connection = true;
+            }
+        });
+        if !query_only {
+            self.killed.store(true, Ordering::Relaxed);
+            self.kill.notify_one();
+        }
     }
 
     /// The backend address and thread id running now.
@@ -209,5 +339,29 @@ mod tests {
         assert_eq!(s.running(), Some(("127.0.0.1:3306".into(), 7)));
         s.idle();
         assert_eq!(s.running(), None);
+    }
+
+    #[tokio::test]
+    async fn kill_signals_reach_waiters_subscribed_before() {
+        let s = SessionShared::new(
+            "app",
+            Login {
+                user: "app".into(),
+                password: "x".into(),
+            },
+        );
+        // a KILL QUERY before the wait does not end a later wait
+        s.signal_kill(true);
+        let mut rx = s.subscribe_kills();
+        let waiter = tokio::spawn(async move { next_kill(&mut rx).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        s.signal_kill(true);
+        assert_eq!(waiter.await.unwrap(), Killed::Query);
+        assert!(!s.killed.load(Ordering::Relaxed));
+        let mut rx = s.subscribe_kills();
+        s.signal_kill(false);
+        assert_eq!(next_kill(&mut rx).await, Killed::Connection);
+        assert!(s.killed.load(Ordering::Relaxed));
     }
 }

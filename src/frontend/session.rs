@@ -87,9 +87,7 @@ impl Session {
 
     /// Returns every held backend connection to its pool.
     pub(super) fn close(&mut self) {
-        for h in self.held.drain(..) {
-            h.pool.release(h.conn);
-        }
+        self.release_all();
         self.client_shutdown();
     }
 
@@ -183,9 +181,7 @@ impl Session {
     ) -> (Flow, Option<Outcome>) {
         let h = &mut self.held[idx];
         self.shared.start(h.slot, h.conn.thread_id);
-        let mut seq = 0;
-        h.conn.io.queue(&mut seq, payload);
-        if let Err(e) = h.conn.io.flush().await {
+        if let Err(e) = h.conn.send_command(payload).await {
             let name = h.conn.server.clone();
             self.drop_conn(idx);
             tracing::warn!(conn = self.id, backend = %name, error = %e, "backend write failed");
@@ -224,7 +220,13 @@ impl Session {
                 }
                 (Flow::Continue, Some(outcome))
             }
-            Err(RelayError::Client(_)) => (Flow::Quit, None),
+            Err(RelayError::Client(e)) => {
+                // the rest of the reply is still on its way: the backend
+                // connection is closed, never handed to another client
+                tracing::debug!(conn = self.id, error = %e, "client failed during reply");
+                self.drop_conn(idx);
+                (Flow::Quit, None)
+            }
             Err(RelayError::Backend {
                 sent: false,
                 source,
@@ -317,9 +319,22 @@ impl Session {
         Ok(idx)
     }
 
+    /// Closes held connection `idx` (its state is unknown or it failed):
+    /// dropping it closes the socket and frees its pool slot.
     pub(super) fn drop_conn(&mut self, idx: usize) {
-        let h = self.held.swap_remove(idx);
-        self.stmts.forget_backend(&h.conn.server);
+        if idx < self.held.len() {
+            let h = self.held.swap_remove(idx);
+            self.stmts.forget_backend(&h.conn.server);
+        }
+    }
+
+    /// Hands every held backend connection back to its pool, which resets
+    /// and keeps only those whose state is known (see
+    /// `BackendConn::reusable`) and closes the rest.
+    fn release_all(&mut self) {
+        for h in self.held.drain(..) {
+            h.pool.release(h.conn);
+        }
     }
 
     /// Sends `err` to the client, or parks it when the running read may be
@@ -427,9 +442,7 @@ impl Session {
     /// Forgets all session state (COM_RESET_CONNECTION, COM_CHANGE_USER):
     /// backend connections go back to their pools (reset there).
     fn reset_state(&mut self) {
-        for h in self.held.drain(..) {
-            h.pool.release(h.conn);
-        }
+        self.release_all();
         self.stmts.clear();
         self.sets.clear();
         self.route = RouteState::default();

@@ -1,7 +1,9 @@
 //! The monitor's one connection to one backend and the queries it runs,
 //! each bounded by a timeout. No decisions here: callers interpret
-//! [`ProbeError::server_answered`] (the server is up but refused: fail
-//! open) versus everything else (unreachable).
+//! [`ProbeError::privilege_refusal`] (the server refused the monitor's
+//! account: fail open), [`ProbeError::overloaded`] (it answered but cannot
+//! serve: not healthy) and everything else (unreachable or unusable: not
+//! healthy).
 
 use causeway_gtid::{GtidError, GtidSet};
 use mysql_async::prelude::Queryable;
@@ -59,13 +61,63 @@ impl ProbeError {
         )
     }
 
+    /// The MySQL error code, when the server sent one.
+    pub fn server_code(&self) -> Option<u16> {
+        match self {
+            ProbeError::Mysql(mysql_async::Error::Server(e)) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// The code of a refusal of the monitor's account or queries for lack of
+    /// privileges (1044, 1045, 1142, 1143, 1227, 1370, 3118 account
+    /// locked): the server works, the monitor just may not look. The only
+    /// case where health fails open.
+    pub fn privilege_refusal(&self) -> Option<u16> {
+        self.server_code()
+            .filter(|c| matches!(c, 1044 | 1045 | 1142 | 1143 | 1227 | 1370 | 3118))
+    }
+
+    /// The server answered, but as an overloaded one: too many connections
+    /// (1040, 1203), out of threads or memory (1135, 1041, 1037, 1038), or
+    /// it is shutting down (1053); or it did not answer in time.
+    pub fn overloaded(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::ConnectTimeout { .. } | ProbeError::QueryTimeout { .. }
+        ) || self
+            .server_code()
+            .is_some_and(|c| matches!(c, 1040 | 1203 | 1135 | 1041 | 1037 | 1038 | 1053))
+    }
+
+    /// Which case of the health rule this failure is, for logs and the view.
+    pub fn health_case(&self) -> &'static str {
+        if self.privilege_refusal().is_some() {
+            "refused by privileges; failing open"
+        } else if self.overloaded() {
+            "overloaded (too many connections, out of resources or timed out); not healthy"
+        } else if self.server_answered() {
+            "answered but cannot be measured; not healthy"
+        } else {
+            "unreachable; not healthy"
+        }
+    }
+
     /// The established connection failed (I/O or protocol error, e.g. the
     /// server closed it), as opposed to a timeout or a refusal.
     pub fn connection_broke(&self) -> bool {
         matches!(
             self,
             ProbeError::Mysql(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
-        )
+        ) || self.connection_ended_by_server()
+    }
+
+    /// The server ended the session itself and said so before closing it
+    /// (1927 connection killed, 4031 idle timeout, 1053 shutdown): the
+    /// connection is gone, the server may well be fine.
+    pub fn connection_ended_by_server(&self) -> bool {
+        self.server_code()
+            .is_some_and(|c| matches!(c, 1927 | 4031 | 1053))
     }
 }
 
@@ -204,5 +256,54 @@ pub async fn replication_states(
                 .collect())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> ProbeError {
+        ProbeError::Mysql(mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: format!("error {code}"),
+            state: "HY000".into(),
+        }))
+    }
+
+    #[test]
+    fn only_privilege_refusals_fail_open() {
+        for code in [1044, 1045, 1142, 1143, 1227, 1370, 3118] {
+            let e = server(code);
+            assert_eq!(e.privilege_refusal(), Some(code));
+            assert!(!e.overloaded());
+            assert!(e.health_case().contains("privileges"), "{code}");
+        }
+        for code in [1040, 1203, 1135, 1041, 1053] {
+            let e = server(code);
+            assert_eq!(e.privilege_refusal(), None, "{code}");
+            assert!(e.overloaded(), "{code}");
+            assert!(e.health_case().contains("overloaded"), "{code}");
+        }
+        let t = ProbeError::QueryTimeout {
+            what: "q",
+            timeout: Duration::from_secs(1),
+        };
+        assert!(t.overloaded() && t.privilege_refusal().is_none());
+        let c = ProbeError::ConnectTimeout {
+            address: "x:1".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(c.overloaded());
+        // answered, but neither a refusal nor overload: still not healthy
+        let odd = server(1064);
+        assert!(odd.privilege_refusal().is_none() && !odd.overloaded());
+        assert!(odd.health_case().contains("not healthy"));
+        assert!(ProbeError::NoRow("q").health_case().contains("not healthy"));
+        // a server that ends the monitor's session: reconnect, no verdict yet
+        for code in [1927, 4031] {
+            assert!(server(code).connection_broke() && server(code).connection_ended_by_server());
+        }
+        assert!(!server(1040).connection_broke());
     }
 }

@@ -240,6 +240,9 @@ pub struct Task {
     warned_mismatch: bool,
     /// After a refused login, no new attempt before this instant.
     refused_until: Option<Instant>,
+    /// The error code and health case of the last failed check, if the
+    /// backend is failing now (for logging changes only).
+    failure: Option<(Option<u16>, &'static str)>,
 }
 
 impl Task {
@@ -272,6 +275,7 @@ impl Task {
             warned_writable: false,
             warned_mismatch: false,
             refused_until: None,
+            failure: None,
             state,
         }
     }
@@ -343,7 +347,7 @@ impl Task {
             let conn = self.conn.as_mut().expect("connected above");
             match read(conn, s, health || fresh).await {
                 Ok(r) => return Ok(r),
-                Err(e) if e.server_answered() => return Err(e),
+                Err(e) if e.server_answered() && !e.connection_ended_by_server() => return Err(e),
                 Err(e) => {
                     self.close(s).await;
                     // A broken connection (e.g. closed while idle) gets one
@@ -364,6 +368,7 @@ impl Task {
         }
         self.reachable = true;
         self.conn_error = None;
+        self.failure = None;
         if *self.gtid != r.gtid {
             self.gtid = Arc::new(r.gtid);
         }
@@ -382,7 +387,10 @@ impl Task {
         if r.health {
             self.last_health = Some(r.at);
             match r.replication {
-                Some(Err(e)) => self.refused(s, e, true),
+                Some(Err(e)) => match e.privilege_refusal() {
+                    Some(code) => self.refused(s, e, code, true),
+                    None => self.replication_unknown(s, e),
+                },
                 Some(Ok(running)) => {
                     self.replicating = Some(running);
                     self.health_error = None;
@@ -407,8 +415,12 @@ impl Task {
     }
 
     fn failed(&mut self, s: &Settings, e: ProbeError) {
-        if e.server_answered() {
-            // The server is up but the monitor cannot measure: fail open,
+        if e.server_answered() && self.conn.is_none() {
+            // the server refused a login: do not hammer it every GTID tick
+            self.refused_until = Some(Instant::now() + s.interval);
+        }
+        if let Some(code) = e.privilege_refusal() {
+            // The server is up but refuses the monitor's account: fail open,
             // keep the GTIDs actually read, claim no lag knowledge.
             self.reachable = true;
             self.lag_ms = if s.role == Role::Primary {
@@ -416,27 +428,33 @@ impl Task {
             } else {
                 None
             };
-            if self.conn.is_none() {
-                self.refused_until = Some(Instant::now() + s.interval);
-            }
-            self.refused(s, e, false);
+            self.refused(s, e, code, false);
             return;
         }
-        if self.reachable {
-            tracing::warn!(backend = %s.name, error = %e, "backend unreachable");
+        // Too many connections, out of resources, timed out, unusable
+        // answers or no answer: the backend is not healthy. Logged when it
+        // starts and whenever the case or error code changes.
+        let case = (e.server_code(), e.health_case());
+        if self.reachable || self.failure != Some(case) {
+            tracing::warn!(backend = %s.name, code = ?e.server_code(), error = %e,
+                case = e.health_case(), "monitor cannot measure backend; not healthy");
         }
+        self.failure = Some(case);
         self.reachable = false;
         self.lag_ms = None;
-        self.conn_error = Some(e.to_string());
+        self.warned_fail_open = false;
+        self.conn_error = Some(format!("{e} ({})", e.health_case()));
     }
 
-    /// The server refused a monitor query: health fails open, logged once.
-    fn refused(&mut self, s: &Settings, e: ProbeError, health_only: bool) {
+    /// The server refused a monitor query for lack of privileges: health
+    /// fails open, logged once with the case and code.
+    fn refused(&mut self, s: &Settings, e: ProbeError, code: u16, health_only: bool) {
         let msg = e.to_string();
         if !self.warned_fail_open {
-            tracing::warn!(backend = %s.name, user = %s.user, error = %msg,
-                "monitor cannot measure backend; treating it as healthy (check the monitor \
-                 user's privileges)");
+            tracing::warn!(backend = %s.name, user = %s.user, code, error = %msg,
+                case = e.health_case(),
+                "monitor refused by privileges; treating backend as healthy (fail open; check \
+                 the monitor user's privileges)");
             self.warned_fail_open = true;
         }
         self.replicating = None;
@@ -445,6 +463,19 @@ impl Task {
         } else {
             self.conn_error = Some(msg);
         }
+    }
+
+    /// The replication status query failed with a server error other than
+    /// a privilege refusal: replication is not known to run, so the replica
+    /// is not healthy.
+    fn replication_unknown(&mut self, s: &Settings, e: ProbeError) {
+        let msg = format!("{e} ({})", e.health_case());
+        if self.health_error.as_deref() != Some(msg.as_str()) {
+            tracing::warn!(backend = %s.name, code = ?e.server_code(), error = %e,
+                case = e.health_case(), "monitor cannot read replication status; not healthy");
+        }
+        self.replicating = Some(false);
+        self.health_error = Some(msg);
     }
 
     fn evaluate(&mut self, s: &Settings) {

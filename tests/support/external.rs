@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1.
@@ -51,7 +51,8 @@ impl ExternalProxy {
         let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
             .args(["--config", config_path.to_str().expect("utf-8 path")])
             .env("CAUSEWAY_LOG", "info")
-            .stdout(Stdio::null())
+            // tracing writes to stdout, panics to stderr: keep both
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("spawn causeway");

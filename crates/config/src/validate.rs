@@ -144,6 +144,13 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     // [routing]
     let r = &c.routing;
     positive(r.max_lag_ms, &["routing", "max_lag_ms"])?;
+    // the causal wait's cap (causeway::consistency::MAX_WAIT_TIMEOUT_MS)
+    if r.wait_timeout_ms > 60_000 {
+        return fail(
+            key(&["routing", "wait_timeout_ms"]),
+            format!("{} exceeds the maximum of 60000", r.wait_timeout_ms),
+        );
+    }
     if r.lag_hysteresis_ms >= r.max_lag_ms {
         return fail(
             key(&["routing", "lag_hysteresis_ms"]),

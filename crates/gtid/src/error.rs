@@ -4,6 +4,8 @@
 //! length), available through [`GtidError::offending`], and its message
 //! names that piece so a log line alone says what was wrong.
 
+use crate::limits::Limits;
+
 /// Why a GTID, tag, UUID or GTID set could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -51,6 +53,20 @@ pub enum GtidError {
         /// The number as written (clipped).
         offending: String,
     },
+    /// The text exceeds one of the [`Limits`] it was parsed under.
+    #[error(
+        "GTID set '{offending}' is too large: more than {limit} {what} (a token may have {limits})"
+    )]
+    TooLarge {
+        /// The start of the text (clipped).
+        offending: String,
+        /// Which bound: `"bytes"`, `"UUIDs/tags"` or `"intervals"`.
+        what: &'static str,
+        /// That bound's value.
+        limit: usize,
+        /// All the bounds in force.
+        limits: Limits,
+    },
 }
 
 impl GtidError {
@@ -62,7 +78,8 @@ impl GtidError {
             | GtidError::BadTag { offending, .. }
             | GtidError::ReversedInterval { offending }
             | GtidError::ZeroGno { offending }
-            | GtidError::GnoOutOfRange { offending } => offending,
+            | GtidError::GnoOutOfRange { offending }
+            | GtidError::TooLarge { offending, .. } => offending,
         }
     }
 }

@@ -18,17 +18,20 @@
 //! ```
 //!
 //! Modules: [`ids`] (UUID, tag, source, single GTID), `parse` (text
-//! parsers), `set` ([`GtidSet`] operations), `display` (canonical printing),
+//! parsers), `limits` ([`Limits`] for untrusted text), `set` ([`GtidSet`]
+//! operations), `display` (canonical printing),
 //! `error` ([`GtidError`]).
 
 mod display;
 mod error;
 pub mod ids;
+mod limits;
 mod parse;
 mod set;
 
 pub use error::GtidError;
 pub use ids::{Gtid, Tag, Tsid, Uuid, MAX_TAG_LEN};
+pub use limits::Limits;
 pub use parse::MAX_GNO;
 pub use set::{GtidSet, Interval};
 

@@ -14,9 +14,14 @@
 //! Like MySQL, empty entries (`,,`), a UUID without intervals and a tag
 //! without intervals are accepted and contribute nothing. Unlike MySQL,
 //! which silently drops them, reversed intervals (`5-3`) are an error.
+//!
+//! Under [`Limits`] the text length is checked before anything else and
+//! each UUID, tag and interval is counted before it is stored, so hostile
+//! text is refused having allocated at most the bounded set itself.
 
 use crate::error::GtidError;
 use crate::ids::{parse_uuid, Gtid, Tag, Tsid, Uuid};
+use crate::limits::Limits;
 use crate::set::{GtidSet, Interval};
 
 /// Largest transaction number MySQL accepts (`GNO_END - 1`, i.e.
@@ -191,11 +196,56 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Counts UUID/tag mentions and intervals against [`Limits`].
+struct Budget<'a> {
+    limits: &'a Limits,
+    text: &'a str,
+    sources: usize,
+    intervals: usize,
+}
+
+impl Budget<'_> {
+    fn too_large(&self, what: &'static str, limit: usize) -> GtidError {
+        GtidError::TooLarge {
+            offending: clip(self.text),
+            what,
+            limit,
+            limits: *self.limits,
+        }
+    }
+
+    fn source(&mut self) -> Result<(), GtidError> {
+        self.sources = self.sources.saturating_add(1);
+        if self.sources > self.limits.max_sources {
+            return Err(self.too_large("UUIDs/tags", self.limits.max_sources));
+        }
+        Ok(())
+    }
+
+    fn interval(&mut self) -> Result<(), GtidError> {
+        self.intervals = self.intervals.saturating_add(1);
+        if self.intervals > self.limits.max_intervals {
+            return Err(self.too_large("intervals", self.limits.max_intervals));
+        }
+        Ok(())
+    }
+}
+
 /// Parses a GTID set in MySQL's text form into `(source, interval)` items,
-/// in input order.
-pub(crate) fn parse_items(s: &str) -> Result<Vec<(Tsid, Interval)>, GtidError> {
+/// in input order, refusing text beyond `limits` before storing it.
+pub(crate) fn parse_items(s: &str, limits: &Limits) -> Result<Vec<(Tsid, Interval)>, GtidError> {
+    let mut budget = Budget {
+        limits,
+        text: s,
+        sources: 0,
+        intervals: 0,
+    };
+    if s.len() > limits.max_len {
+        return Err(budget.too_large("bytes", limits.max_len));
+    }
     let mut p = Parser::new(s, "GTID set");
-    let mut items = Vec::with_capacity(s.bytes().filter(|&c| c == b':').count());
+    // grows with what was validated, never with what the text claims
+    let mut items = Vec::new();
     loop {
         p.skip_ws();
         while p.peek() == Some(b',') {
@@ -206,14 +256,21 @@ pub(crate) fn parse_items(s: &str) -> Result<Vec<(Tsid, Interval)>, GtidError> {
             return Ok(items);
         }
         p.entry = p.pos;
+        budget.source()?;
         let mut tsid = Tsid::new(p.uuid()?, Tag::UNTAGGED);
         p.skip_ws();
         while p.peek() == Some(b':') {
             p.pos += 1;
             p.skip_ws();
             match p.peek() {
-                Some(c) if c.is_ascii_digit() => items.push((tsid, p.interval()?)),
-                Some(c) if is_tag_start(c) => tsid.tag = p.tag()?,
+                Some(c) if c.is_ascii_digit() => {
+                    budget.interval()?;
+                    items.push((tsid, p.interval()?));
+                }
+                Some(c) if is_tag_start(c) => {
+                    budget.source()?;
+                    tsid.tag = p.tag()?;
+                }
                 _ => return Err(p.syntax("expected a tag or a transaction number after ':'")),
             }
             p.skip_ws();
@@ -225,8 +282,8 @@ pub(crate) fn parse_items(s: &str) -> Result<Vec<(Tsid, Interval)>, GtidError> {
 }
 
 /// Parses a GTID set; see the module docs for the grammar.
-pub(crate) fn parse_set(s: &str) -> Result<GtidSet, GtidError> {
-    Ok(GtidSet::from_items(parse_items(s)?))
+pub(crate) fn parse_set(s: &str, limits: &Limits) -> Result<GtidSet, GtidError> {
+    Ok(GtidSet::from_items(parse_items(s, limits)?))
 }
 
 /// Parses a single `uuid:N` or `uuid:tag:N`.

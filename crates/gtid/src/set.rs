@@ -1,5 +1,5 @@
-//! [`GtidSet`]: a set of GTIDs in canonical form, with union and subset
-//! tests.
+//! [`GtidSet`]: a set of GTIDs in canonical form, with union, difference
+//! and subset tests.
 //!
 //! Representation: a `Vec` of `(Tsid, Vec<Interval>)` sorted by source
 //! (UUID, then untagged before tags, tags ascending); each interval list is
@@ -17,6 +17,7 @@ use std::str::FromStr;
 
 use crate::error::GtidError;
 use crate::ids::{Gtid, Tag, Tsid, Uuid};
+use crate::limits::Limits;
 use crate::parse::{self, check_gno};
 
 /// An inclusive range of transaction numbers, `start..=end`.
@@ -146,6 +147,44 @@ fn intervals_contain(big: &[Interval], small: &[Interval]) -> bool {
     true
 }
 
+/// The part of canonical `a` not in canonical `b`, canonical. Linear: both
+/// lists are walked once (an interval of `b` spanning several of `a` is
+/// looked at once per interval of `a` it touches).
+fn subtract_intervals(a: &[Interval], b: &[Interval]) -> Vec<Interval> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for iv in a {
+        while b.get(j).is_some_and(|x| x.end < iv.start) {
+            j += 1;
+        }
+        let mut start = iv.start;
+        let mut k = j;
+        loop {
+            match b.get(k) {
+                Some(x) if x.start <= iv.end => {
+                    if x.start > start {
+                        out.push(Interval {
+                            start,
+                            end: x.start - 1,
+                        });
+                    }
+                    if x.end >= iv.end {
+                        break;
+                    }
+                    // `x.end < iv.end <= MAX_GNO`: no overflow
+                    start = start.max(x.end + 1);
+                    k += 1;
+                }
+                _ => {
+                    out.push(Interval { start, end: iv.end });
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 impl GtidSet {
     /// The empty set.
     pub fn new() -> GtidSet {
@@ -155,7 +194,14 @@ impl GtidSet {
     /// Parses MySQL's text form (`@@gtid_executed`, `GTID_SUBTRACT()`
     /// output, `SESSION_TRACK_GTIDS`). The empty string is the empty set.
     pub fn parse(s: &str) -> Result<GtidSet, GtidError> {
-        parse::parse_set(s)
+        parse::parse_set(s, &Limits::NONE)
+    }
+
+    /// Parses untrusted text (a client's token) under `limits`: text that
+    /// is too long, names too many UUIDs/tags or holds too many intervals
+    /// is refused with [`GtidError::TooLarge`] before it is stored.
+    pub fn parse_limited(s: &str, limits: &Limits) -> Result<GtidSet, GtidError> {
+        parse::parse_set(s, limits)
     }
 
     /// Builds a canonical set from `(source, interval)` items in any order.
@@ -293,6 +339,26 @@ impl GtidSet {
         }
     }
 
+    /// Returns `self \ other`: the transactions of `self` that `other`
+    /// lacks, canonical (so its `Display` is the normalised form). Costs
+    /// `O(n + m)` over the two sets' intervals.
+    #[must_use]
+    pub fn difference(&self, other: &GtidSet) -> GtidSet {
+        let mut entries = Vec::new();
+        for (tsid, ivs) in &self.entries {
+            let rest = subtract_intervals(ivs, other.intervals(tsid));
+            if !rest.is_empty() {
+                entries.push((*tsid, rest));
+            }
+        }
+        GtidSet { entries }
+    }
+
+    /// Number of intervals over all sources.
+    pub fn num_intervals(&self) -> usize {
+        self.entries.iter().map(|(_, ivs)| ivs.len()).sum()
+    }
+
     /// Alias of [`GtidSet::union`].
     pub fn union_with(&mut self, other: &GtidSet) {
         self.union(other);
@@ -388,6 +454,20 @@ mod tests {
                 assert_eq!(gallop_end(&v[..n], gno), want, "n={n} gno={gno}");
             }
         }
+    }
+
+    #[test]
+    fn subtract_intervals_cases() {
+        let a = [iv(1, 10), iv(20, 30)];
+        assert_eq!(subtract_intervals(&a, &[]), a);
+        assert_eq!(subtract_intervals(&a, &[iv(1, 30)]), []);
+        assert_eq!(
+            subtract_intervals(&a, &[iv(3, 4), iv(8, 22), iv(30, 40)]),
+            [iv(1, 2), iv(5, 7), iv(23, 29)]
+        );
+        assert_eq!(subtract_intervals(&a, &[iv(11, 19)]), a);
+        assert_eq!(subtract_intervals(&[], &a), []);
+        assert_eq!(subtract_intervals(&[iv(5, 5)], &[iv(5, 5)]), []);
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! Property tests: printing and parsing are inverse, union and `contains`
-//! obey the set laws, and both agree with a naive model that expands a set
-//! into a `BTreeSet<(uuid, tag, gno)>`.
+//! Property tests: printing and parsing are inverse, union, difference and
+//! `contains` obey the set laws, and all agree with a naive model that
+//! expands a set into a `BTreeSet<(uuid, tag, gno)>`; parsing under
+//! [`Limits`] accepts exactly what fits and never panics.
 
 use std::collections::BTreeSet;
 
-use causeway_gtid::{Gtid, GtidSet, Tag, Tsid, Uuid, MAX_GNO};
+use causeway_gtid::{Gtid, GtidError, GtidSet, Limits, Tag, Tsid, Uuid, MAX_GNO};
 use proptest::prelude::*;
 
 const UUIDS: [&str; 3] = [
@@ -230,5 +231,99 @@ proptest! {
             prop_assert_eq!(GtidSet::parse(&set.to_string()).unwrap(), set);
         }
         let _ = Gtid::parse(&s);
+    }
+
+    #[test]
+    fn difference_matches_model(a in small_items(), b in small_items()) {
+        let (sa, sb) = (build(&a), build(&b));
+        let d = sa.difference(&sb);
+        let want: Model = model(&a).difference(&model(&b)).copied().collect();
+        prop_assert_eq!(d.count(), want.len() as u128);
+        for &(u, t, n) in &want {
+            let g = Gtid::new(tsid(u, t).uuid, tsid(u, t).tag, n).unwrap();
+            prop_assert!(d.contains_gtid(&g));
+        }
+        // canonical: printing and reparsing gives the same set and text
+        let text = d.to_string();
+        prop_assert_eq!(GtidSet::parse(&text).unwrap(), d.clone());
+        prop_assert_eq!(GtidSet::parse(&text).unwrap().to_string(), text);
+    }
+
+    #[test]
+    fn difference_laws(a in small_items(), b in small_items()) {
+        let (sa, sb) = (build(&a), build(&b));
+        let d = sa.difference(&sb);
+        prop_assert!(sa.contains(&d));
+        prop_assert!(d.unioned(&sb).contains(&sa));
+        prop_assert!(d.difference(&sb) == d);
+        prop_assert!(sa.difference(&sa).is_empty());
+        prop_assert_eq!(sa.difference(&GtidSet::new()), sa.clone());
+        prop_assert!(GtidSet::new().difference(&sa).is_empty());
+        // nothing missing exactly when `b` already holds `a`
+        prop_assert_eq!(d.is_empty(), sb.contains(&sa));
+        // what is missing plus the intersection is everything
+        let inter = sa.difference(&d);
+        prop_assert_eq!(inter.unioned(&d), sa.clone());
+    }
+
+    #[test]
+    fn difference_of_huge_gnos(it in items(MAX_GNO, u64::MAX), jt in items(MAX_GNO, u64::MAX)) {
+        let (sa, sb) = (build(&it), build(&jt));
+        let d = sa.difference(&sb);
+        prop_assert!(sa.contains(&d));
+        prop_assert!(d.unioned(&sb).contains(&sa));
+        prop_assert_eq!(d.is_empty(), sb.contains(&sa));
+    }
+
+    #[test]
+    fn limited_parse_round_trips_under_the_limits(it in items(MAX_GNO, u64::MAX)) {
+        let s = build(&it);
+        let text = s.to_string();
+        prop_assert_eq!(GtidSet::parse_limited(&text, &Limits::TOKEN).unwrap(), s);
+    }
+
+    #[test]
+    fn limits_hold_exactly(
+        n_iv in 0usize..12,
+        n_src in 1usize..6,
+        max_iv in 0usize..12,
+        max_src in 0usize..6,
+    ) {
+        // n_src entries of one UUID, n_iv disjoint intervals spread over them
+        let mut text = String::new();
+        for k in 0..n_src {
+            text.push_str(UUIDS[0]);
+            for i in (0..n_iv).filter(|i| i % n_src == k) {
+                text.push_str(&format!(":{}", 2 * i + 1));
+            }
+            text.push(',');
+        }
+        let limits = Limits { max_len: 1 << 20, max_sources: max_src, max_intervals: max_iv };
+        match GtidSet::parse_limited(&text, &limits) {
+            Ok(set) => {
+                prop_assert!(n_iv <= max_iv && n_src <= max_src);
+                prop_assert_eq!(set.num_intervals(), n_iv);
+            }
+            Err(GtidError::TooLarge { what, limit, .. }) => {
+                prop_assert!(n_iv > max_iv || n_src > max_src);
+                prop_assert!((what == "intervals" && limit == max_iv) || (what == "UUIDs/tags" && limit == max_src));
+            }
+            Err(e) => prop_assert!(false, "unexpected {e}"),
+        }
+        let short = Limits { max_len: text.len().saturating_sub(1), ..Limits::NONE };
+        let too_long = GtidSet::parse_limited(&text, &short);
+        prop_assert!(matches!(too_long, Err(GtidError::TooLarge { what: "bytes", .. })), "{:?}", too_long);
+    }
+
+    #[test]
+    fn limited_parse_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let tiny = Limits { max_len: 200, max_sources: 3, max_intervals: 5 };
+        if let Ok(set) = GtidSet::parse_limited(&text, &tiny) {
+            prop_assert!(set.num_intervals() <= 5);
+            prop_assert!(set.num_sources() <= 3);
+            prop_assert_eq!(GtidSet::parse(&set.to_string()).unwrap(), set);
+        }
+        let _ = GtidSet::parse_limited(&text, &Limits::TOKEN);
     }
 }

@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use causeway_gtid::{Gtid, GtidSet};
+use causeway_gtid::{Gtid, GtidSet, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
         let alternate = format!("{set:#}");
         assert_eq!(GtidSet::parse(&alternate).expect("alternate form"), set);
         assert!(set.contains(&set));
+    }
+    if let Ok(set) = GtidSet::parse_limited(text, &Limits::TOKEN) {
+        assert!(set.num_intervals() <= Limits::TOKEN.max_intervals);
+        assert!(set.num_sources() <= Limits::TOKEN.max_sources);
+        assert_eq!(GtidSet::parse(text).expect("limited parse is stricter"), set);
     }
     if let Ok(gtid) = Gtid::parse(text) {
         let printed = gtid.to_string();

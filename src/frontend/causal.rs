@@ -1,0 +1,194 @@
+//! The causal read's wait on a replica: only the part of the token the
+//! replica lacks is sent to `WAIT_FOR_EXECUTED_GTID_SET`, pipelined with
+//! the read; the wait ends on KILL QUERY / KILL CONNECTION of the session
+//! and when the client goes away, on the replica too; a missed wait falls
+//! back per `on_timeout`.
+
+use causeway_config::OnTimeout;
+use causeway_gtid::GtidSet;
+use std::sync::Arc;
+
+use super::prepared::Cmd;
+use super::query::{Sent, Via};
+use super::registry;
+use super::session::{Flow, Session};
+use crate::metrics::{self as m, outcome};
+use crate::protocol::ErrPacket;
+use crate::relay::{self, Expect, Outcome};
+use crate::topology::Backend;
+
+impl Session {
+    /// Sends `SELECT WAIT_FOR_EXECUTED_GTID_SET(missing, timeout)` and the
+    /// read to replica `b` in one flight, where `missing` is the token minus
+    /// what the monitor last saw `b` execute (normalised; no wait at all when
+    /// nothing is missing). If the replica reached it in time, the read's
+    /// reply goes to the client; otherwise it is discarded and the read goes
+    /// to the primary (or fails, per `on_timeout`). A KILL of the session
+    /// ends the wait here and on the replica (see [`Session::killed_wait`]).
+    pub(super) async fn read_after_wait(
+        &mut self,
+        b: Arc<Backend>,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        let missing = token.difference(&b.state.view.load().gtid_executed);
+        if missing.is_empty() {
+            metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::REPLICA).increment(1);
+            return self.send_to(b, Via::Direct, cmd, expect).await;
+        }
+        let timeout = self.settings.wait_timeout;
+        if !timeout.is_zero() {
+            if let Ok((idx, payload)) = self.prepare_cmd(&b, cmd).await {
+                let wait = format!(
+                    "SELECT WAIT_FOR_EXECUTED_GTID_SET('{missing}', {:.3})",
+                    timeout.as_secs_f64()
+                );
+                let mut kills = self.shared.subscribe_kills();
+                let Some(h) = self.held.get_mut(idx) else {
+                    return (self.reply_err(&lost_wait()).await, None, None);
+                };
+                let client = self.client.stream();
+                let waited = tokio::select! {
+                    r = h.conn.pipelined_wait(&wait, &payload) => r,
+                    k = registry::next_kill(&mut kills) => {
+                        return (self.killed_wait(idx, &b, Interrupt::Kill(k)).await, None, None);
+                    }
+                    () = client_gone(client) => {
+                        return (self.killed_wait(idx, &b, Interrupt::ClientGone).await, None, None);
+                    }
+                };
+                match waited {
+                    Ok(true) => {
+                        metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED)
+                            .increment(1);
+                        // the read runs now: KILL QUERY reaches it as usual
+                        if let Some(h) = self.held.get(idx) {
+                            self.shared.start(h.slot, h.conn.thread_id);
+                        }
+                        let (flow, out) = self.relay_reply(idx, expect, None).await;
+                        return (
+                            flow,
+                            Some(Sent {
+                                backend: b,
+                                via: Via::Waited,
+                            }),
+                            out,
+                        );
+                    }
+                    Ok(false) => {
+                        if let Some(h) = self.held.get_mut(idx) {
+                            if relay::discard(&mut h.conn, &mut self.client, expect)
+                                .await
+                                .is_err()
+                            {
+                                self.drop_conn(idx);
+                            }
+                        }
+                    }
+                    Err(_) => self.drop_conn(idx),
+                }
+            }
+        }
+        self.wait_missed(token, cmd, expect).await
+    }
+
+    /// A causal read whose replica did not reach the token in time: the
+    /// primary, or an error, per `on_timeout`.
+    async fn wait_missed(
+        &mut self,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        let timeout = self.settings.wait_timeout;
+        match self.settings.on_timeout {
+            OnTimeout::Primary => {
+                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
+                let p = Arc::clone(&self.topo.primary);
+                self.send_to(p, Via::Fallback, cmd, expect).await
+            }
+            OnTimeout::Error => {
+                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
+                let err = ErrPacket::new(
+                    1105,
+                    "HY000",
+                    format!(
+                        "causeway: no replica reached consistency token '{}' within {} ms (causeway.on_timeout = 'error')",
+                        crate::consistency::clip_value(&token.to_string()),
+                        timeout.as_millis()
+                    ),
+                );
+                (self.reply_err(&err).await, None, None)
+            }
+        }
+    }
+
+    /// The session was killed (or its client left) while held connection
+    /// `idx` waited on replica `b`: that connection's state is unknown, so it is closed (never
+    /// pooled) and its replica thread killed over a fresh connection (the
+    /// wait would otherwise run on to its timeout, and the pipelined read
+    /// after it). KILL QUERY answers 1317; KILL CONNECTION ends the session.
+    async fn killed_wait(&mut self, idx: usize, b: &Backend, why: Interrupt) -> Flow {
+        let thread_id = self.held.get(idx).map(|h| h.conn.thread_id);
+        if let Some(h) = self.held.get_mut(idx) {
+            h.conn.broken = true;
+        }
+        if idx < self.held.len() {
+            self.drop_conn(idx);
+        }
+        let login = self.shared.login.lock().map(|l| l.clone()).ok();
+        if let (Some(thread_id), Some(login)) = (thread_id, login) {
+            let timeout = self.topo.config.server.connect_timeout();
+            // the whole thread: the pipelined read must not run either
+            match registry::kill_on_backend(&b.config.address, &login, thread_id, true, timeout)
+                .await
+            {
+                Ok(()) => {
+                    tracing::debug!(conn = self.id, backend = %b.name(), thread_id, ?why, "causal wait ended on the replica")
+                }
+                Err(e) => {
+                    tracing::warn!(conn = self.id, backend = %b.name(), error = %e, "could not end a killed causal wait on the replica")
+                }
+            }
+        }
+        match why {
+            Interrupt::Kill(registry::Killed::Query) => {
+                let err = ErrPacket::new(1317, "70100", "Query execution was interrupted");
+                self.reply_err(&err).await
+            }
+            Interrupt::Kill(registry::Killed::Connection) | Interrupt::ClientGone => Flow::Quit,
+        }
+    }
+}
+
+/// Why a causal wait ended before its reply.
+#[derive(Debug, Clone, Copy)]
+enum Interrupt {
+    /// KILL QUERY or KILL CONNECTION of the session.
+    Kill(registry::Killed),
+    /// The client closed its connection.
+    ClientGone,
+}
+
+/// Resolves when the client has closed its connection (end of stream or a
+/// socket error). Looks without consuming: if the client sent more bytes
+/// (a pipelined command), it is still there and this never resolves.
+async fn client_gone(stream: &tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    if let Ok(n) = stream.peek(&mut byte).await {
+        if n > 0 {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The held connection of a causal wait vanished (cannot happen: it was
+/// just acquired).
+fn lost_wait() -> ErrPacket {
+    ErrPacket::new(
+        2013,
+        "HY000",
+        "causeway: lost the replica connection of a causal read",
+    )
+}
