@@ -13,5 +13,6 @@ pub mod relay;
 pub mod reload;
 pub mod router;
 pub mod sandbox_cmd;
+pub mod tls;
 pub mod topology;
 pub mod workers;

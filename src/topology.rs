@@ -23,6 +23,9 @@ pub enum TopologyError {
     /// A backend is configured twice.
     #[error("backend '{0}' appears twice")]
     Duplicate(String),
+    /// A `[tls]` or `[backend_tls]` file could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Role of a backend.
@@ -207,6 +210,8 @@ pub struct Topology {
     pub replicas: Vec<Arc<Backend>>,
     /// Snapshot generation (1 for the first, +1 per reload).
     pub generation: u64,
+    /// TLS offered to clients (`[tls]`, its files read by this build).
+    pub client_tls: Option<crate::tls::ServerTls>,
 }
 
 impl Topology {
@@ -220,7 +225,13 @@ impl Topology {
             max: config.server.pool_max_per_backend as usize,
             connect_timeout: config.server.connect_timeout(),
             idle_timeout: config.server.pool_idle_timeout(),
+            tls: crate::tls::BackendTls::from_config(&config.backend_tls)?,
         };
+        let client_tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::ServerTls::load)
+            .transpose()?;
         let mut old: HashMap<&str, &Arc<Backend>> = HashMap::new();
         if let Some(prev) = previous {
             old.insert(prev.primary.name(), &prev.primary);
@@ -234,6 +245,7 @@ impl Topology {
                     && b.role == role
                     && b.pool.config().max == pool_cfg.max
                     && b.pool.config().connect_timeout == pool_cfg.connect_timeout
+                    && b.pool.config().tls == pool_cfg.tls
             });
             let (pool, state) = match same {
                 Some(b) => (Arc::clone(&b.pool), Arc::clone(&b.state)),
@@ -264,6 +276,7 @@ impl Topology {
             config,
             primary,
             replicas,
+            client_tls,
         })
     }
 

@@ -46,6 +46,8 @@ pub struct Settings {
     pub budget_ms: u64,
     /// Lag hysteresis in ms.
     pub hysteresis_ms: u64,
+    /// `[backend_tls]`: the monitor's connections follow the same mode.
+    pub tls: causeway_config::BackendTls,
 }
 
 impl std::fmt::Debug for Settings {
@@ -82,6 +84,7 @@ impl Settings {
             connect_timeout: m.connect_timeout().max(Duration::from_millis(1)),
             budget_ms: config.max_lag_for(backend).as_millis() as u64,
             hysteresis_ms: config.routing.lag_hysteresis_ms,
+            tls: config.backend_tls.clone(),
         }
     }
 
@@ -90,6 +93,7 @@ impl Settings {
             && self.port == other.port
             && self.user == other.user
             && self.password == other.password
+            && self.tls == other.tls
     }
 }
 

@@ -7,16 +7,23 @@
 //! that is flushed once per response flight. It also owns the limit on a
 //! logical payload (checked from each 4-byte header alone, before any of the
 //! payload is buffered) and the TCP options every proxy socket gets
-//! ([`tune_socket`]: no Nagle delay, keepalive).
+//! ([`tune_socket`]: no Nagle delay, keepalive). The byte stream is plain
+//! TCP or TLS over TCP ([`Stream`]); the switch to TLS happens in place
+//! ([`PacketConn::accept_tls`], [`PacketConn::connect_tls`]) with the
+//! buffers kept, as the MySQL protocol switches mid-handshake.
 //!
 //! The relay (see `crate::relay`) works on the raw buffers directly so that
 //! result rows are copied from one socket to the other without decoding.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 /// Largest payload carried by one physical packet.
 pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -79,10 +86,99 @@ pub struct Packet {
     pub payload: BytesMut,
 }
 
+/// The byte stream under the framing: plain TCP, or TLS over TCP once
+/// the connection switched.
+pub enum Stream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS over TCP, either side (boxed: the TLS state is large).
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the stream is moved into a TLS handshake; every use
+    /// fails with `NotConnected`.
+    Switching,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+            Stream::Tls(s) => f.debug_tuple("Tls").field(s.get_ref().0).finish(),
+            Stream::Switching => f.write_str("Switching"),
+        }
+    }
+}
+
+fn switching() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "stream is switching to TLS")
+}
+
+impl Stream {
+    /// The TCP socket under the stream.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Tls(s) => Some(s.get_ref().0),
+            Stream::Switching => None,
+        }
+    }
+
+    fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Tls(s) => Some(s.get_mut().0),
+            Stream::Switching => None,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+}
+
 /// A framed MySQL connection: socket plus read and write buffers.
 #[derive(Debug)]
 pub struct PacketConn {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read from the socket and not yet consumed.
     pub rbuf: BytesMut,
     /// Bytes queued for the socket.
@@ -95,7 +191,7 @@ impl PacketConn {
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
         Self {
-            stream,
+            stream: Stream::Tcp(stream),
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             max_payload: DEFAULT_MAX_PAYLOAD,
@@ -117,16 +213,74 @@ impl PacketConn {
     /// kept.
     pub fn reregister(&mut self) -> io::Result<()> {
         use std::os::fd::AsFd;
-        let fd = self.stream.as_fd().try_clone_to_owned()?;
+        let tcp = self.stream.tcp_mut().ok_or_else(switching)?;
+        let fd = tcp.as_fd().try_clone_to_owned()?;
         let std = std::net::TcpStream::from(fd);
         std.set_nonblocking(true)?;
-        self.stream = TcpStream::from_std(std)?;
+        *tcp = TcpStream::from_std(std)?;
         Ok(())
     }
 
-    /// The underlying socket.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
+    /// The underlying socket (None only while switching to TLS).
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        self.stream.tcp()
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// The negotiated TLS protocol version, e.g. "TLSv1.3".
+    pub fn tls_version(&self) -> Option<&'static str> {
+        match &self.stream {
+            Stream::Tls(s) => s.get_ref().1.protocol_version().and_then(|v| v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Switches to TLS as the server side (after a client's SSLRequest).
+    /// Bytes the client sent after its SSLRequest and that were already
+    /// read (the start of its TLS handshake) are handed to TLS first.
+    pub async fn accept_tls(&mut self, acceptor: &TlsAcceptor) -> Result<(), PacketError> {
+        let Stream::Tcp(tcp) = std::mem::replace(&mut self.stream, Stream::Switching) else {
+            return Err(PacketError::Io(switching()));
+        };
+        let early = self.rbuf.split();
+        let mut fed = true;
+        let accept = acceptor.accept_with(tcp, |tls| fed = feed(tls, &early));
+        let tls = accept.await?;
+        if !fed {
+            return Err(PacketError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many bytes sent before the TLS handshake",
+            )));
+        }
+        self.stream = Stream::Tls(Box::new(TlsStream::Server(tls)));
+        Ok(())
+    }
+
+    /// Switches to TLS as the client side (after sending an SSLRequest).
+    /// Nothing may be buffered: the server sends nothing before the TLS
+    /// handshake.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> Result<(), PacketError> {
+        if !self.rbuf.is_empty() {
+            return Err(PacketError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the server sent bytes before the TLS handshake",
+            )));
+        }
+        self.flush().await?;
+        let Stream::Tcp(tcp) = std::mem::replace(&mut self.stream, Stream::Switching) else {
+            return Err(PacketError::Io(switching()));
+        };
+        let tls = connector.connect(name, tcp).await?;
+        self.stream = Stream::Tls(Box::new(TlsStream::Client(tls)));
+        Ok(())
     }
 
     /// Reads more bytes into the read buffer; `Closed` at end of stream.
@@ -261,14 +415,24 @@ impl PacketConn {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
+            self.flush_tls().await?;
         }
         Ok(())
+    }
+
+    /// TLS may keep records it could not write yet; plain TCP keeps none.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Tls(s) => s.flush().await,
+            _ => Ok(()),
+        }
     }
 
     /// Writes raw bytes straight to the socket, after anything queued.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), PacketError> {
         self.flush().await?;
         self.stream.write_all(bytes).await?;
+        self.flush_tls().await?;
         Ok(())
     }
 
@@ -283,6 +447,22 @@ impl PacketConn {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Hands bytes already read from the socket to a TLS server connection
+/// (its first handshake records); false if they did not all fit.
+fn feed(tls: &mut rustls::ServerConnection, mut early: &[u8]) -> bool {
+    // each read_tls takes at most one buffer's worth; a ClientHello fits
+    for _ in 0..8 {
+        if early.is_empty() {
+            return true;
+        }
+        match tls.read_tls(&mut early) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    early.is_empty()
 }
 
 /// The payload length and sequence id of the header at the start of `buf`.
