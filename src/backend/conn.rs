@@ -211,13 +211,26 @@ impl BackendConn {
         Ok(())
     }
 
-    /// Connects and logs in, bounded by `timeout`.
+    /// Connects and logs in over plain TCP, bounded by `timeout` (tests
+    /// and tools; the proxy's own links use [`Self::connect_with`]).
     pub async fn connect(
         server: &str,
         addr: &str,
         login: &Login,
         key: LinkKey,
         db: Option<&str>,
+        timeout: Duration,
+    ) -> Result<BackendConn, BackendError> {
+        let plain = BackendTls::default();
+        Self::connect_with(server, addr, login, (key, db), timeout, &plain).await
+    }
+
+    /// Connects and logs in, bounded by `timeout`, with TLS as `tls` says.
+    pub async fn connect_with(
+        server: &str,
+        addr: &str,
+        login: &Login,
+        (key, db): (LinkKey, Option<&str>),
         timeout: Duration,
         tls: &BackendTls,
     ) -> Result<BackendConn, BackendError> {
@@ -282,7 +295,9 @@ impl BackendConn {
             tls,
             offered: hello.caps.contains(CapabilityFlags::CLIENT_SSL),
         };
-        let hello_caps = link.start(&mut io, &mut seq, caps, key.collation).await?;
+        let hello_caps = link
+            .start(&mut io, &mut seq, caps, (key.collation, db.is_some()))
+            .await?;
         let resp =
             handshake::client_hello(hello_caps, key.collation, &login.user, &auth, db, &plugin);
         io.send(&mut seq, &resp).await.map_err(io_err)?;
@@ -645,7 +660,7 @@ impl LinkTls<'_> {
         io: &mut PacketConn,
         seq: &mut u8,
         caps: CapabilityFlags,
-        collation: u8,
+        (collation, with_db): (u8, bool),
     ) -> Result<CapabilityFlags, BackendError> {
         let Some(connector) = self.tls.connector() else {
             return Ok(caps);
@@ -656,19 +671,24 @@ impl LinkTls<'_> {
             }
             return Ok(caps);
         }
-        let name = BackendTls::server_name(self.addr).ok_or_else(|| {
-            self.error(format!("no host name or IP address in '{}'", self.addr))
-        })?;
+        let name = BackendTls::server_name(self.addr)
+            .ok_or_else(|| self.error(format!("no host name or IP address in '{}'", self.addr)))?;
         let caps = caps | CapabilityFlags::CLIENT_SSL;
+        // the same capabilities as the handshake response that follows
+        // (MySQL refuses a mismatch with 1043)
+        let mut sent = caps;
+        sent.set(CapabilityFlags::CLIENT_CONNECT_WITH_DB, with_db);
         let mut req = Vec::with_capacity(32);
-        req.extend_from_slice(&caps.bits().to_le_bytes());
+        req.extend_from_slice(&sent.bits().to_le_bytes());
         req.extend_from_slice(&(1u32 << 30).to_le_bytes());
         req.push(collation);
         req.extend_from_slice(&[0u8; 23]);
-        io.send(seq, &req).await.map_err(|source| BackendError::Io {
-            server: self.server.to_string(),
-            source,
-        })?;
+        io.send(seq, &req)
+            .await
+            .map_err(|source| BackendError::Io {
+                server: self.server.to_string(),
+                source,
+            })?;
         io.connect_tls(connector, name)
             .await
             .map_err(|e| self.error(format!("handshake failed: {}", tls_cause(&e))))?;

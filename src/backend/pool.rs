@@ -166,12 +166,11 @@ impl Pool {
         db: Option<&str>,
         permit: OwnedSemaphorePermit,
     ) -> Result<BackendConn, BackendError> {
-        let mut conn = BackendConn::connect(
+        let mut conn = BackendConn::connect_with(
             &self.name,
             &self.addr,
             login,
-            key.clone(),
-            db,
+            (key.clone(), db),
             self.cfg.connect_timeout,
             &self.cfg.tls,
         )

@@ -71,7 +71,8 @@ pub async fn kill_on_backend(
         format!("KILL QUERY {thread_id}")
     };
     let work = async {
-        let mut c = BackendConn::connect("kill", addr, login, key, None, timeout, tls).await?;
+        let mut c =
+            BackendConn::connect_with("kill", addr, login, (key, None), timeout, tls).await?;
         c.query_ok(&sql).await.map(|_| ())
     };
     match tokio::time::timeout(timeout, work).await {

@@ -138,11 +138,9 @@ pub async fn connect(s: &Settings) -> Result<Conn, ProbeError> {
     let connect = async {
         match Conn::new(opts.clone().ssl_opts(ssl)).await {
             // preferred: plaintext when the server offers no TLS
-            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
-                if fallback =>
-            {
-                Conn::new(opts).await
-            }
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if fallback => Conn::new(opts).await,
             r => r,
         }
     };

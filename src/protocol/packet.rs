@@ -247,15 +247,11 @@ impl PacketConn {
             return Err(PacketError::Io(switching()));
         };
         let early = self.rbuf.split();
-        let mut fed = true;
+        let mut fed = Ok(());
+        // the closure runs here, before the handshake is polled
         let accept = acceptor.accept_with(tcp, |tls| fed = feed(tls, &early));
+        fed?;
         let tls = accept.await?;
-        if !fed {
-            return Err(PacketError::Io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "too many bytes sent before the TLS handshake",
-            )));
-        }
         self.stream = Stream::Tls(Box::new(TlsStream::Server(tls)));
         Ok(())
     }
@@ -450,19 +446,26 @@ impl PacketConn {
 }
 
 /// Hands bytes already read from the socket to a TLS server connection
-/// (its first handshake records); false if they did not all fit.
-fn feed(tls: &mut rustls::ServerConnection, mut early: &[u8]) -> bool {
+/// (the start of the client's handshake) and processes them, as if they
+/// had been read by the TLS layer itself.
+fn feed(tls: &mut rustls::ServerConnection, mut early: &[u8]) -> io::Result<()> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     // each read_tls takes at most one buffer's worth; a ClientHello fits
     for _ in 0..8 {
         if early.is_empty() {
-            return true;
+            return Ok(());
         }
-        match tls.read_tls(&mut early) {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {}
+        if tls.read_tls(&mut early)? == 0 {
+            break;
         }
+        tls.process_new_packets()
+            .map_err(|e| invalid(e.to_string()))?;
     }
-    early.is_empty()
+    if early.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid("too many bytes before the TLS handshake".into()))
+    }
 }
 
 /// The payload length and sequence id of the header at the start of `buf`.

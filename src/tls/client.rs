@@ -99,7 +99,9 @@ impl BackendTls {
     /// its `host:port` address (an IP address or a DNS name).
     pub fn server_name(addr: &str) -> Option<ServerName<'static>> {
         let (host, _) = causeway_config::split_host_port(addr).ok()?;
-        ServerName::try_from(host.trim_matches(['[', ']'])).ok().map(|n| n.to_owned())
+        ServerName::try_from(host.trim_matches(['[', ']']))
+            .ok()
+            .map(|n| n.to_owned())
     }
 }
 

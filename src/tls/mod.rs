@@ -84,7 +84,10 @@ fn read(what: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate of a PEM file, in order. At least one.
-pub fn load_certs(what: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn load_certs(
+    what: &'static str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(what, path)?;
     let pem = |detail: String| TlsError::Pem {
         what,
@@ -123,8 +126,14 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not pem").unwrap();
         let p = empty.to_string_lossy().into_owned();
-        assert!(load_certs("tls.cert", &p).unwrap_err().to_string().contains("no CERTIFICATE"));
-        assert!(load_key("tls.key", &p).unwrap_err().to_string().contains("private key"));
+        assert!(load_certs("tls.cert", &p)
+            .unwrap_err()
+            .to_string()
+            .contains("no CERTIFICATE"));
+        assert!(load_key("tls.key", &p)
+            .unwrap_err()
+            .to_string()
+            .contains("private key"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
