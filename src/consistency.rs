@@ -7,21 +7,27 @@
 //! contains the whole token; `eventual` ignores the token; `strong` always
 //! reads the primary.
 //!
-//! Replica choice is weighted. Each session has a [`Picker`] whose cursor
-//! starts at the session's connection id and walks the cumulative weights.
-//! With `read_balance = "session"` (the default) a session keeps the replica
-//! it picked while that replica qualifies, so consecutive sessions are
-//! spread exactly by weight and a session's reads stay on one server (warm
-//! caches, one backend connection). With `"statement"` every read advances
-//! the cursor, so over any run of `sum(weights)` reads of one session each
-//! replica gets exactly its share. Either way there is no shared state on
-//! the per-statement path.
+//! Replica choice is weighted: with `read_balance = "session"` (the
+//! default) each session has a home replica by weighted rendezvous hashing
+//! (`crate::balance`), recomputed when the topology or eligibility changes,
+//! so sessions follow the weights and only those that must move do; with
+//! `"statement"` every read advances the session's cursor over the
+//! cumulative weights. Either way there is no shared state on the
+//! per-statement path.
+//!
+//! Monotonic reads (causal mode): a read on a replica other than the one the
+//! session last read on must also contain a *floor*, a GTID set the monitor
+//! read (from that last backend or from the primary) with a probe sent after
+//! the last read ended, so a superset of anything that read could see.
 
 use causeway_config::{Consistency, OnTimeout, ReadBalance};
 use causeway_gtid::{GtidSet, Limits};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::balance::Picker;
+pub use crate::monotonic::stranded;
+use crate::monotonic::{floor, readiness, Floor, Ready};
 use crate::topology::{Backend, Topology};
 
 /// Largest `wait_timeout_ms` (session or config): a causal wait never
@@ -218,7 +224,7 @@ pub fn eligible<'a>(
 
 /// Whether replica `r` may take reads: weighted, not excluded, healthy and
 /// within the lag budget.
-fn qualifies(r: &Backend, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
+pub fn qualifies(r: &Backend, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
     if r.config.weight == 0 || exclude.contains(&r.name()) {
         return false;
     }
@@ -230,46 +236,16 @@ fn qualifies(r: &Backend, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
         }
 }
 
-/// One session's replica choice: where its weighted picks are, and, with
-/// [`ReadBalance::Session`], the replica it keeps while that qualifies.
-#[derive(Debug, Clone)]
-pub struct Picker {
-    cursor: u64,
-    balance: ReadBalance,
-    sticky: Option<String>,
-}
-
-impl Picker {
-    /// A picker whose cursor starts at `start` (the connection id).
-    pub fn new(start: u64, balance: ReadBalance) -> Picker {
-        Picker {
-            cursor: start,
-            balance,
-            sticky: None,
-        }
-    }
-
-    /// The replica this session keeps, if any.
-    pub fn sticky(&self) -> Option<&str> {
-        self.sticky.as_deref()
-    }
-}
-
-/// Weighted pick among `candidates`: the session's replica when it is one
-/// of them (session balance), else the next by weight.
-pub fn pick<'a>(p: &mut Picker, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
-    if let Some(name) = p.sticky.as_deref() {
-        if let Some(b) = candidates.iter().find(|b| b.name() == name) {
-            return Some(b);
-        }
-    }
+/// Weighted pick among `candidates` for `read_balance = "statement"`: the
+/// cursor walks the cumulative weights, one step per pick.
+pub fn pick<'a>(cursor: &mut u64, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
     let total: u64 = candidates.iter().map(|b| b.config.weight as u64).sum();
     if total == 0 {
         return None;
     }
-    let mut n = p.cursor % total;
-    p.cursor = p.cursor.wrapping_add(1);
-    let chosen = candidates
+    let mut n = *cursor % total;
+    *cursor = cursor.wrapping_add(1);
+    candidates
         .iter()
         .find(|b| {
             let w = b.config.weight as u64;
@@ -278,61 +254,81 @@ pub fn pick<'a>(p: &mut Picker, candidates: &[&'a Arc<Backend>]) -> Option<&'a A
             hit
         })
         .or(candidates.last())
-        .copied();
-    if p.balance == ReadBalance::Session {
-        p.sticky = chosen.map(|b| b.name().to_string());
-    }
-    chosen
+        .copied()
 }
 
 /// Chooses the backend of a read under `mode` with requirement `token`,
 /// never one in `exclude` (replicas that just failed or are full).
+///
+/// The preferred replica is the session's home (`read_balance = "session"`,
+/// see `crate::balance`) or the next by weight (`"statement"`). A causal
+/// read goes there when the monitor knows it has the token and the floor of
+/// monotonic reads; else to another qualifying replica known to have both
+/// (a one-off; the home does not change); else it waits there for both
+/// (`WaitFor`, the set in [`Picker::take_wait_set`]); with no sound floor
+/// yet, it stays on the replica of the session's last read, or goes to the
+/// primary.
 pub fn choose(
     topo: &Topology,
     mode: Consistency,
     token: &GtidSet,
     max_lag_ms: Option<u64>,
     exclude: &[&str],
-    cursor: &mut Picker,
+    p: &mut Picker,
 ) -> Choice {
+    p.take_wait_set();
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
     }
-    // the session's own replica, when it still qualifies and (for a causal
-    // read) is known to have the token: no candidate lists to build
-    if let Some(name) = cursor.sticky() {
-        if let Some(r) = topo.replicas.iter().find(|r| r.name() == name) {
-            if qualifies(r, max_lag_ms, exclude)
-                && (mode == Consistency::Eventual
-                    || token.is_empty()
-                    || r.state.view.load().gtid_executed.contains(token))
-            {
-                return Choice::Replica(Arc::clone(r));
-            }
+    let ok = |r: &Backend| qualifies(r, max_lag_ms, exclude);
+    let preferred = match p.balance() {
+        ReadBalance::Session => {
+            let cacheable = max_lag_ms.is_none() && exclude.is_empty();
+            p.home(topo, cacheable, ok).cloned()
+        }
+        ReadBalance::Statement => {
+            let candidates = eligible(topo, max_lag_ms, exclude);
+            pick(p.cursor_mut(), &candidates).cloned()
+        }
+    };
+    let Some(b) = preferred else {
+        return Choice::Primary("no eligible replica");
+    };
+    if mode == Consistency::Eventual {
+        return Choice::Replica(b);
+    }
+    let first = readiness(&b, token, floor(p, &b, topo));
+    if let Ready::Now = first {
+        return Choice::Replica(b);
+    }
+    let others = || {
+        topo.replicas
+            .iter()
+            .filter(|r| !Arc::ptr_eq(r, &b) && ok(r))
+    };
+    for r in others() {
+        if let Ready::Now = readiness(r, token, floor(p, r, topo)) {
+            return Choice::Replica(Arc::clone(r));
         }
     }
-    let candidates = eligible(topo, max_lag_ms, exclude);
-    if candidates.is_empty() {
-        return Choice::Primary("no eligible replica");
+    if let Ready::Wait(need) = first {
+        if let Some(need) = need {
+            p.set_wait_set(need);
+        }
+        return Choice::WaitFor(b);
     }
-    if mode == Consistency::Eventual || token.is_empty() {
-        return match pick(cursor, &candidates) {
-            Some(b) => Choice::Replica(Arc::clone(b)),
-            None => Choice::Primary("no eligible replica"),
-        };
+    // no sound floor for b yet: the replica of the last read needs none
+    for r in others() {
+        if let (Floor::None, Ready::Wait(need)) =
+            (floor(p, r, topo), readiness(r, token, Floor::None))
+        {
+            if let Some(need) = need {
+                p.set_wait_set(need);
+            }
+            return Choice::WaitFor(Arc::clone(r));
+        }
     }
-    let covered: Vec<&Arc<Backend>> = candidates
-        .iter()
-        .copied()
-        .filter(|r| r.state.view.load().gtid_executed.contains(token))
-        .collect();
-    if let Some(b) = pick(cursor, &covered) {
-        return Choice::Replica(Arc::clone(b));
-    }
-    match pick(cursor, &candidates) {
-        Some(b) => Choice::WaitFor(Arc::clone(b)),
-        None => Choice::Primary("no eligible replica"),
-    }
+    Choice::Primary("monotonic reads: no replica known to have what the session read")
 }
 
 #[cfg(test)]
@@ -377,48 +373,95 @@ mod tests {
         assert_eq!(counts, [7_500, 2_500]);
     }
 
+    fn replica_of(c: Choice) -> String {
+        match c {
+            Choice::Replica(b) => b.name().to_string(),
+            other => panic!("replica expected, got {other:?}"),
+        }
+    }
+
     #[test]
     fn session_balance_spreads_sessions_by_weight_and_keeps_the_replica() {
         let t = topo(&[3, 1]);
         let mut per_replica = [0usize; 2];
-        for id in 1..=40 {
+        let none = GtidSet::new();
+        for id in 1..=4_000 {
             let mut p = Picker::new(id, ReadBalance::Session);
-            let mut first = None;
-            for _ in 0..20 {
-                let Choice::Replica(b) = choose(
-                    &t,
-                    Consistency::Eventual,
-                    &GtidSet::new(),
-                    None,
-                    &[],
-                    &mut p,
-                ) else {
-                    panic!("replica expected")
-                };
-                let name = b.name().to_string();
-                assert_eq!(
-                    first.get_or_insert(name.clone()),
-                    &name,
-                    "session {id} moved"
-                );
+            let first = replica_of(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
+            for _ in 0..5 {
+                let again = replica_of(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
+                assert_eq!(again, first, "session {id} moved");
             }
-            per_replica[usize::from(first.as_deref() == Some("r2"))] += 1;
-            // an excluded replica is left, and the new one kept
-            let keep = p.sticky().unwrap().to_string();
-            let Choice::Replica(other) = choose(
+            per_replica[usize::from(first == "r2")] += 1;
+            // a one-off exclusion (a failed read) goes elsewhere; the home stays
+            let other = replica_of(choose(
                 &t,
                 Consistency::Eventual,
-                &GtidSet::new(),
+                &none,
                 None,
-                &[&keep],
+                &[&first],
                 &mut p,
-            ) else {
-                panic!("replica expected")
-            };
-            assert_ne!(other.name(), keep);
-            assert_eq!(p.sticky(), Some(other.name()));
+            ));
+            assert_ne!(other, first);
+            let back = replica_of(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
+            assert_eq!(back, first);
         }
-        assert_eq!(per_replica, [30, 10]);
+        let share = per_replica[0] as f64 / 4_000.0;
+        assert!((share - 0.75).abs() < 0.03, "{per_replica:?}");
+    }
+
+    #[test]
+    fn sessions_follow_eligibility_and_only_the_needed_ones_move() {
+        let t = topo(&[1, 1]);
+        let none = GtidSet::new();
+        let mut pickers: Vec<Picker> = (1..=1_000)
+            .map(|id| Picker::new(id, ReadBalance::Session))
+            .collect();
+        let homes: Vec<String> = pickers
+            .iter_mut()
+            .map(|p| replica_of(choose(&t, Consistency::Eventual, &none, None, &[], p)))
+            .collect();
+        t.replicas[0].state.publish(View {
+            eligible: false,
+            ..View::default()
+        });
+        for p in &mut pickers {
+            assert_eq!(
+                replica_of(choose(&t, Consistency::Eventual, &none, None, &[], p)),
+                "r2"
+            );
+        }
+        t.replicas[0].state.publish(View::default());
+        for (p, home) in pickers.iter_mut().zip(&homes) {
+            assert_eq!(
+                &replica_of(choose(&t, Consistency::Eventual, &none, None, &[], p)),
+                home
+            );
+        }
+    }
+
+    #[test]
+    fn move_reasons() {
+        let t = topo(&[1, 1]);
+        let before = vec![("r1".to_string(), 1), ("r2".to_string(), 1)];
+        assert_eq!(
+            crate::balance::reason("r1", false, "r2", &before, &t),
+            "left"
+        );
+        assert_eq!(
+            crate::balance::reason("r2", true, "r1", &before, &t),
+            "returned"
+        );
+        let only_r1 = vec![("r1".to_string(), 1)];
+        assert_eq!(
+            crate::balance::reason("r1", true, "r2", &only_r1, &t),
+            "added"
+        );
+        let t3 = topo(&[3, 1]);
+        assert_eq!(
+            crate::balance::reason("r2", true, "r1", &before, &t3),
+            "reweighted"
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod backend;
+pub mod balance;
 pub mod consistency;
 pub mod frontend;
 pub mod metrics;
 pub mod monitor;
+pub mod monotonic;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;

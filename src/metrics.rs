@@ -58,6 +58,23 @@ pub mod route {
     pub const REPLICA: &str = "replica";
 }
 
+/// Counter: sessions whose replica changed (`read_balance = "session"`),
+/// label `reason` (see [`move_reason`]).
+pub const SESSION_MOVES: &str = "causeway_session_moves_total";
+
+/// `reason` label values of [`SESSION_MOVES`].
+pub mod move_reason {
+    /// The session's replica left the eligible set (unhealthy, lagging,
+    /// weight 0, removed).
+    pub const LEFT: &str = "left";
+    /// A replica that had left qualifies again and wins the session back.
+    pub const RETURNED: &str = "returned";
+    /// A reload changed the weights.
+    pub const REWEIGHTED: &str = "reweighted";
+    /// A reload added a replica.
+    pub const ADDED: &str = "added";
+}
+
 /// `outcome` label values of [`CAUSAL_READS`].
 pub mod outcome {
     /// Served by a replica that already had the token.

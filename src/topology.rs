@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use causeway_config::{Backend as BackendConfig, Config};
 use causeway_gtid::GtidSet;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -116,7 +116,7 @@ impl Default for View {
 
 /// Live state of one backend, shared by every snapshot that contains it
 /// unchanged (like its pool) and written only by its monitor task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BackendState {
     /// Latest view.
     pub view: ArcSwap<View>,
@@ -127,6 +127,30 @@ pub struct BackendState {
     /// Metric handles, made on first use (after the recorder is installed)
     /// so the per-statement path does no registry lookup.
     pub metrics: std::sync::OnceLock<BackendMetrics>,
+    /// Bumped (after the view is stored) whenever the view's `eligible`
+    /// flag flips: sessions compare the sum over the replicas with the one
+    /// their cached replica choice was made at (`crate::balance`).
+    pub flips: AtomicU64,
+    /// When the monitor last confirmed the view's GTID set: the instant its
+    /// probe query was *sent*, in ns since `born`, plus 1 (0: never). The
+    /// published set is a superset of everything the server had executed
+    /// before that instant.
+    confirmed: AtomicU64,
+    born: Instant,
+}
+
+impl Default for BackendState {
+    fn default() -> Self {
+        BackendState {
+            view: ArcSwap::default(),
+            changed: Notify::new(),
+            queries: AtomicU64::new(0),
+            metrics: std::sync::OnceLock::new(),
+            flips: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
 }
 
 /// Per-backend metric handles.
@@ -167,8 +191,30 @@ impl BackendMetrics {
 impl BackendState {
     /// Publishes a new view and wakes waiters.
     pub fn publish(&self, view: View) {
+        let flipped = self.view.load().eligible != view.eligible;
         self.view.store(Arc::new(view));
+        if flipped {
+            self.flips.fetch_add(1, Ordering::Release);
+        }
         self.changed.notify_waiters();
+    }
+
+    /// Records that a probe sent at `sent` returned the GTID set of the
+    /// current view (call after publishing that view).
+    pub fn confirm(&self, sent: Instant) {
+        let ns = u64::try_from(sent.saturating_duration_since(self.born).as_nanos())
+            .unwrap_or(u64::MAX - 1);
+        self.confirmed
+            .fetch_max(ns.saturating_add(1), Ordering::Release);
+    }
+
+    /// Whether the view's GTID set was confirmed by a probe sent at or after
+    /// `t`: then it contains everything the server executed before `t`.
+    pub fn confirmed_since(&self, t: Instant) -> bool {
+        let c = self.confirmed.load(Ordering::Acquire);
+        let t_ns = u64::try_from(t.saturating_duration_since(self.born).as_nanos())
+            .unwrap_or(u64::MAX - 1);
+        c > t_ns
     }
 }
 

@@ -46,13 +46,16 @@ async fn wait_view(proxy: &Proxy, replica: usize, eligible: bool) {
     }
 }
 
-/// Reads until one lands on `sid` (bounded).
+/// Reads until one lands on `sid` (bounded). A causal session changes
+/// replica only once the monitor has probed after its last read (monotonic
+/// reads), so the reads leave it a moment.
 async fn reads_reach(c: &mut mysql_async::Conn, sid: u32) {
     for _ in 0..2_000 {
         let s: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
         if s == sid {
             return;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     panic!("no read reached server {sid}");
 }

@@ -560,6 +560,23 @@ impl BackendConn {
         }
     }
 
+    /// Runs a query answering one row and returns its first value (None
+    /// for NULL or no row), or the server's error.
+    pub async fn query_value(
+        &mut self,
+        sql: &str,
+    ) -> Result<Result<Option<Vec<u8>>, ErrPacket>, BackendError> {
+        let mut q = Vec::with_capacity(1 + sql.len());
+        q.push(0x03);
+        q.extend_from_slice(sql.as_bytes());
+        let mut seq = 0;
+        self.io.queue(&mut seq, &q);
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_err(e));
+        }
+        self.read_single_value().await
+    }
+
     /// Runs a statement that returns no rows.
     pub async fn query_ok(
         &mut self,

@@ -3,6 +3,7 @@
 mod admin_rows;
 mod causal;
 mod connection;
+mod floor;
 pub mod local;
 pub mod login;
 mod prepared;

@@ -138,8 +138,35 @@ impl Session {
     }
 
     /// Resolves `target` to a backend and runs the command there, waiting
-    /// for a replica to reach `token` when the consistency mode needs it.
+    /// for a replica to reach `token` (and the floor of monotonic reads)
+    /// when the consistency mode needs it; then remembers where the session
+    /// read.
     pub(super) async fn run_cmd(
+        &mut self,
+        target: &Target,
+        mode: Consistency,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        if mode == Consistency::Causal
+            && matches!(target, Target::Replica | Target::ReadOnlyTransaction)
+        {
+            self.fetch_floor(&[]).await;
+        }
+        let done = self.route_cmd(target, mode, token, cmd, expect).await;
+        if let (Some(sent), Some(_)) = (&done.1, &done.2) {
+            match (sent.backend.role, sent.via) {
+                (Role::Replica, _) => self.cursor.saw(&sent.backend, false),
+                (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
+                (Role::Primary, _) => {}
+            }
+        }
+        done
+    }
+
+    /// [`Session::run_cmd`] without the bookkeeping.
+    async fn route_cmd(
         &mut self,
         target: &Target,
         mode: Consistency,
@@ -201,7 +228,11 @@ impl Session {
                 let via = if fallback { Via::Fallback } else { Via::Direct };
                 self.send_to(b, via, cmd, expect).await
             }
-            Choice::WaitFor(b) => self.read_after_wait(b, token, cmd, expect).await,
+            Choice::WaitFor(b) => {
+                let need = self.cursor.take_wait_set();
+                self.read_after_wait(b, need.as_ref().unwrap_or(token), cmd, expect)
+                    .await
+            }
         }
     }
 
@@ -248,6 +279,9 @@ impl Session {
         let mut exclude = vec![failed.to_string()];
         loop {
             let skip: Vec<&str> = exclude.iter().map(String::as_str).collect();
+            if mode == Consistency::Causal {
+                self.fetch_floor(&skip).await;
+            }
             let choice = consistency::choose(
                 &self.topo,
                 mode,
@@ -276,7 +310,11 @@ impl Session {
                         Some(err) => return (self.reply_err(&err).await, None, None),
                     }
                 }
-                Choice::WaitFor(b) => return self.read_after_wait(b, token, cmd, expect).await,
+                Choice::WaitFor(b) => {
+                    let need = self.cursor.take_wait_set();
+                    let need = need.as_ref().unwrap_or(token);
+                    return self.read_after_wait(b, need, cmd, expect).await;
+                }
                 Choice::Primary(_) => {
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;

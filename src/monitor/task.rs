@@ -173,6 +173,8 @@ struct Reading {
     /// Whether this was a health check (read-only and replication read).
     health: bool,
     gtid: GtidSet,
+    /// When the GTID query was sent.
+    sent: Instant,
     at: Instant,
     read_only: Option<bool>,
     /// `Some` on health checks.
@@ -185,6 +187,7 @@ struct Reading {
 
 async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
     let t = s.connect_timeout;
+    let sent = Instant::now();
     let (gtid, read_only, server_uuid) = if health {
         let h = probe::gtid_and_read_only(conn, t).await?;
         (h.gtid, Some(h.read_only), Some(h.server_uuid))
@@ -209,6 +212,7 @@ async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, Pr
     Ok(Reading {
         health,
         gtid,
+        sent,
         at,
         read_only,
         server_uuid,
@@ -328,14 +332,24 @@ impl Task {
         bump(&self.counters.checks);
         let health_due =
             self.conn.is_none() || self.last_health.map_or(true, |t| t.elapsed() >= s.interval);
-        match self.measure(s, health_due).await {
-            Ok(r) => self.apply(s, r),
+        let confirmed = match self.measure(s, health_due).await {
+            Ok(r) => {
+                let sent = r.sent;
+                self.apply(s, r);
+                Some(sent)
+            }
             Err(e) => {
                 bump(&self.counters.failures);
                 self.failed(s, e);
+                None
             }
-        }
+        };
         self.evaluate(s);
+        // the published set is now the one just read (monotonic reads rely
+        // on when it was read, `crate::balance`)
+        if let Some(sent) = confirmed {
+            self.state.confirm(sent);
+        }
     }
 
     /// Reads the backend, reconnecting (once) when the connection broke.

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench/ab.sh — A/B of two causeway binaries on one sandbox topology:
+# sysbench oltp_point_select (4 tables x 10,000 rows, --db-ps-mode=disable)
+# through each, alternating A, B, A, B, ... so both see the same machine
+# load. Run as root.
+#
+#   bench/ab.sh BIN_A BIN_B            # e.g. a build of main, a build of a branch
+#
+# Environment: AB_THREADS (4), AB_TIME (10 s per run), AB_ROUNDS (3),
+# AB_BALANCE (session), AB_TOPOLOGY (the `topology` bin of causeway-bench,
+# default $CARGO_TARGET_DIR/release/topology). Prints one line per run and
+# the mean QPS of each binary.
+set -euo pipefail
+A=$1
+B=$2
+THREADS=${AB_THREADS:-4}
+TIME=${AB_TIME:-10}
+ROUNDS=${AB_ROUNDS:-3}
+BALANCE=${AB_BALANCE:-session}
+TOPOLOGY=${AB_TOPOLOGY:-${CARGO_TARGET_DIR:-/tmp/target-bench}/release/topology}
+CHROOT=${CAUSEWAY_CHROOT:-/var/tmp/causeway/sid-root}
+WORK=$(mktemp -d /tmp/causeway-ab.XXXXXX)
+PIDS=()
+cleanup() {
+    set +e
+    exec 3>&- 2>/dev/null
+    for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    echo "logs kept in $WORK" >&2
+}
+trap cleanup EXIT
+
+mkfifo "$WORK/topo.in"
+"$TOPOLOGY" <"$WORK/topo.in" >"$WORK/topology.json" 2>"$WORK/topology.err" &
+PIDS+=($!)
+exec 3>"$WORK/topo.in"
+for _ in $(seq 600); do [[ -s $WORK/topology.json ]] && break; sleep 0.2; done
+[[ -s $WORK/topology.json ]] || { cat "$WORK/topology.err" >&2; exit 1; }
+read -r PRIMARY R1 R2 PA PB < <(python3 -c '
+import json,sys; t=json.load(open(sys.argv[1]))
+print(t["primary"], *t["replicas"][:2], *t["free_ports"][:2])' "$WORK/topology.json")
+
+start() { # bin port name
+    cat >"$WORK/$3.toml" <<CONF
+[server]
+listen = "127.0.0.1:$2"
+[admin]
+enabled = false
+[[users]]
+name = "app"
+password = "apppw"
+[primary]
+name = "primary"
+address = "127.0.0.1:$PRIMARY"
+[[replicas]]
+name = "r1"
+address = "127.0.0.1:$R1"
+weight = 1
+[[replicas]]
+name = "r2"
+address = "127.0.0.1:$R2"
+weight = 1
+[monitor]
+user = "monitor"
+password = "monitorpw"
+[routing]
+consistency = "causal"
+read_balance = "$BALANCE"
+CONF
+    CAUSEWAY_LOG=warn "$1" --config "$WORK/$3.toml" >"$WORK/$3.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do (exec 9<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0; sleep 0.1; done
+    echo "$3 does not listen" >&2; cat "$WORK/$3.log" >&2; exit 1
+}
+start "$A" "$PA" A
+start "$B" "$PB" B
+
+SB=(--mysql-host=127.0.0.1 --mysql-user=app --mysql-password=apppw --mysql-db=sbtest
+    --mysql-ssl=off --tables=4 --table-size=10000)
+mysql_do() { chroot "$CHROOT" mysql -h127.0.0.1 -P"$1" -uapp -papppw -N -e "$2" 2>/dev/null; }
+mysql_do "$PRIMARY" "CREATE DATABASE IF NOT EXISTS sbtest"
+sysbench oltp_point_select "${SB[@]}" --mysql-port="$PRIMARY" --threads=4 prepare >/dev/null
+G=$(mysql_do "$PRIMARY" "SELECT @@GLOBAL.gtid_executed" | tr -d '\n')
+for r in "$R1" "$R2"; do
+    [[ $(mysql_do "$r" "SELECT WAIT_FOR_EXECUTED_GTID_SET('$G', 120)") == 0 ]] || { echo "replica $r did not catch up" >&2; exit 1; }
+done
+
+run() { # port [seconds]
+    sysbench oltp_point_select "${SB[@]}" --mysql-port="$1" --threads="$THREADS" --time="${2:-$TIME}" \
+        --db-ps-mode=disable --rand-type=uniform --report-interval=0 run |
+        awk '/queries:/ && !q {q=$2} /total time:/ {t=$3+0} END {printf "%.0f\n", q/t}'
+}
+run "$PA" 3 >/dev/null; run "$PB" 3 >/dev/null   # warm both
+SA=0; SBQ=0
+for i in $(seq "$ROUNDS"); do
+    qa=$(run "$PA"); qb=$(run "$PB")
+    echo "round $i: A $qa qps, B $qb qps"
+    SA=$((SA + qa)); SBQ=$((SBQ + qb))
+done
+echo "mean: A $((SA / ROUNDS)) qps, B $((SBQ / ROUNDS)) qps (oltp_point_select, $THREADS threads, ${TIME}s x $ROUNDS, read_balance=$BALANCE)"

@@ -1,0 +1,352 @@
+//! Long-lived sessions follow the topology, and causal sessions never read
+//! backwards, against real MySQL (a primary and replicas r1, r2):
+//!
+//! 1. 16 long-lived sessions split their reads by weight at 1:1, each on the
+//!    replica rendezvous hashing predicts for its connection id;
+//! 2. when r1 leaves (applier stopped, lag) its sessions move to r2, and
+//!    after it catches up the same sessions give it its share again within
+//!    3 s, with the moves counted as `left` and `returned`;
+//! 3. after a reload to weights 3:1 the same sessions reach 0.6–0.9 on r1,
+//!    counted as `reweighted`;
+//! 4. 8 causal sessions (half `read_balance = "session"`, half
+//!    `"statement"`) read a counter incremented every 5 ms for 20 s while
+//!    r1's applier is stopped and restarted every 1.5 s: no session ever sees
+//!    it decrease, and no read fails.
+//!
+//! The tests stop replication threads, so they take turns (`TURN`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use causeway::balance::score;
+use causeway::proxy::Proxy;
+use mysql_async::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Config text: fast monitor, the given routing section, r1's weight.
+fn config(routing: &str, r1_weight: u32) -> String {
+    support::config_text(support::topology())
+        .replacen("weight = 1", &format!("weight = {r1_weight}"), 1)
+        .replace(
+            "[monitor]\n",
+            "[monitor]\ninterval_ms = 200\nconnect_timeout_ms = 300\n",
+        )
+        + routing
+}
+
+async fn wait_view(proxy: &Proxy, replica: usize, eligible: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let topo = proxy.topology.load_full();
+        let r = &topo.replicas[replica];
+        if r.state.view.load().eligible == eligible {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica {replica} never became eligible={eligible}"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), r.state.changed.notified()).await;
+    }
+}
+
+/// `causeway_session_moves_total` by reason, from the process recorder.
+fn moves() -> BTreeMap<String, f64> {
+    let text = causeway::admin::install_recorder().render();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("causeway_session_moves_total{") else {
+            continue;
+        };
+        let (labels, value) = rest.split_once("} ").unwrap();
+        let reason = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("reason=\""))
+            .unwrap()
+            .trim_end_matches('"');
+        *out.entry(reason.to_string()).or_insert(0.0) += value.trim().parse::<f64>().unwrap();
+    }
+    out
+}
+
+fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, reason: &str) -> f64 {
+    after.get(reason).copied().unwrap_or(0.0) - before.get(reason).copied().unwrap_or(0.0)
+}
+
+/// One read per session: the server id each one landed on.
+async fn round(conns: &mut [mysql_async::Conn]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(conns.len());
+    for c in conns.iter_mut() {
+        let sid: u32 = c
+            .query_first("SELECT @@server_id")
+            .await
+            .expect("read")
+            .expect("a row");
+        out.push(sid);
+    }
+    out
+}
+
+/// The replica (0 or 1) rendezvous hashing gives session `id` at weights `w`.
+fn predicted(id: u32, w: [u32; 2]) -> usize {
+    let names: Vec<String> = support::topology()
+        .replicas()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    usize::from(score(u64::from(id), &names[1], w[1]) > score(u64::from(id), &names[0], w[0]))
+}
+
+/// Polls rounds (a pause between them, so the monitor's probes land between
+/// a session's reads) until every session reads on its predicted replica;
+/// returns how long it took, or panics after `limit`.
+async fn until_predicted(
+    conns: &mut [mysql_async::Conn],
+    want: &[u32],
+    limit: Duration,
+) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let got = round(conns).await;
+        if got == want {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "sessions not on their predicted replicas after {limit:?}: {got:?} vs {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn share(sids: &[u32], of: u32) -> f64 {
+    sids.iter().filter(|&&s| s == of).count() as f64 / sids.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lived_sessions_follow_eligibility_and_weights() {
+    let _turn = TURN.lock().await;
+    causeway::admin::install_recorder();
+    let topo = support::topology();
+    let sid = [
+        topo.replicas()[0].server_id(),
+        topo.replicas()[1].server_id(),
+    ];
+    let routing =
+        "[routing]\nmax_lag_ms = 500\nlag_hysteresis_ms = 100\nread_balance = \"session\"\n";
+    let tp = support::start_proxy_with(|_| config(routing, 1)).await;
+    wait_view(&tp.proxy, 0, true).await;
+    wait_view(&tp.proxy, 1, true).await;
+    let mut conns = Vec::new();
+    for _ in 0..16 {
+        conns.push(tp.conn().await);
+    }
+    let ids: Vec<u32> = conns.iter().map(|c| c.id()).collect();
+    let home = |w: [u32; 2]| -> Vec<u32> { ids.iter().map(|&id| sid[predicted(id, w)]).collect() };
+
+    // 1. at 1:1 each session reads on its predicted replica; 0.3–0.7 each
+    let even = home([1, 1]);
+    let mut reads = Vec::new();
+    for _ in 0..10 {
+        let got = round(&mut conns).await;
+        assert_eq!(got, even, "sessions stay on their replicas");
+        reads.extend(got);
+    }
+    let r1_share = share(&reads, sid[0]);
+    assert!(
+        (0.3..=0.7).contains(&r1_share),
+        "r1 share {r1_share} at 1:1"
+    );
+    let on_r1 = even.iter().filter(|&&s| s == sid[0]).count() as f64;
+
+    // 2. r1's applier stops while the primary writes: r1 leaves (its
+    // sessions go to r2), then catches up and gets them back within 3 s
+    let before = moves();
+    let mut r1c = topo.replicas()[0].conn().await.unwrap();
+    r1c.query_drop("STOP REPLICA SQL_THREAD").await.unwrap();
+    let db = support::unique_db("rebal");
+    let mut p = support::direct_conn().await;
+    p.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    p.query_drop(format!("CREATE TABLE {db}.t (a INT)"))
+        .await
+        .unwrap();
+    wait_view(&tp.proxy, 0, false).await;
+    for _ in 0..5 {
+        p.query_drop(format!("INSERT INTO {db}.t VALUES (1)"))
+            .await
+            .unwrap();
+        let got = round(&mut conns).await;
+        assert!(
+            got.iter().all(|&s| s == sid[1]),
+            "a read reached the excluded r1: {got:?}"
+        );
+    }
+    r1c.query_drop("START REPLICA SQL_THREAD").await.unwrap();
+    let back = until_predicted(&mut conns, &even, Duration::from_secs(3)).await;
+    let got = round(&mut conns).await;
+    let r1_share = share(&got, sid[0]);
+    assert!(
+        (0.3..=0.7).contains(&r1_share),
+        "r1 share {r1_share} after it returned"
+    );
+    let after = moves();
+    assert!(
+        delta(&before, &after, "left") >= on_r1,
+        "{before:?} → {after:?}"
+    );
+    assert!(
+        delta(&before, &after, "returned") >= on_r1,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(delta(&before, &after, "reweighted"), 0.0);
+    assert_eq!(delta(&before, &after, "added"), 0.0);
+    eprintln!("r1 got its sessions back {back:?} after START REPLICA");
+
+    // 3. reload to 3:1: the same sessions reach 0.6–0.9 on r1, and only the
+    // sessions whose winner changed move
+    let heavy = home([3, 1]);
+    let should_move = even.iter().zip(&heavy).filter(|(a, b)| a != b).count() as f64;
+    assert!(
+        heavy.iter().zip(&even).all(|(h, e)| h == e || *h == sid[0]),
+        "only r2 → r1 moves"
+    );
+    let path = std::env::temp_dir().join(format!("{db}.toml"));
+    std::fs::write(&path, config(routing, 3)).unwrap();
+    let before = moves();
+    tp.proxy.reload_from(&path).expect("reload to 3:1");
+    until_predicted(&mut conns, &heavy, Duration::from_secs(3)).await;
+    let mut reads = Vec::new();
+    for _ in 0..10 {
+        reads.extend(round(&mut conns).await);
+    }
+    let r1_share = share(&reads, sid[0]);
+    assert!(
+        (0.6..=0.9).contains(&r1_share),
+        "r1 share {r1_share} at 3:1"
+    );
+    let after = moves();
+    assert_eq!(
+        delta(&before, &after, "reweighted"),
+        should_move,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(delta(&before, &after, "left"), 0.0);
+    let _ = std::fs::remove_file(&path);
+    p.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causal_sessions_never_read_backwards_while_an_applier_flaps() {
+    let _turn = TURN.lock().await;
+    let topo = support::topology();
+    let db = support::unique_db("mono");
+    let mut p = support::direct_conn().await;
+    p.query_drop(format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.c (id INT PRIMARY KEY, v BIGINT NOT NULL); INSERT INTO {db}.c VALUES (1, 0)"
+    ))
+    .await
+    .unwrap();
+    support::sync_replicas().await;
+    let mut proxies = Vec::new();
+    for mode in ["session", "statement"] {
+        let routing = format!("[routing]\nconsistency = \"causal\"\nread_balance = \"{mode}\"\n");
+        let tp = support::start_proxy_with(|_| config(&routing, 1)).await;
+        wait_view(&tp.proxy, 0, true).await;
+        wait_view(&tp.proxy, 1, true).await;
+        proxies.push(tp);
+    }
+    let run = Duration::from_secs(20);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let writer = {
+        let (stop, db) = (Arc::clone(&stop), db.clone());
+        tokio::spawn(async move {
+            let mut w = support::direct_conn().await;
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                w.query_drop(format!("UPDATE {db}.c SET v = v + 1 WHERE id = 1"))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let flapper = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut r1 = topo.replicas()[0].conn().await.unwrap();
+            let mut flaps = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                r1.query_drop("STOP REPLICA SQL_THREAD").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                r1.query_drop("START REPLICA SQL_THREAD").await.unwrap();
+                flaps += 1;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            flaps
+        })
+    };
+    let mut readers = Vec::new();
+    for i in 0..8 {
+        let port = proxies[i % 2].port();
+        let (stop, db) = (Arc::clone(&stop), db.clone());
+        readers.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
+                .await
+                .unwrap();
+            let (mut last, mut reads) = (0i64, 0u64);
+            let mut servers = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                let row: Option<(i64, u32)> = c
+                    .query_first(format!("SELECT v, @@server_id FROM {db}.c WHERE id = 1"))
+                    .await
+                    .unwrap_or_else(|e| panic!("session {i}: read failed: {e}"));
+                let (v, sid) = row.expect("the counter row");
+                assert!(
+                    v >= last,
+                    "session {i} read backwards: {v} after {last} (server {sid})"
+                );
+                last = v;
+                reads += 1;
+                servers.insert(sid);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (reads, servers, last)
+        }));
+    }
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    let flaps = flapper.await.unwrap();
+    let mut total = 0;
+    let mut servers = std::collections::BTreeSet::new();
+    for r in readers {
+        let (n, s, last) = r.await.expect("a reader failed");
+        assert!(last > 0, "a session never saw a write");
+        total += n;
+        servers.extend(s);
+    }
+    eprintln!("{writes} writes, {flaps} applier restarts, {total} reads on servers {servers:?}");
+    assert!(writes > 1_000, "{writes} writes");
+    assert!(flaps >= 5, "{flaps} applier restarts");
+    assert!(total > 2_000, "{total} reads");
+    let replicas = [
+        topo.replicas()[0].server_id(),
+        topo.replicas()[1].server_id(),
+    ];
+    assert!(
+        replicas.iter().all(|r| servers.contains(r)),
+        "both replicas served reads: {servers:?}"
+    );
+    let mut r1 = topo.replicas()[0].conn().await.unwrap();
+    r1.query_drop("START REPLICA SQL_THREAD").await.unwrap();
+    p.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
