@@ -125,7 +125,8 @@ impl Session {
         drop(pending);
         match ready {
             Ok(true) => {
-                tracing::debug!(conn = id, user = %session.user.name, "client logged in");
+                let tls = session.client.tls_version().unwrap_or("none");
+                tracing::debug!(conn = id, user = %session.user.name, tls, "client logged in");
                 let _registered = session.proxy.register(id, Arc::clone(&session.shared));
                 session.serve().await;
             }

@@ -17,13 +17,13 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use super::stream::{feed, switching, Stream};
 
 /// Largest payload carried by one physical packet.
 pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -86,95 +86,6 @@ pub struct Packet {
     pub payload: BytesMut,
 }
 
-/// The byte stream under the framing: plain TCP, or TLS over TCP once
-/// the connection switched.
-pub enum Stream {
-    /// Plain TCP.
-    Tcp(TcpStream),
-    /// TLS over TCP, either side (boxed: the TLS state is large).
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while the stream is moved into a TLS handshake; every use
-    /// fails with `NotConnected`.
-    Switching,
-}
-
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
-            Stream::Tls(s) => f.debug_tuple("Tls").field(s.get_ref().0).finish(),
-            Stream::Switching => f.write_str("Switching"),
-        }
-    }
-}
-
-fn switching() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "stream is switching to TLS")
-}
-
-impl Stream {
-    /// The TCP socket under the stream.
-    pub fn tcp(&self) -> Option<&TcpStream> {
-        match self {
-            Stream::Tcp(s) => Some(s),
-            Stream::Tls(s) => Some(s.get_ref().0),
-            Stream::Switching => None,
-        }
-    }
-
-    fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
-        match self {
-            Stream::Tcp(s) => Some(s),
-            Stream::Tls(s) => Some(s.get_mut().0),
-            Stream::Switching => None,
-        }
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Switching => Poll::Ready(Err(switching())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Switching => Poll::Ready(Err(switching())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Switching => Poll::Ready(Err(switching())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Switching => Poll::Ready(Err(switching())),
-        }
-    }
-}
-
 /// A framed MySQL connection: socket plus read and write buffers.
 #[derive(Debug)]
 pub struct PacketConn {
@@ -234,7 +145,11 @@ impl PacketConn {
     /// The negotiated TLS protocol version, e.g. "TLSv1.3".
     pub fn tls_version(&self) -> Option<&'static str> {
         match &self.stream {
-            Stream::Tls(s) => s.get_ref().1.protocol_version().and_then(|v| v.as_str()),
+            Stream::Tls(s) => match s.get_ref().1.protocol_version()? {
+                rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+                rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+                _ => Some("TLS"),
+            },
             _ => None,
         }
     }
@@ -445,29 +360,6 @@ impl PacketConn {
     }
 }
 
-/// Hands bytes already read from the socket to a TLS server connection
-/// (the start of the client's handshake) and processes them, as if they
-/// had been read by the TLS layer itself.
-fn feed(tls: &mut rustls::ServerConnection, mut early: &[u8]) -> io::Result<()> {
-    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    // each read_tls takes at most one buffer's worth; a ClientHello fits
-    for _ in 0..8 {
-        if early.is_empty() {
-            return Ok(());
-        }
-        if tls.read_tls(&mut early)? == 0 {
-            break;
-        }
-        tls.process_new_packets()
-            .map_err(|e| invalid(e.to_string()))?;
-    }
-    if early.is_empty() {
-        Ok(())
-    } else {
-        Err(invalid("too many bytes before the TLS handshake".into()))
-    }
-}
-
 /// The payload length and sequence id of the header at the start of `buf`.
 pub fn header(buf: &[u8]) -> Option<(usize, u8)> {
     match *buf.get(..HEADER)? {
@@ -654,6 +546,57 @@ mod tests {
         peer.write_all(&[0xFF, 0xFF, 0xFF, 0, 1, 2]).await.unwrap();
         drop(peer);
         assert!(matches!(conn.read_packet().await, Err(PacketError::Closed)));
+    }
+
+    /// Server and client sides of a TLS switch, with the client's SSL
+    /// request and its TLS ClientHello arriving in one read.
+    #[tokio::test]
+    async fn tls_switch_keeps_early_bytes_and_frames_both_ways() {
+        let dir = std::env::temp_dir().join(format!("cw-packet-tls-{}", std::process::id()));
+        let files = causeway_sandbox::certs::generate(&dir).unwrap();
+        let server = crate::tls::ServerTls::load(&causeway_config::Tls {
+            cert: files.cert.to_string_lossy().into_owned(),
+            key: files.key.to_string_lossy().into_owned(),
+            require: true,
+        })
+        .unwrap();
+        let client_tls = crate::tls::BackendTls::from_config(&causeway_config::BackendTls {
+            mode: causeway_config::TlsMode::VerifyIdentity,
+            ca: Some(files.ca.to_string_lossy().into_owned()),
+        })
+        .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = PacketConn::new(TcpStream::connect(addr).await.unwrap());
+            // queued, not flushed: connect_tls sends it with the ClientHello
+            c.queue(&mut 1, b"ssl request");
+            let name = crate::tls::BackendTls::server_name(&addr.to_string()).unwrap();
+            c.connect_tls(client_tls.connector().unwrap(), name)
+                .await
+                .unwrap();
+            assert_eq!(c.tls_version(), Some("TLSv1.3"));
+            let big = vec![9u8; MAX_PAYLOAD + 10];
+            c.send(&mut 2, &big).await.unwrap();
+            let p = c.read_packet().await.unwrap();
+            assert_eq!(&p.payload[..], b"pong");
+        });
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut s = PacketConn::new(tcp);
+        // wait until the TLS ClientHello is buffered behind the request
+        while s.rbuf.len() <= HEADER + 11 {
+            s.fill().await.unwrap();
+        }
+        let req = s.read_packet().await.unwrap();
+        assert_eq!(&req.payload[..], b"ssl request");
+        assert!(!s.rbuf.is_empty(), "early TLS bytes are buffered");
+        s.accept_tls(server.acceptor()).await.unwrap();
+        assert!(s.is_tls() && s.rbuf.is_empty());
+        let p = s.read_packet().await.unwrap();
+        assert_eq!(p.payload.len(), MAX_PAYLOAD + 10);
+        s.send(&mut 3, b"pong").await.unwrap();
+        client.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     proptest::proptest! {
