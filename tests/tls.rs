@@ -504,3 +504,31 @@ async fn sighup_reload_serves_the_new_certificate_and_keeps_sessions() {
     assert_eq!(v, Some(2));
     proxy.assert_no_panic();
 }
+
+/// A backend whose caching_sha2_password cache is cold (FLUSH PRIVILEGES)
+/// needs full authentication: over TLS the password goes inside TLS, on a
+/// plaintext link (mode = "disabled") through the server's RSA key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_full_authentication_over_tls_and_plaintext() {
+    for (mode, want_tls) in [("required", true), ("disabled", false)] {
+        let mut root = support::topology().primary().conn().await.unwrap();
+        root.query_drop("FLUSH PRIVILEGES").await.unwrap();
+        let section = backend_section(mode, None);
+        let proxy = support::start_proxy_with(|t| t + &section).await;
+        let mut c = proxy.conn().await;
+        c.query_drop("START TRANSACTION").await.unwrap();
+        let v: Option<(String, String)> = c
+            .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+            .await
+            .unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        let version = v.unwrap().1;
+        assert_eq!(
+            version.starts_with("TLSv1."),
+            want_tls,
+            "{mode}: {version:?}"
+        );
+        let who: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+        assert_eq!(who.as_deref(), Some("app@%"), "{mode}");
+    }
+}
