@@ -532,3 +532,40 @@ async fn backend_full_authentication_over_tls_and_plaintext() {
         assert_eq!(who.as_deref(), Some("app@%"), "{mode}");
     }
 }
+
+/// A reload whose certificate files do not load changes nothing: the error
+/// names the file, and the old certificate is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_with_unreadable_certificate_keeps_the_old_one() {
+    let certs = Certs::new("badreload");
+    let section = certs.section(false);
+    let text = support::config_text(support::topology()) + &section;
+    let proxy = support::start_proxy_with(|_| text.clone()).await;
+    let dir = certs.files.ca.parent().unwrap().join("cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("causeway.toml");
+    let missing = certs.files.cert.with_file_name("missing.pem");
+    let bad = text.replace(
+        &certs.files.cert.display().to_string(),
+        &missing.display().to_string(),
+    );
+    std::fs::write(&path, bad).unwrap();
+    let e = proxy.proxy.reload_from(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("keeping the running configuration")
+            && e.contains("tls.cert")
+            && e.contains("missing.pem"),
+        "{e}"
+    );
+    // a key that does not belong to the certificate is refused too
+    let other = Certs::new("badreload-key");
+    let mismatched = text.replace(
+        &certs.files.key.display().to_string(),
+        &other.files.key.display().to_string(),
+    );
+    std::fs::write(&path, mismatched).unwrap();
+    let e = proxy.proxy.reload_from(&path).unwrap_err().to_string();
+    assert!(e.contains("tls.cert/tls.key"), "{e}");
+    let (tls, _) = raw_tls(proxy.port(), &certs.files.ca).await;
+    assert_eq!(peer_cert(&tls), certs.cert_der());
+}
