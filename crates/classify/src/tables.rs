@@ -179,45 +179,13 @@ fn statement_start(t: Option<Tok<'_>>) -> bool {
 }
 
 /// Words that may follow a table factor and are never its alias.
+#[rustfmt::skip]
 const AFTER_TABLE: &[&str] = &[
-    "WHERE",
-    "ON",
-    "USING",
-    "JOIN",
-    "INNER",
-    "LEFT",
-    "RIGHT",
-    "CROSS",
-    "NATURAL",
-    "STRAIGHT_JOIN",
-    "OUTER",
-    "FULL",
-    "GROUP",
-    "ORDER",
-    "LIMIT",
-    "HAVING",
-    "WINDOW",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "FOR",
-    "LOCK",
-    "INTO",
-    "SET",
-    "VALUES",
-    "VALUE",
-    "SELECT",
-    "PARTITION",
-    "USE",
-    "FORCE",
-    "IGNORE",
-    "PROCEDURE",
-    "WITH",
-    "RETURNING",
-    "TABLE",
-    "DEFAULT",
-    "AS",
-    "OFFSET",
+    "WHERE", "ON", "USING", "JOIN", "INNER", "LEFT", "RIGHT", "CROSS", "NATURAL",
+    "STRAIGHT_JOIN", "OUTER", "FULL", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "UNION",
+    "EXCEPT", "INTERSECT", "FOR", "LOCK", "INTO", "SET", "VALUES", "VALUE", "SELECT",
+    "PARTITION", "USE", "FORCE", "IGNORE", "PROCEDURE", "WITH", "RETURNING", "TABLE", "DEFAULT",
+    "AS", "OFFSET",
 ];
 
 /// Join words between two table factors.
@@ -226,28 +194,11 @@ const JOIN_WORDS: &[&str] = &[
 ];
 
 /// Words that end a join's `ON` condition.
+#[rustfmt::skip]
 const END_ON: &[&str] = &[
-    "JOIN",
-    "STRAIGHT_JOIN",
-    "INNER",
-    "CROSS",
-    "LEFT",
-    "RIGHT",
-    "NATURAL",
-    "WHERE",
-    "GROUP",
-    "HAVING",
-    "ORDER",
-    "LIMIT",
-    "WINDOW",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "FOR",
-    "LOCK",
-    "INTO",
-    "SET",
-    "RETURNING",
+    "JOIN", "STRAIGHT_JOIN", "INNER", "CROSS", "LEFT", "RIGHT", "NATURAL", "WHERE", "GROUP",
+    "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "EXCEPT", "INTERSECT", "FOR", "LOCK", "INTO",
+    "SET", "RETURNING",
 ];
 
 /// Functions whose argument syntax uses `FROM` (`EXTRACT(YEAR FROM d)`).
