@@ -42,6 +42,9 @@ pub struct Config {
     /// `[routing]`: read-consistency policy.
     #[serde(default)]
     pub routing: Routing,
+    /// `[cache]`: the result cache tier (off by default).
+    #[serde(default)]
+    pub cache: crate::cache::Cache,
 }
 
 /// `[server]` section.

@@ -157,6 +157,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             ),
         );
     }
+    if let Err((field, message)) = crate::cache::check(&c.cache) {
+        return fail(key(&["cache", field]), message);
+    }
     Ok(())
 }
 
