@@ -108,6 +108,7 @@
 //! temporary table classifies as a read. The session layer pins sessions
 //! that set [`Effects::temp_table`].
 
+mod cacheable;
 mod causeway;
 mod fast;
 mod funcs;
@@ -116,6 +117,7 @@ mod parsed;
 mod scan;
 mod session;
 
+pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use parsed::ParseError;
 
