@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod relay;
 pub mod reload;
 pub mod router;
+pub mod rules;
 pub mod sandbox_cmd;
 pub mod topology;
 pub mod workers;

@@ -23,6 +23,9 @@ pub enum TopologyError {
     /// A backend is configured twice.
     #[error("backend '{0}' appears twice")]
     Duplicate(String),
+    /// The query rules do not compile.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
 }
 
 /// Role of a backend.
@@ -253,6 +256,8 @@ pub struct Topology {
     pub replicas: Vec<Arc<Backend>>,
     /// Snapshot generation (1 for the first, +1 per reload).
     pub generation: u64,
+    /// The compiled `[[rules]]`.
+    pub rules: crate::rules::Rules,
 }
 
 impl Topology {
@@ -305,7 +310,9 @@ impl Topology {
             names.push(r.name.clone());
             replicas.push(make(r, Role::Replica));
         }
+        let rules = crate::rules::Rules::compile(&config.rules, previous.map(|p| &p.rules))?;
         Ok(Topology {
+            rules,
             generation: previous.map(|p| p.generation + 1).unwrap_or(1),
             config,
             primary,

@@ -116,10 +116,12 @@ mod lexer;
 mod parsed;
 mod scan;
 mod session;
+mod tables;
 
 pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use parsed::ParseError;
+pub use tables::{tables, TableRef, Tables};
 
 /// Where a statement may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -30,6 +30,7 @@ mod address;
 mod cache;
 mod error;
 mod model;
+mod rules;
 mod validate;
 
 use std::path::Path;
@@ -42,6 +43,10 @@ pub use model::{
     Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError,
     ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,
     MIN_CLIENT_PACKET,
+};
+pub use rules::{
+    compile_pattern, split_table_name, ParseRouteError, Pool, Rule, RuleRoute, DEFAULT_POOL,
+    MAX_PATTERN_LEN, REGEX_SIZE_LIMIT,
 };
 
 impl Config {
@@ -85,6 +90,15 @@ impl Config {
         std::iter::once(&self.primary)
             .chain(&self.replicas)
             .find(|b| b.name == name)
+    }
+
+    /// The settings of pool `name`: its `[[pools]]` entry or the defaults.
+    pub fn pool(&self, name: &str) -> Pool {
+        self.pools
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .unwrap_or_else(|| Pool::implicit(name))
     }
 
     /// The effective lag budget of a backend (its override or the routing default).

@@ -45,6 +45,12 @@ pub struct Config {
     /// `[cache]`: the result cache tier (off by default).
     #[serde(default)]
     pub cache: crate::cache::Cache,
+    /// `[[pools]]`: optional settings of named replica pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::rules::Pool>,
+    /// `[[rules]]`: query rules, evaluated in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 /// `[server]` section.
@@ -252,6 +258,15 @@ pub struct Backend {
     /// Per-replica override of `[routing] max_lag_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lag_ms: Option<u64>,
+    /// The read pool this replica belongs to (default `"default"`, the
+    /// general read pool). A replica in a named pool takes no general
+    /// reads: only statements a `[[rules]]` entry routes to `pool:NAME`.
+    /// Always `"default"` for the primary.
+    #[serde(
+        default = "crate::rules::default_pool_name",
+        skip_serializing_if = "crate::rules::is_default_pool"
+    )]
+    pub pool: String,
 }
 
 /// Maximum allowed replica weight.
@@ -262,6 +277,11 @@ fn default_weight() -> u32 {
 }
 
 impl Backend {
+    /// Whether this backend belongs to the general read pool.
+    pub fn in_default_pool(&self) -> bool {
+        self.pool == crate::rules::DEFAULT_POOL
+    }
+
     /// The lag budget for this backend: its own `max_lag_ms` or the routing
     /// default.
     pub fn max_lag(&self, routing: &Routing) -> Duration {
@@ -299,6 +319,7 @@ fn deserialize_primary<'de, D: Deserializer<'de>>(d: D) -> Result<Backend, D::Er
         address: p.address,
         weight: 1,
         max_lag_ms: None,
+        pool: crate::rules::DEFAULT_POOL.to_string(),
     })
 }
 

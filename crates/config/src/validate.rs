@@ -160,7 +160,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     if let Err((field, message)) = crate::cache::check(&c.cache) {
         return fail(key(&["cache", field]), message);
     }
-    Ok(())
+
+    // replicas[].pool, [[pools]], [[rules]]
+    crate::rules::validate(c)
 }
 
 /// The client-facing bounds of `[server]`.

@@ -280,7 +280,7 @@ fn unknown_key_in_array_table() {
     let e = err(&text);
     assert_eq!(
         e.to_string(),
-        "t.toml:19: unknown key 'weigth' in [[replicas]] (expected one of name, address, weight, max_lag_ms)"
+        "t.toml:19: unknown key 'weigth' in [[replicas]] (expected one of name, address, weight, max_lag_ms, pool)"
     );
     let text = MINIMAL.replace(
         "password = \"apppw\"",
@@ -560,6 +560,7 @@ proptest! {
             address: format!("replica-{i}.local:{port}"),
             weight: *w,
             max_lag_ms: lag,
+            pool: if i % 2 == 0 { "default".to_string() } else { "olap".to_string() },
         }).collect();
         let text = c.to_toml_string();
         let back = parse(&text).unwrap();
