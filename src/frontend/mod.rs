@@ -10,4 +10,5 @@ mod prepared;
 mod query;
 pub mod registry;
 pub mod session;
+mod sets;
 pub mod stmt;

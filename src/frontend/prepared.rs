@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
-use super::stmt::{Copy, Stmt};
+use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
 use crate::consistency::{self, Choice};
 use crate::protocol::ErrPacket;
 use crate::relay::{self, Expect};
@@ -31,6 +31,22 @@ fn unknown_stmt(id: u32, what: &str) -> ErrPacket {
     )
 }
 
+/// 1461 / 42000, as MySQL answers beyond `max_prepared_stmt_count` (with
+/// its own text when the session's statements exceed their byte budget
+/// instead).
+fn too_many_statements(count: usize) -> ErrPacket {
+    let message = if count >= MAX_PREPARED_STMTS {
+        format!(
+            "Can't create more than max_prepared_stmt_count statements (current value: {MAX_PREPARED_STMTS})"
+        )
+    } else {
+        format!(
+            "causeway: the prepared statements of this session would hold more than {MAX_PREPARED_BYTES} bytes of SQL; close some first"
+        )
+    };
+    ErrPacket::new(1461, "42000", message)
+}
+
 impl Session {
     /// A held connection to `b` and the payload to send there for `cmd`.
     pub(super) async fn prepare_cmd<'a>(
@@ -49,7 +65,9 @@ impl Session {
                     .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
                 if stmt.copy_on(b.name()).is_none() {
                     let prepare = stmt.prepare.clone();
-                    let h = &mut self.held[idx];
+                    let Some(h) = self.held.get_mut(idx) else {
+                        return Err(super::session::lost_backend(b.name()));
+                    };
                     let mut seq = 0;
                     h.conn.io.queue(&mut seq, &prepare);
                     let sent = h.conn.io.flush().await;
@@ -91,8 +109,19 @@ impl Session {
     }
 
     /// COM_STMT_PREPARE: prepared on the backend its statement would run on.
+    /// Refused (the session lives on) beyond the per-session caps, and for
+    /// a `KILL` in any form: prepared on a backend it would take a backend
+    /// thread id, unchecked by causeway.
     pub(super) async fn prepare(&mut self, payload: &[u8]) -> Flow {
-        let sql = String::from_utf8_lossy(&payload[1..]);
+        let sql_bytes = payload.get(1..).unwrap_or_default();
+        if self.stmts.is_full(payload.len()) {
+            return self.reply_err(&too_many_statements(self.stmts.len())).await;
+        }
+        if causeway_classify::kill_check(sql_bytes) != causeway_classify::KillCheck::None {
+            let err = super::query::unsupported_kill("KILL as a prepared statement");
+            return self.reply_err(&err).await;
+        }
+        let sql = String::from_utf8_lossy(sql_bytes);
         let class = causeway_classify::classify(&sql);
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
@@ -221,8 +250,9 @@ impl Session {
 
     async fn send_no_reply(&mut self, backend: &str, payload: &[u8], backend_id: u32) {
         if let Some(h) = self.held.iter_mut().find(|h| h.conn.server == backend) {
-            let mut p = payload.to_vec();
-            p[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            let Some(p) = with_stmt_id(payload, backend_id) else {
+                return;
+            };
             let mut seq = 0;
             h.conn.io.queue(&mut seq, &p);
             if h.conn.io.flush().await.is_err() {
@@ -243,7 +273,7 @@ impl Session {
         let Some(stmt) = self.stmts.get_mut(id) else {
             return self.reply_err(&unknown_stmt(id, what)).await;
         };
-        if payload[0] == 0x1A {
+        if payload.first() == Some(&0x1A) {
             stmt.long_data_on = None;
         }
         let backend = stmt
@@ -259,8 +289,9 @@ impl Session {
                 .reply_err(&super::session::lost_backend(&backend))
                 .await;
         };
-        let mut p = payload.to_vec();
-        p[1..5].copy_from_slice(&copy.id.to_le_bytes());
+        let Some(p) = with_stmt_id(payload, copy.id) else {
+            return self.reply_err(&unknown_stmt(id, what)).await;
+        };
         self.forward_on(idx, &p, expect, None).await.0
     }
 }
