@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cached::{Before, CacheStmt};
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
 use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
@@ -193,6 +194,24 @@ impl Session {
         }
         let token = std::mem::take(&mut self.settings.token);
         let mode = self.settings.mode;
+        // the cache key's statement part: text, remembered types, payload
+        let keyed = (self.proxy.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
+            let text = String::from_utf8_lossy(stmt.prepare.get(1..).unwrap_or_default());
+            (text.into_owned(), stmt.types.clone().unwrap_or_default())
+        });
+        let mut fill = None;
+        if let Some((sql, types)) = &keyed {
+            let params = payload.get(5..).unwrap_or_default();
+            let stmt = CacheStmt::Execute { sql, types, params };
+            match self.cache_before(stmt, &class, &target, mode, &token).await {
+                Before::Hit(flow) => {
+                    self.restore_token(token);
+                    return flow;
+                }
+                Before::Fill(f) => fill = Some(f),
+                Before::Skip => {}
+            }
+        }
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(
@@ -204,6 +223,8 @@ impl Session {
             )
             .await;
         self.restore_token(token);
+        let sql = keyed.as_ref().map_or("", |k| k.0.as_str());
+        self.cache_after(fill, &class, sql, sent.as_ref(), outcome.as_ref());
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }

@@ -11,6 +11,7 @@ use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cached::{Before, CacheStmt};
 use super::local;
 use super::prepared::Cmd;
 use super::registry::{self, Kill};
@@ -33,6 +34,8 @@ pub(super) enum Via {
     Waited,
     /// The primary, for a read no replica could serve.
     Fallback,
+    /// Answered from the cache (the backend is the primary, unused).
+    Cache,
 }
 
 /// Where a statement was sent, for `@@causeway.last_route` and bookkeeping.
@@ -46,6 +49,7 @@ impl Sent {
     /// `primary`, `primary:fallback`, `replica:NAME` or `replica:NAME:waited`.
     pub fn label(&self) -> String {
         match (self.backend.role, self.via) {
+            (_, Via::Cache) => "cache".to_string(),
             (Role::Primary, Via::Fallback) => "primary:fallback".to_string(),
             (Role::Primary, _) => "primary".to_string(),
             (Role::Replica, Via::Waited) => format!("replica:{}:waited", self.backend.name()),
@@ -96,6 +100,9 @@ impl Session {
                 .reply_err(&ErrPacket::new(code, state, e.to_string()))
                 .await;
         }
+        if c.reason == causeway_classify::Reason::Causeway && crate::cache::admin::is_show_cache(sql) {
+            return self.show_cache().await;
+        }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
@@ -127,6 +134,19 @@ impl Session {
             }
             None => (std::mem::take(&mut self.settings.token), true),
         };
+        let fill = match self
+            .cache_before(CacheStmt::Text(sql), &c, &target, mode, &token)
+            .await
+        {
+            Before::Hit(flow) => {
+                if borrowed {
+                    self.restore_token(token);
+                }
+                return flow;
+            }
+            Before::Fill(f) => Some(f),
+            Before::Skip => None,
+        };
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
@@ -134,6 +154,7 @@ impl Session {
         if borrowed {
             self.restore_token(token);
         }
+        self.cache_after(fill, &c, sql, sent.as_ref(), outcome.as_ref());
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
             tracing::debug!(conn = self.id, route = %sent.label(), reason, "statement routed");
             self.after_statement(&c, sql, &sent, &outcome, started);
@@ -532,7 +553,7 @@ impl Session {
         self.reply_ok().await
     }
 
-    async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
+    pub(super) async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
         let status = self.status & 0x0003;
         let payloads = local::text_result_set(self.caps, status, cols, rows);
         let mut seq = 1;
