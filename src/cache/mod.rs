@@ -52,6 +52,9 @@ pub struct Entry {
     pub ticket: Ticket,
     /// How long it lives.
     pub ttl: Duration,
+    /// A superset of what the answer reflects: the serving backend's
+    /// executed set when the read ended (monotonic reads after a hit).
+    pub bound: Arc<GtidSet>,
 }
 
 struct PerEntryTtl;
@@ -216,14 +219,16 @@ impl Cache {
     }
 
     /// Offers the reply of a miss. `executed` is what the monitor knew the
-    /// serving backend had executed before the read. Returns whether it was
-    /// stored.
+    /// serving backend had executed before the read, `bound` what it had
+    /// when the read ended. Returns whether it was stored.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
         key: Key,
         rule: Arc<str>,
         ticket: Ticket,
         executed: &GtidSet,
+        bound: Arc<GtidSet>,
         bytes: Vec<u8>,
         ttl: Duration,
     ) -> bool {
@@ -239,6 +244,7 @@ impl Cache {
             rule,
             ticket,
             ttl,
+            bound,
         });
         self.store.insert(key, entry);
         metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
@@ -368,7 +374,15 @@ mod tests {
         let Lookup::Miss(t) = c.lookup(&k, &rule, &tables, None) else {
             panic!("expected a miss");
         };
-        assert!(c.insert(k.clone(), Arc::clone(&rule), t, &GtidSet::new(), vec![1, 0, 0, 1, 0], Duration::from_secs(60)));
+        assert!(c.insert(
+            k.clone(),
+            Arc::clone(&rule),
+            t,
+            &GtidSet::new(),
+            Arc::new(GtidSet::new()),
+            vec![1, 0, 0, 1, 0],
+            Duration::from_secs(60)
+        ));
         assert!(matches!(c.lookup(&k, &rule, &tables, None), Lookup::Hit(_)));
         // causal reads bypass while no reader follows
         assert!(matches!(
@@ -391,6 +405,14 @@ mod tests {
         let k = key::build(&ctx, key::Protocol::Text, b"SELECT 1", &[]);
         let rule: Arc<str> = Arc::from("r");
         let Lookup::Miss(t) = c.lookup(&k, &rule, &[], None) else { panic!() };
-        assert!(!c.insert(k, rule, t, &GtidSet::new(), vec![0; c.max_entry_bytes + 1], Duration::from_secs(1)));
+        assert!(!c.insert(
+            k,
+            rule,
+            t,
+            &GtidSet::new(),
+            Arc::new(GtidSet::new()),
+            vec![0; c.max_entry_bytes + 1],
+            Duration::from_secs(1)
+        ));
     }
 }

@@ -126,19 +126,15 @@ impl Session {
             cache.count_bypass(&rule_name);
             return Before::Skip;
         }
-        let floor;
-        let causal = if mode == Consistency::Causal {
-            match self.floor_set() {
-                Ok(f) => floor = f,
-                Err(()) => {
-                    cache.count_bypass(&rule_name);
-                    return Before::Skip;
-                }
+        let floor = match (mode, self.floor_set()) {
+            (Consistency::Causal, Err(())) => {
+                cache.count_bypass(&rule_name);
+                return Before::Skip;
             }
-            Some((token, floor.as_deref()))
-        } else {
-            None
+            (_, Ok(f)) => f,
+            (_, Err(())) => None,
         };
+        let causal = (mode == Consistency::Causal).then(|| (token, floor.as_deref()));
         let caps = (self.caps & crate::protocol::handshake::reply_shaping_capabilities()).bits();
         let ctx = key::Context {
             caps,
@@ -162,8 +158,13 @@ impl Session {
                     via: Via::Cache,
                 });
                 if mode == Consistency::Causal {
-                    // what the session saw is bounded by the primary now
+                    // what the session has seen: its floor and the entry
+                    let mut seen = (*entry.bound).clone();
+                    if let Some(f) = &floor {
+                        seen.union(f);
+                    }
                     self.cursor.saw(&self.topo.primary, true);
+                    self.cursor.set_bound(Arc::new(seen));
                 }
                 metrics::histogram!(crate::metrics::STATEMENT_SECONDS, "tier" => "cache")
                     .record(started.elapsed().as_secs_f64());
@@ -249,6 +250,7 @@ impl Session {
         let Some(outcome) = outcome else {
             return;
         };
+        self.bound_last_read(sent, outcome);
         if let Some(tables) = written(c, sql, self.db.as_deref()) {
             let gtids = (!self.settings.token.is_empty()).then_some(&self.settings.token);
             match &tables {
@@ -286,13 +288,20 @@ impl Session {
         };
         let state_changed = mysql_common::constants::StatusFlags::SERVER_SESSION_STATE_CHANGED.bits();
         let cursor = mysql_common::constants::StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits();
+        // A replica's OK may carry its own executed set (session tracking);
+        // on the primary the session's token is merged into it: never stored.
+        let tracked = outcome.gtids.is_some() || outcome.status & state_changed != 0;
         if outcome.error.is_some()
-            || outcome.gtids.is_some()
             || outcome.in_trans()
-            || outcome.status & (state_changed | cursor) != 0
+            || outcome.status & cursor != 0
+            || (tracked && sent.backend.role != crate::topology::Role::Replica)
         {
             return;
         }
+        self.bound_last_read(Some(sent), outcome);
+        let Some(bound) = self.cursor.seen().and_then(|s| s.bound.clone()) else {
+            return;
+        };
         let Some(executed) = fill
             .executed
             .iter()
@@ -302,8 +311,30 @@ impl Session {
             return;
         };
         bytes.extend_from_slice(&self.client.wbuf);
-        fill.cache
-            .insert(fill.key, fill.rule, fill.ticket, executed, bytes, fill.ttl);
+        fill.cache.insert(
+            fill.key,
+            fill.rule,
+            fill.ticket,
+            executed,
+            bound,
+            bytes,
+            fill.ttl,
+        );
+    }
+
+    /// A replica read's OK carries the replica's executed set at its end
+    /// (`session_track_gtids = ALL_GTIDS`): a bound of what the read saw,
+    /// so a causal read may use the cache right after it.
+    fn bound_last_read(&mut self, sent: Option<&Sent>, outcome: &Outcome) {
+        let (Some(sent), Some(g)) = (sent, &outcome.gtids) else {
+            return;
+        };
+        if sent.backend.role != crate::topology::Role::Replica || sent.via == Via::Cache {
+            return;
+        }
+        if let Ok(set) = GtidSet::parse(g) {
+            self.cursor.set_bound(Arc::new(set));
+        }
     }
 
     /// `SHOW CAUSEWAY CACHE` (admin only).

@@ -197,7 +197,11 @@ impl Session {
         // the cache key's statement part: text, remembered types, payload
         let keyed = (self.proxy.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
             let text = String::from_utf8_lossy(stmt.prepare.get(1..).unwrap_or_default());
-            (text.into_owned(), stmt.types.clone().unwrap_or_default())
+            // types the payload does not carry are the ones bound before
+            let bound_at = 10 + usize::from(stmt.params).div_ceil(8);
+            let carried = stmt.params == 0 || payload.get(bound_at) == Some(&1);
+            let types = if carried { None } else { stmt.types.clone() };
+            (text.into_owned(), types.unwrap_or_default())
         });
         let mut fill = None;
         if let Some((sql, types)) = &keyed {
