@@ -29,7 +29,11 @@ async fn cached_proxy(db: &str, extra: &str) -> support::TestProxy {
     let cache = p.proxy.cache.clone().expect("cache on");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cache.processed().1 {
-        assert!(Instant::now() < deadline, "binlog reader never followed: {:?}", cache.reader());
+        assert!(
+            Instant::now() < deadline,
+            "binlog reader never followed: {:?}",
+            cache.reader()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // entries are stored only from backends the monitor knows have
@@ -43,13 +47,18 @@ async fn cached_proxy(db: &str, extra: &str) -> support::TestProxy {
         if known {
             break;
         }
-        assert!(Instant::now() < deadline, "the monitor never measured the backends");
+        assert!(
+            Instant::now() < deadline,
+            "the monitor never measured the backends"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     p
 }
 
 async fn setup(db: &str) {
+    // a failed test may have left the appliers stopped
+    replicas_sql("START REPLICA SQL_THREAD").await;
     let mut c = support::direct_conn().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!(
@@ -73,7 +82,10 @@ async fn route(c: &mut mysql_async::Conn) -> String {
 }
 
 async fn token(c: &mut mysql_async::Conn) -> String {
-    c.query_first("SELECT @@causeway.token").await.unwrap().unwrap()
+    c.query_first("SELECT @@causeway.token")
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn com_select(conns: &mut [mysql_async::Conn]) -> Vec<u64> {
@@ -182,9 +194,11 @@ async fn a_write_through_causeway_is_seen_at_once() {
         assert_eq!(v.as_deref(), Some("one"));
     }
     assert_eq!(route(&mut b).await, "cache");
-    a.query_drop(format!("UPDATE {db}.products SET name = 'uno' WHERE id = 1"))
-        .await
-        .unwrap();
+    a.query_drop(format!(
+        "UPDATE {db}.products SET name = 'uno' WHERE id = 1"
+    ))
+    .await
+    .unwrap();
     let v: Option<String> = a.query_first(&sql).await.unwrap();
     assert_eq!(v.as_deref(), Some("uno"), "the writer reads its write");
     let t = token(&mut a).await;
@@ -193,7 +207,11 @@ async fn a_write_through_causeway_is_seen_at_once() {
         .await
         .unwrap();
     let v: Option<String> = b.query_first(&sql).await.unwrap();
-    assert_eq!(v.as_deref(), Some("uno"), "a session carrying the token reads the write");
+    assert_eq!(
+        v.as_deref(),
+        Some("uno"),
+        "a session carrying the token reads the write"
+    );
     // once the replicas have it, it is cached again
     support::sync_replicas().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -232,7 +250,9 @@ async fn a_direct_write_on_the_primary_is_never_hidden() {
     for round in 0..5 {
         let name = format!("two-{round}");
         direct
-            .query_drop(format!("UPDATE {db}.products SET name = '{name}' WHERE id = 2"))
+            .query_drop(format!(
+                "UPDATE {db}.products SET name = '{name}' WHERE id = 2"
+            ))
             .await
             .unwrap();
         let g: String = direct
@@ -245,17 +265,27 @@ async fn a_direct_write_on_the_primary_is_never_hidden() {
             .await
             .unwrap();
         let v: Option<String> = causal.query_first(&sql).await.unwrap();
-        assert_eq!(v.as_deref(), Some(name.as_str()), "causal read with the write's GTID set");
+        assert_eq!(
+            v.as_deref(),
+            Some(name.as_str()),
+            "causal read with the write's GTID set"
+        );
         let t0 = Instant::now();
         loop {
             let v: Option<String> = eventual.query_first(&sql).await.unwrap();
             if v.as_deref() == Some(name.as_str()) {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(3), "eventual read stale after 3 s");
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "eventual read stale after 3 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        println!("round {round}: eventual reader saw the direct write after {:?}", t0.elapsed());
+        println!(
+            "round {round}: eventual reader saw the direct write after {:?}",
+            t0.elapsed()
+        );
     }
 }
 
@@ -349,9 +379,11 @@ async fn token_checker_through_the_cache_sees_no_stale_read() {
             let mut c = pw.conn().await;
             let mut n = 0i64;
             while Instant::now() < end {
-                c.query_drop(format!("UPDATE {dbw}.products SET v = v + 1 WHERE id = {id}"))
-                    .await
-                    .unwrap();
+                c.query_drop(format!(
+                    "UPDATE {dbw}.products SET v = v + 1 WHERE id = {id}"
+                ))
+                .await
+                .unwrap();
                 n += 1;
                 let v: i64 = c
                     .query_first(format!("SELECT v FROM {dbw}.products WHERE id = {id}"))
@@ -367,13 +399,16 @@ async fn token_checker_through_the_cache_sees_no_stale_read() {
             }
         }));
         let (pr, lr, dbr) = (Arc::clone(&p), Arc::clone(&last), db.clone());
-        let (stale_r, reads_r, hits_r) = (Arc::clone(&stale), Arc::clone(&reads), Arc::clone(&hits));
+        let (stale_r, reads_r, hits_r) =
+            (Arc::clone(&stale), Arc::clone(&reads), Arc::clone(&hits));
         tasks.push(tokio::spawn(async move {
             let mut c = pr.conn().await;
             while Instant::now() < end {
                 let (want, t) = lr.lock().unwrap().clone();
                 if !t.is_empty() {
-                    c.query_drop(format!("SET @@causeway.token = '{t}'")).await.unwrap();
+                    c.query_drop(format!("SET @@causeway.token = '{t}'"))
+                        .await
+                        .unwrap();
                 }
                 let v: i64 = c
                     .query_first(format!("SELECT v FROM {dbr}.products WHERE id = {id}"))
@@ -417,7 +452,9 @@ async fn hit_and_miss_counters_move_and_show_cache_reports() {
         let v: Option<String> = c.query_first(&sql).await.unwrap();
         assert_eq!(v.as_deref(), Some("four"));
     }
-    let mut admin = mysql_async::Conn::new(p.opts("admin", "adminpw")).await.unwrap();
+    let mut admin = mysql_async::Conn::new(p.opts("admin", "adminpw"))
+        .await
+        .unwrap();
     let rows: Vec<mysql_async::Row> = admin.query("SHOW CAUSEWAY CACHE").await.unwrap();
     let mut saw_rule = false;
     let mut saw_reader = false;
@@ -441,5 +478,100 @@ async fn hit_and_miss_counters_move_and_show_cache_reports() {
     assert!(saw_rule && saw_reader);
     // not for non-admins
     let e = c.query_drop("SHOW CAUSEWAY CACHE").await.unwrap_err();
-    assert!(matches!(e, mysql_async::Error::Server(ref s) if s.code == 1227), "{e:?}");
+    assert!(
+        matches!(e, mysql_async::Error::Server(ref s) if s.code == 1227),
+        "{e:?}"
+    );
+}
+
+async fn replicas_sql(sql: &str) {
+    for r in support::topology().replicas() {
+        r.conn().await.unwrap().query_drop(sql).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_replica_never_fills_the_cache_with_what_the_reader_saw_overwritten() {
+    let _g = SERIAL.lock().await;
+    let db = support::unique_db("cache_lag");
+    setup(&db).await;
+    let p = cached_proxy(
+        &db,
+        "\n[routing]\nmax_lag_ms = 600000\nlag_hysteresis_ms = 1000\n",
+    )
+    .await;
+    let cache = p.proxy.cache.clone().unwrap();
+    let mut eventual = p.conn().await;
+    eventual
+        .query_drop("SET @@causeway.consistency = 'eventual'")
+        .await
+        .unwrap();
+    let mut causal = p.conn().await;
+    causal
+        .query_drop("SET @@causeway.wait_timeout_ms = 300")
+        .await
+        .unwrap();
+    let sql = format!("SELECT name FROM {db}.products WHERE id = 3");
+    replicas_sql("STOP REPLICA SQL_THREAD").await;
+    let mut direct = support::direct_conn().await;
+    direct
+        .query_drop(format!(
+            "UPDATE {db}.products SET name = 'tres' WHERE id = 3"
+        ))
+        .await
+        .unwrap();
+    let g: String = direct
+        .query_first("SELECT @@GLOBAL.gtid_executed")
+        .await
+        .unwrap()
+        .unwrap();
+    let g = causeway_gtid::GtidSet::parse(&g.replace('\n', "")).unwrap();
+    // the reader has seen the write; the replicas have not applied it
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cache.processed().0.contains(&g) {
+        assert!(Instant::now() < deadline, "reader never saw the write");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // (a failure here leaves the appliers stopped; `setup` restarts them)
+    {
+        for _ in 0..5 {
+            let v: Option<String> = eventual.query_first(&sql).await.unwrap();
+            assert_eq!(
+                v.as_deref(),
+                Some("three"),
+                "the stale replica answers eventual reads"
+            );
+            assert!(
+                route(&mut eventual).await.starts_with("replica:"),
+                "never from the cache"
+            );
+        }
+        causal
+            .query_drop(format!("SET @@causeway.token = '{g}'"))
+            .await
+            .unwrap();
+        let v: Option<String> = causal.query_first(&sql).await.unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some("tres"),
+            "the causal read carries the write"
+        );
+    }
+    replicas_sql("START REPLICA SQL_THREAD").await;
+    let t0 = Instant::now();
+    loop {
+        let v: Option<String> = eventual.query_first(&sql).await.unwrap();
+        if v.as_deref() == Some("tres") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "eventual read stale 3 s after the replicas resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "eventual reader saw the write {:?} after the replicas resumed",
+        t0.elapsed()
+    );
 }

@@ -141,9 +141,8 @@ async fn follow(proxy: &Weak<Proxy>, cache: &Arc<Cache>) -> Result<(), ReaderErr
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_event = Instant::now();
     loop {
-        let next = std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(Pin::new(&mut stream), cx)
-        });
+        let next =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut stream), cx));
         tokio::select! {
             ev = next => {
                 let ev = match ev {
@@ -209,12 +208,11 @@ impl Txn {
             }
             EventData::RowsEvent(r) => {
                 let id = r.table_id();
-                match self
-                    .map
-                    .get(&id)
-                    .cloned()
-                    .or_else(|| stream.get_tme(id).map(|t| format!("{}.{}", t.database_name(), t.table_name()).to_lowercase()))
-                {
+                match self.map.get(&id).cloned().or_else(|| {
+                    stream
+                        .get_tme(id)
+                        .map(|t| format!("{}.{}", t.database_name(), t.table_name()).to_lowercase())
+                }) {
                     Some(name) => {
                         if !self.tables.contains(&name) {
                             self.tables.push(name);
@@ -262,7 +260,8 @@ impl Txn {
         if all {
             metrics::counter!(INVALIDATIONS, "reason" => "binlog_ddl").increment(1);
         } else if !tables.is_empty() {
-            metrics::counter!(INVALIDATIONS, "reason" => "binlog_rows").increment(tables.len() as u64);
+            metrics::counter!(INVALIDATIONS, "reason" => "binlog_rows")
+                .increment(tables.len() as u64);
         }
         cache.set_reader(|s| s.transactions += 1);
     }

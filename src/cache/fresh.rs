@@ -104,9 +104,9 @@ impl Fresh {
     /// Whether no table of `t` was invalidated since the ticket was taken.
     pub fn valid(&self, t: &Ticket) -> bool {
         t.global == self.global
-            && t.tables.iter().all(|(name, g)| {
-                self.tables.get(name).map(|s| s.generation).unwrap_or(0) == *g
-            })
+            && t.tables
+                .iter()
+                .all(|(name, g)| self.tables.get(name).map(|s| s.generation).unwrap_or(0) == *g)
     }
 
     /// Whether an entry read under `t` on a backend known (before the read)

@@ -116,23 +116,64 @@ mod tests {
     fn every_input_changes_the_key() {
         let none: &[String] = &[];
         let tz = vec!["SET time_zone = '+01:00'".to_string()];
-        let base = build(&ctx("app", Some("shop"), none), Protocol::Text, b"SELECT 1", &[]);
+        let base = build(
+            &ctx("app", Some("shop"), none),
+            Protocol::Text,
+            b"SELECT 1",
+            &[],
+        );
         let variants = [
-            build(&ctx("other", Some("shop"), none), Protocol::Text, b"SELECT 1", &[]),
-            build(&ctx("app", Some("shop2"), none), Protocol::Text, b"SELECT 1", &[]),
-            build(&ctx("app", None, none), Protocol::Text, b"SELECT 1", &[]),
-            build(&ctx("app", Some("shop"), &tz), Protocol::Text, b"SELECT 1", &[]),
-            build(&ctx("app", Some("shop"), none), Protocol::Binary, b"SELECT 1", &[]),
-            build(&ctx("app", Some("shop"), none), Protocol::Text, b"SELECT 2", &[]),
-            build(&ctx("app", Some("shop"), none), Protocol::Text, b"SELECT 1", &[b""]),
             build(
-                &Context { caps: 0, ..ctx("app", Some("shop"), none) },
+                &ctx("other", Some("shop"), none),
                 Protocol::Text,
                 b"SELECT 1",
                 &[],
             ),
             build(
-                &Context { collation: 33, ..ctx("app", Some("shop"), none) },
+                &ctx("app", Some("shop2"), none),
+                Protocol::Text,
+                b"SELECT 1",
+                &[],
+            ),
+            build(&ctx("app", None, none), Protocol::Text, b"SELECT 1", &[]),
+            build(
+                &ctx("app", Some("shop"), &tz),
+                Protocol::Text,
+                b"SELECT 1",
+                &[],
+            ),
+            build(
+                &ctx("app", Some("shop"), none),
+                Protocol::Binary,
+                b"SELECT 1",
+                &[],
+            ),
+            build(
+                &ctx("app", Some("shop"), none),
+                Protocol::Text,
+                b"SELECT 2",
+                &[],
+            ),
+            build(
+                &ctx("app", Some("shop"), none),
+                Protocol::Text,
+                b"SELECT 1",
+                &[b""],
+            ),
+            build(
+                &Context {
+                    caps: 0,
+                    ..ctx("app", Some("shop"), none)
+                },
+                Protocol::Text,
+                b"SELECT 1",
+                &[],
+            ),
+            build(
+                &Context {
+                    collation: 33,
+                    ..ctx("app", Some("shop"), none)
+                },
                 Protocol::Text,
                 b"SELECT 1",
                 &[],
@@ -143,7 +184,12 @@ mod tests {
         }
         assert_eq!(
             base,
-            build(&ctx("app", Some("shop"), none), Protocol::Text, b"SELECT 1", &[])
+            build(
+                &ctx("app", Some("shop"), none),
+                Protocol::Text,
+                b"SELECT 1",
+                &[]
+            )
         );
     }
 

@@ -170,7 +170,9 @@ impl Cache {
 
     /// Counts a bypass of `rule`.
     pub fn count_bypass(&self, rule: &Arc<str>) {
-        self.rule_stats(rule).bypasses.fetch_add(1, Ordering::Relaxed);
+        self.rule_stats(rule)
+            .bypasses
+            .fetch_add(1, Ordering::Relaxed);
         metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => "bypass").increment(1);
     }
 
@@ -390,7 +392,10 @@ mod tests {
             Lookup::Bypass(_)
         ));
         c.invalidate(Some(&tables), None);
-        assert!(matches!(c.lookup(&k, &rule, &tables, None), Lookup::Miss(_)));
+        assert!(matches!(
+            c.lookup(&k, &rule, &tables, None),
+            Lookup::Miss(_)
+        ));
         let stats = c.rule_stats(&rule);
         assert_eq!(stats.hits.load(Ordering::Relaxed), 1);
         assert_eq!(stats.misses.load(Ordering::Relaxed), 2);
@@ -401,10 +406,18 @@ mod tests {
     fn oversized_replies_are_not_stored() {
         let c = Cache::new(&cfg());
         let none: &[String] = &[];
-        let ctx = key::Context { caps: 0, collation: 255, backend_user: "app", db: None, sets: none };
+        let ctx = key::Context {
+            caps: 0,
+            collation: 255,
+            backend_user: "app",
+            db: None,
+            sets: none,
+        };
         let k = key::build(&ctx, key::Protocol::Text, b"SELECT 1", &[]);
         let rule: Arc<str> = Arc::from("r");
-        let Lookup::Miss(t) = c.lookup(&k, &rule, &[], None) else { panic!() };
+        let Lookup::Miss(t) = c.lookup(&k, &rule, &[], None) else {
+            panic!()
+        };
         assert!(!c.insert(
             k,
             rule,

@@ -134,7 +134,7 @@ impl Session {
             (_, Ok(f)) => f,
             (_, Err(())) => None,
         };
-        let causal = (mode == Consistency::Causal).then(|| (token, floor.as_deref()));
+        let causal = (mode == Consistency::Causal).then_some((token, floor.as_deref()));
         let caps = (self.caps & crate::protocol::handshake::reply_shaping_capabilities()).bits();
         let ctx = key::Context {
             caps,
@@ -145,9 +145,12 @@ impl Session {
         };
         let k = match &stmt {
             CacheStmt::Text(s) => key::build(&ctx, key::Protocol::Text, s.as_bytes(), &[]),
-            CacheStmt::Execute { sql, types, params } => {
-                key::build(&ctx, key::Protocol::Binary, sql.as_bytes(), &[types, params])
-            }
+            CacheStmt::Execute { sql, types, params } => key::build(
+                &ctx,
+                key::Protocol::Binary,
+                sql.as_bytes(),
+                &[types, params],
+            ),
         };
         match cache.lookup(&k, &rule_name, &tables, causal) {
             Lookup::Hit(entry) => {
@@ -286,7 +289,8 @@ impl Session {
         let (Some(mut bytes), Some(sent), Some(outcome)) = (captured, sent, outcome) else {
             return;
         };
-        let state_changed = mysql_common::constants::StatusFlags::SERVER_SESSION_STATE_CHANGED.bits();
+        let state_changed =
+            mysql_common::constants::StatusFlags::SERVER_SESSION_STATE_CHANGED.bits();
         let cursor = mysql_common::constants::StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits();
         // A replica's OK may carry its own executed set (session tracking);
         // on the primary the session's token is merged into it: never stored.
@@ -348,7 +352,11 @@ impl Session {
             return self.reply_err(&err).await;
         }
         let Some(cache) = self.proxy.cache.clone() else {
-            let err = ErrPacket::new(1105, "HY000", "causeway: the cache is not enabled ([cache] enabled = false)");
+            let err = ErrPacket::new(
+                1105,
+                "HY000",
+                "causeway: the cache is not enabled ([cache] enabled = false)",
+            );
             return self.reply_err(&err).await;
         };
         let rows = cache::admin::rows(&cache);
@@ -407,7 +415,10 @@ fn written(c: &Classification, sql: &str, db: Option<&str>) -> Option<Option<Vec
         Reason::Write => Some(match causeway_classify::tables(sql) {
             Tables::Known(list) => list
                 .iter()
-                .map(|t| t.resolve(db).map(|(d, n)| format!("{d}.{n}").to_lowercase()))
+                .map(|t| {
+                    t.resolve(db)
+                        .map(|(d, n)| format!("{d}.{n}").to_lowercase())
+                })
                 .collect::<Option<Vec<_>>>(),
             Tables::Unknown => None,
         }),

@@ -100,7 +100,9 @@ impl Session {
                 .reply_err(&ErrPacket::new(code, state, e.to_string()))
                 .await;
         }
-        if c.reason == causeway_classify::Reason::Causeway && crate::cache::admin::is_show_cache(sql) {
+        if c.reason == causeway_classify::Reason::Causeway
+            && crate::cache::admin::is_show_cache(sql)
+        {
             return self.show_cache().await;
         }
         if c.effects.causeway_var {

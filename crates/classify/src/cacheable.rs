@@ -149,14 +149,9 @@ fn check_tokens(lex: &mut Lexer<'_>) -> Result<(), NotCacheable> {
         }
         match tok {
             Tok::Punct(b';') => statements += 1,
-            Tok::UserVar(_) | Tok::SysVar(_) | Tok::Assign => {
-                return Err(NotCacheable::Variable)
-            }
+            Tok::UserVar(_) | Tok::SysVar(_) | Tok::Assign => return Err(NotCacheable::Variable),
             Tok::Word(w) => {
-                if let Some(f) = NON_DETERMINISTIC
-                    .iter()
-                    .find(|f| w.eq_ignore_ascii_case(f))
-                {
+                if let Some(f) = NON_DETERMINISTIC.iter().find(|f| w.eq_ignore_ascii_case(f)) {
                     return Err(NotCacheable::NonDeterministic(f));
                 }
                 if w.eq_ignore_ascii_case("LOCK")
@@ -175,10 +170,8 @@ fn check_tokens(lex: &mut Lexer<'_>) -> Result<(), NotCacheable> {
                     return Err(NotCacheable::SystemSchema);
                 }
             }
-            Tok::Quoted(q) => {
-                if SYSTEM_SCHEMAS.iter().any(|s| q.eq_ignore_ascii_case(s)) {
-                    return Err(NotCacheable::SystemSchema);
-                }
+            Tok::Quoted(q) if SYSTEM_SCHEMAS.iter().any(|s| q.eq_ignore_ascii_case(s)) => {
+                return Err(NotCacheable::SystemSchema);
             }
             _ => {}
         }
@@ -217,13 +210,19 @@ mod tests {
         let cases: &[(&str, NotCacheable)] = &[
             ("SELECT NOW()", NonDeterministic("NOW")),
             ("SELECT * FROM t WHERE d > now()", NonDeterministic("NOW")),
-            ("SELECT CURRENT_TIMESTAMP", NonDeterministic("CURRENT_TIMESTAMP")),
+            (
+                "SELECT CURRENT_TIMESTAMP",
+                NonDeterministic("CURRENT_TIMESTAMP"),
+            ),
             ("SELECT * FROM t ORDER BY RAND()", NonDeterministic("RAND")),
             ("SELECT UUID()", NonDeterministic("UUID")),
             ("SELECT CURRENT_USER()", NonDeterministic("CURRENT_USER")),
             ("SELECT current_user", NonDeterministic("CURRENT_USER")),
             ("SELECT SYSDATE()", NonDeterministic("SYSDATE")),
-            ("SELECT UNIX_TIMESTAMP()", NonDeterministic("UNIX_TIMESTAMP")),
+            (
+                "SELECT UNIX_TIMESTAMP()",
+                NonDeterministic("UNIX_TIMESTAMP"),
+            ),
             ("SELECT SLEEP(1)", NonDeterministic("SLEEP")),
             ("SELECT DATABASE()", NonDeterministic("DATABASE")),
             ("SELECT @@version", Variable),
@@ -242,7 +241,10 @@ mod tests {
             ("SELECT 1 INTO @x", NotRead),
             ("", NotRead),
             // backslash readings: under NO_BACKSLASH_ESCAPES, NOW() is SQL
-            ("SELECT * FROM t WHERE a = 'x\\' OR NOW() -- '", NonDeterministic("NOW")),
+            (
+                "SELECT * FROM t WHERE a = 'x\\' OR NOW() -- '",
+                NonDeterministic("NOW"),
+            ),
         ];
         for (sql, why) in cases {
             assert_eq!(cacheable(sql), Err(*why), "{sql}");

@@ -114,7 +114,10 @@ pub(crate) fn check(c: &Cache) -> Result<(), (&'static str, String)> {
     if c.max_memory_mb == 0 || c.max_memory_mb > MAX_CACHE_MEMORY_MB {
         return Err((
             "max_memory_mb",
-            format!("{} is out of range (1-{MAX_CACHE_MEMORY_MB})", c.max_memory_mb),
+            format!(
+                "{} is out of range (1-{MAX_CACHE_MEMORY_MB})",
+                c.max_memory_mb
+            ),
         ));
     }
     if c.invalidation == Invalidation::Binlog && c.user.trim().is_empty() {

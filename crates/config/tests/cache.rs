@@ -50,10 +50,22 @@ fn every_key_read_and_round_trips() {
 #[test]
 fn invalid_values_name_file_line_and_key() {
     let cases = [
-        ("\n[cache]\nenabled = true\nmax_memory_mb = 0\nuser = \"r\"\n", "cache.max_memory_mb", Some(15)),
-        ("\n[cache]\nenabled = true\nmax_memory_mb = 2000000\nuser = \"r\"\n", "cache.max_memory_mb", Some(15)),
+        (
+            "\n[cache]\nenabled = true\nmax_memory_mb = 0\nuser = \"r\"\n",
+            "cache.max_memory_mb",
+            Some(15),
+        ),
+        (
+            "\n[cache]\nenabled = true\nmax_memory_mb = 2000000\nuser = \"r\"\n",
+            "cache.max_memory_mb",
+            Some(15),
+        ),
         ("\n[cache]\nenabled = true\n", "cache.user", None),
-        ("\n[cache]\ninvalidation = \"sometimes\"\n", "invalidation", Some(14)),
+        (
+            "\n[cache]\ninvalidation = \"sometimes\"\n",
+            "invalidation",
+            Some(14),
+        ),
         ("\n[cache]\nttl = 5\n", "ttl", Some(14)),
     ];
     for (extra, key, line) in cases {
