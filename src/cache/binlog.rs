@@ -38,6 +38,9 @@ pub enum ReaderError {
     /// The primary ended the stream.
     #[error("the primary ended the stream")]
     Ended,
+    /// The configured primary changed.
+    #[error("the configured primary changed")]
+    PrimaryChanged,
 }
 
 /// Heartbeat period asked of the primary.
@@ -155,6 +158,14 @@ async fn follow(proxy: &Weak<Proxy>, cache: &Arc<Cache>) -> Result<(), ReaderErr
             _ = tick.tick() => {
                 if last_event.elapsed() > SILENT {
                     return Err(ReaderError::Silent(SILENT));
+                }
+                // a reload or failover named another primary: follow it
+                // (the restart drops every entry)
+                let moved = proxy
+                    .upgrade()
+                    .map_or(true, |p| p.topology.load().primary.config.address != addr);
+                if moved {
+                    return Err(ReaderError::PrimaryChanged);
                 }
                 let view = Arc::clone(&primary_state.view.load().gtid_executed);
                 let (p, _) = cache.processed();
