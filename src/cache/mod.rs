@@ -65,7 +65,7 @@ impl moka::Expiry<Key, Arc<Entry>> for PerEntryTtl {
     }
 }
 
-/// Per-rule request counts (SHOW CAUSEWAY CACHE).
+/// Per-rule request counts (SHOW CAUSEWAY CACHE) and metric handles.
 #[derive(Debug, Default)]
 pub struct RuleStats {
     /// Served from the cache.
@@ -74,6 +74,26 @@ pub struct RuleStats {
     pub misses: AtomicU64,
     /// Ran on a backend without the cache (not cacheable now).
     pub bypasses: AtomicU64,
+    /// `REQUESTS{rule, result}` handles: hit, miss, bypass.
+    counters: std::sync::OnceLock<[metrics::Counter; 3]>,
+}
+
+impl RuleStats {
+    fn count(&self, rule: &str, result: usize) {
+        let c = self.counters.get_or_init(|| {
+            ["hit", "miss", "bypass"]
+                .map(|r| metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => r))
+        });
+        let n = match result {
+            0 => &self.hits,
+            1 => &self.misses,
+            _ => &self.bypasses,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = c.get(result) {
+            h.increment(1);
+        }
+    }
 }
 
 /// What the binlog reader is doing, for SHOW CAUSEWAY CACHE.
@@ -170,10 +190,7 @@ impl Cache {
 
     /// Counts a bypass of `rule`.
     pub fn count_bypass(&self, rule: &Arc<str>) {
-        self.rule_stats(rule)
-            .bypasses
-            .fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => "bypass").increment(1);
+        self.rule_stats(rule).count(rule, 2);
     }
 
     /// Looks `key` up for a read of `tables` under `rule`. `causal` carries
@@ -197,26 +214,21 @@ impl Cache {
                     "binlog reader behind the token"
                 };
                 drop(fresh);
-                stats.bypasses.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => "bypass")
-                    .increment(1);
+                stats.count(rule, 2);
                 return Lookup::Bypass(why);
             }
         }
         if let Some(e) = self.store.get(key) {
             if fresh.valid(&e.ticket) {
                 drop(fresh);
-                stats.hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => "hit")
-                    .increment(1);
+                stats.count(rule, 0);
                 return Lookup::Hit(e);
             }
             self.store.invalidate(key);
         }
         let ticket = fresh.ticket(tables);
         drop(fresh);
-        stats.misses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => "miss").increment(1);
+        stats.count(rule, 1);
         Lookup::Miss(ticket)
     }
 

@@ -425,3 +425,34 @@ fn written(c: &Classification, sql: &str, db: Option<&str>) -> Option<Option<Vec
         _ => Some(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_classify::classify;
+
+    fn w(sql: &str, db: Option<&str>) -> Option<Option<Vec<String>>> {
+        written(&classify(sql), sql, db)
+    }
+
+    #[test]
+    fn what_a_statement_writes() {
+        assert_eq!(w("SELECT * FROM t", Some("d")), None);
+        assert_eq!(w("BEGIN", None), None);
+        assert_eq!(w("SET time_zone = '+00:00'", None), None);
+        assert_eq!(w("COMMIT", None), None);
+        assert_eq!(
+            w("UPDATE Shop.Products SET n = 1 WHERE id = 2", None),
+            Some(Some(vec!["shop.products".to_string()]))
+        );
+        assert_eq!(
+            w("INSERT INTO t (a) SELECT a FROM d2.u", Some("d")),
+            Some(Some(vec!["d.t".to_string(), "d2.u".to_string()]))
+        );
+        // an unqualified table without a default database: everything
+        assert_eq!(w("DELETE FROM t", None), Some(None));
+        assert_eq!(w("ALTER TABLE d.t ADD c INT", None), Some(None));
+        assert_eq!(w("GRANT SELECT ON d.* TO u", None), Some(None));
+        assert_eq!(w("CALL p()", None), Some(None));
+    }
+}
