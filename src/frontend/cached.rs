@@ -95,6 +95,14 @@ impl Session {
         if c.route != Route::Replica || *target != Target::Replica {
             return Before::Skip;
         }
+        // a command of several packets would shift the reply's sequence ids
+        let size = match &stmt {
+            CacheStmt::Text(s) => s.len(),
+            CacheStmt::Execute { params, .. } => params.len().saturating_add(4),
+        };
+        if size >= crate::protocol::packet::MAX_PAYLOAD - 1 {
+            return Before::Skip;
+        }
         let sql = stmt.sql();
         let facts = StatementFacts::new(sql, c, &self.user.name, self.db.as_deref(), true);
         let topo = Arc::clone(&self.topo);
