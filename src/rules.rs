@@ -18,8 +18,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use causeway_classify::{Classification, Route, Tables};
-use causeway_config::{Consistency, Rule, RuleRoute};
+use causeway_config::{Config, Consistency, Rule, RuleRoute};
 use regex::RegexSet;
+
+use crate::balance::PoolPick;
 
 /// Errors compiling the rules.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct CompiledRule {
     users: Vec<String>,
     /// Index of its pattern in the set.
     pattern: Option<usize>,
+    /// `route = "pool:NAME"`: the pool and its settings.
+    pool: Option<Arc<PoolPick>>,
     /// The configured rule (for `SHOW CAUSEWAY RULES`).
     config: Rule,
     matches: Arc<AtomicU64>,
@@ -102,6 +106,10 @@ impl CompiledRule {
     /// Where it sends what it matches (`None`: routing unchanged).
     pub fn route(&self) -> Option<&RuleRoute> {
         self.route.as_ref()
+    }
+    /// The named pool it routes to, with that pool's settings.
+    pub fn pool(&self) -> Option<&Arc<PoolPick>> {
+        self.pool.as_ref()
     }
     /// Its consistency override.
     pub fn consistency(&self) -> Option<Consistency> {
@@ -162,9 +170,10 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Compile `rules`; match counters of rules with the same name in
-    /// `previous` carry over.
-    pub fn compile(rules: &[Rule], previous: Option<&Rules>) -> Result<Rules, RulesError> {
+    /// Compile the `[[rules]]` of `config`; match counters of rules with
+    /// the same name in `previous` carry over.
+    pub fn compile(config: &Config, previous: Option<&Rules>) -> Result<Rules, RulesError> {
+        let rules = &config.rules;
         let old: HashMap<&str, &Arc<AtomicU64>> = previous
             .map(|p| {
                 p.rules
@@ -193,6 +202,17 @@ impl Rules {
                     .collect(),
                 users: r.match_users.clone(),
                 pattern,
+                pool: match &r.route {
+                    Some(RuleRoute::Pool(name)) => {
+                        let p = config.pool(name);
+                        Some(Arc::new(PoolPick {
+                            name: Arc::from(name.as_str()),
+                            on_timeout: p.on_timeout,
+                            watermark: p.watermark_query.is_some(),
+                        }))
+                    }
+                    _ => None,
+                },
                 config: r.clone(),
                 matches: old
                     .get(r.name.as_str())

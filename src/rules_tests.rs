@@ -21,7 +21,7 @@ user = "m"
 "#
     );
     let cfg = causeway_config::Config::from_str_named(&text, "t.toml").unwrap();
-    Rules::compile(&cfg.rules, None).unwrap()
+    Rules::compile(&cfg, None).unwrap()
 }
 
 fn first<'r>(r: &'r Rules, sql: &str, user: &str, db: Option<&str>, free: bool) -> Option<&'r str> {
@@ -129,7 +129,15 @@ fn counters_survive_recompile() {
     let m = r.iter().next().unwrap();
     m.count_match();
     m.count_match();
-    let cfg: Vec<Rule> = r.iter().map(|c| c.config().clone()).collect();
+    let mut cfg = causeway_config::Config::from_str_named(
+        "[[users]]\nname='a'\n[primary]\nname='p'\naddress='127.0.0.1:1'\n[monitor]\nuser='m'\n",
+        "t.toml",
+    )
+    .unwrap();
+    cfg.rules = r.iter().map(|c| c.config().clone()).collect();
+    for rule in &mut cfg.rules {
+        rule.route = None;
+    }
     let again = Rules::compile(&cfg, Some(&r)).unwrap();
     assert_eq!(again.iter().next().unwrap().matches(), 2);
     assert_eq!(again.iter().nth(1).unwrap().matches(), 0);

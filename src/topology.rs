@@ -310,7 +310,7 @@ impl Topology {
             names.push(r.name.clone());
             replicas.push(make(r, Role::Replica));
         }
-        let rules = crate::rules::Rules::compile(&config.rules, previous.map(|p| &p.rules))?;
+        let rules = crate::rules::Rules::compile(&config, previous.map(|p| &p.rules))?;
         Ok(Topology {
             rules,
             generation: previous.map(|p| p.generation + 1).unwrap_or(1),

@@ -113,7 +113,6 @@ impl Session {
             return Before::Skip;
         };
         let rule_name: Arc<str> = Arc::from(rule.name());
-        let mode = rule.consistency().unwrap_or(mode);
         if let Some(opts) = causeway_classify::leading_comment_options(sql) {
             for (k, v) in opts {
                 if k == "cache" {

@@ -185,15 +185,6 @@ impl Session {
                 .await;
         };
         let class = stmt.class.clone();
-        let target = match &stmt.long_data_on {
-            Some(b) => Target::Backend(b.clone()),
-            None => self.route.decide(&class).0,
-        };
-        if self.route.trx.is_none() {
-            self.topo = self.proxy.topology.load_full();
-        }
-        let token = std::mem::take(&mut self.settings.token);
-        let mode = self.settings.mode;
         // the cache key's statement part: text, remembered types, payload
         let keyed = (self.proxy.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
             let text = String::from_utf8_lossy(stmt.prepare.get(1..).unwrap_or_default());
@@ -203,6 +194,19 @@ impl Session {
             let types = if carried { None } else { stmt.types.clone() };
             (text.into_owned(), types.unwrap_or_default())
         });
+        let target = match &stmt.long_data_on {
+            Some(b) => Target::Backend(b.clone()),
+            None => self.route.decide(&class).0,
+        };
+        if self.route.trx.is_none() {
+            self.topo = self.proxy.topology.load_full();
+        }
+        let mode = self.settings.mode;
+        let (target, mode) = match self.apply_stmt_rules(id, &class, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let token = std::mem::take(&mut self.settings.token);
         let mut fill = None;
         if let Some((sql, types)) = &keyed {
             let params = payload.get(5..).unwrap_or_default();
@@ -210,6 +214,7 @@ impl Session {
             match self.cache_before(stmt, &class, &target, mode, &token).await {
                 Before::Hit(flow) => {
                     self.restore_token(token);
+                    self.end_rules();
                     return flow;
                 }
                 Before::Fill(f) => fill = Some(f),
@@ -227,6 +232,7 @@ impl Session {
             )
             .await;
         self.restore_token(token);
+        self.end_rules();
         let sql = keyed.as_ref().map_or("", |k| k.0.as_str());
         self.cache_after(fill, &class, sql, sent.as_ref(), outcome.as_ref());
         if let Some(s) = self.stmts.get_mut(id) {

@@ -129,6 +129,10 @@ impl Session {
             }
         }
         let (target, reason) = self.route.decide(&c);
+        let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
         let (token, borrowed) = match stmt_token {
             Some(mut t) => {
                 t.union(&self.settings.token);
@@ -141,6 +145,7 @@ impl Session {
             .await
         {
             Before::Hit(flow) => {
+                self.end_rules();
                 if borrowed {
                     self.restore_token(token);
                 }
@@ -153,6 +158,7 @@ impl Session {
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
+        self.end_rules();
         if borrowed {
             self.restore_token(token);
         }
@@ -193,7 +199,11 @@ impl Session {
         let done = self.route_cmd(target, mode, token, cmd, expect).await;
         if let (Some(sent), Some(_)) = (&done.1, &done.2) {
             match (sent.backend.role, sent.via) {
-                (Role::Replica, _) => self.cursor.saw(&sent.backend, false),
+                // a read a rule sent to a named pool is not a monotonic-reads step
+                (Role::Replica, _) if self.cursor.pool().is_none() => {
+                    self.cursor.saw(&sent.backend, false)
+                }
+                (Role::Replica, _) => {}
                 (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
                 (Role::Primary, _) => {}
             }
@@ -257,6 +267,9 @@ impl Session {
                 )
             }
             Choice::Primary(why) => {
+                if let Some(flow) = self.pool_unavailable(why).await {
+                    return (flow, None, None);
+                }
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty()
                     && mode != Consistency::Strong
@@ -351,7 +364,10 @@ impl Session {
                     let need = need.as_ref().unwrap_or(token);
                     return self.read_after_wait(b, need, cmd, expect).await;
                 }
-                Choice::Primary(_) => {
+                Choice::Primary(why) => {
+                    if let Some(flow) = self.pool_unavailable(why).await {
+                        return (flow, None, None);
+                    }
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;
                 }
@@ -456,6 +472,7 @@ impl Session {
                 self.settings = next;
                 self.reply_ok().await
             }
+            Some(CausewayCommand::ShowRules) => self.show_rules().await,
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
                     let err = ErrPacket::new(

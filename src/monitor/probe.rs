@@ -170,6 +170,26 @@ pub async fn gtid_executed(conn: &mut Conn, timeout: Duration) -> Result<GtidSet
     parse_gtid(text.ok_or(ProbeError::NoRow(WHAT))?)
 }
 
+/// A pool's `watermark_query`: its first column of its first row is the
+/// primary GTID set the store reflects (NULL: nothing yet), parsed within
+/// the bounds of a client token.
+pub async fn watermark(
+    conn: &mut Conn,
+    query: &str,
+    timeout: Duration,
+) -> Result<GtidSet, ProbeError> {
+    const WHAT: &str = "watermark_query";
+    let row: Option<Row> = bounded(WHAT, timeout, conn.query_first(query)).await?;
+    let row = row.ok_or(ProbeError::NoRow(WHAT))?;
+    let text: Option<String> = row
+        .get_opt::<Option<String>, _>(0)
+        .and_then(Result::ok)
+        .flatten();
+    let text = text.unwrap_or_default();
+    GtidSet::parse_limited(&text, &causeway_gtid::Limits::TOKEN)
+        .map_err(|source| ProbeError::Gtid { text, source })
+}
+
 /// What the health check's first query reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthRow {
