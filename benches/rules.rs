@@ -21,7 +21,9 @@ fn config(n: usize, all_patterns: bool) -> Config {
          [monitor]\nuser = \"m\"\n",
     );
     for i in 0..n {
-        text.push_str(&format!("[[rules]]\nname = \"r{i}\"\nroute = \"pool:reporting\"\n"));
+        text.push_str(&format!(
+            "[[rules]]\nname = \"r{i}\"\nroute = \"pool:reporting\"\n"
+        ));
         let kind = if all_patterns { 1 } else { i % 3 };
         match kind {
             0 => text.push_str(&format!("match_tables = [\"shop.report_{i}\"]\n")),

@@ -18,9 +18,18 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// A proxy with the cache on and one rule caching `{db}.products`.
 async fn cached_proxy(db: &str, extra: &str) -> support::TestProxy {
+    cached_proxy_probing(db, extra, 50).await
+}
+
+/// [`cached_proxy`] whose monitor reads GTID sets every `gtid_interval_ms`.
+async fn cached_proxy_probing(db: &str, extra: &str, gtid_interval_ms: u64) -> support::TestProxy {
     let db = db.to_string();
     let extra = extra.to_string();
     let p = support::start_proxy_with(move |t| {
+        let t = t.replace(
+            "password = \"monitorpw\"\n",
+            &format!("password = \"monitorpw\"\ngtid_interval_ms = {gtid_interval_ms}\n"),
+        );
         format!(
             "{t}{extra}\n[cache]\nenabled = true\nuser = \"repl\"\npassword = \"replpw\"\n\n[[rules]]\nname = \"catalog\"\nmatch_tables = [\"{db}.products\"]\ncache_ttl_ms = 60000\n"
         )
@@ -124,7 +133,8 @@ async fn repeated_reads_cause_no_select_on_any_replica() {
     let _g = SERIAL.lock().await;
     let db = support::unique_db("cache_hits");
     setup(&db).await;
-    let p = cached_proxy(&db, "").await;
+    // fewer monitor probes: less noise in the replicas' Com_select
+    let p = cached_proxy_probing(&db, "", 1000).await;
     let mut c = p.conn().await;
     let sql = format!("SELECT name FROM {db}.products WHERE id = 1");
     // the miss that fills the entry
@@ -155,9 +165,10 @@ async fn repeated_reads_cause_no_select_on_any_replica() {
         let idle_delta = idle[i] - before[i];
         let busy_delta = busy[i] - idle[i];
         println!("replica {i}: Com_select idle {idle_delta}, during 50 cached reads {busy_delta}");
-        // the monitor's probes run in both windows; a read would add 50
+        // the monitor's probes (a few SELECTs a second, with jitter of a
+        // whole probe cycle) run in both windows; the reads would add 50
         assert!(
-            busy_delta <= idle_delta + 2,
+            busy_delta < idle_delta + 10,
             "replica {i}: {busy_delta} selects during cached reads, {idle_delta} idle"
         );
     }
