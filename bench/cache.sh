@@ -79,6 +79,12 @@ consistency = "causal"
 CONF
     if [[ $2 == 1 ]]; then
         cat <<CONF
+[[users]]
+name = "admin"
+password = "adminpw"
+admin = true
+backend_user = "app"
+backend_password = "apppw"
 [cache]
 enabled = true
 max_memory_mb = 256
@@ -144,6 +150,15 @@ for i in $(seq "$ROUNDS"); do
     read -r cq cp cc < <(point "$PC" "$PID_C" "$TIME")
     echo "| $i | $uq | $up | $uc | $cq | $cp | $cc |" | tee -a "$OUT"
 done
+
+{
+echo
+echo "\`SHOW CAUSEWAY CACHE\` on C after the rounds:"
+echo
+echo '```'
+chroot "$CHROOT" mysql -h127.0.0.1 -P"$PC" -uadmin -padminpw -t -e "SHOW CAUSEWAY CACHE" 2>/dev/null
+echo '```'
+} | tee -a "$OUT"
 
 # the binlog reader's cost
 PRIMARY_PID=$(ss -ltnpH "sport = :$PRIMARY" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)

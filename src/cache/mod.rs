@@ -52,9 +52,31 @@ pub struct Entry {
     pub ticket: Ticket,
     /// How long it lives.
     pub ttl: Duration,
-    /// A superset of what the answer reflects: the serving backend's
-    /// executed set when the read ended (monotonic reads after a hit).
-    pub bound: Arc<GtidSet>,
+    /// A superset of what the answer reflects (monotonic reads after a
+    /// hit).
+    pub bound: Bound,
+}
+
+/// What bounds an entry's content.
+#[derive(Debug, Clone)]
+pub enum Bound {
+    /// The serving backend's executed set when the read ended (from its OK).
+    Known(Arc<GtidSet>),
+    /// The serving backend and when the read ended: any set the monitor
+    /// read there with a probe sent later contains the content.
+    Source(Arc<crate::topology::BackendState>, Instant),
+}
+
+impl Bound {
+    /// The bounding set, when known by now.
+    pub fn resolve(&self) -> Option<Arc<GtidSet>> {
+        match self {
+            Bound::Known(s) => Some(Arc::clone(s)),
+            Bound::Source(state, at) => state
+                .confirmed_since(*at)
+                .then(|| Arc::clone(&state.view.load().gtid_executed)),
+        }
+    }
 }
 
 struct PerEntryTtl;
@@ -242,7 +264,7 @@ impl Cache {
         rule: Arc<str>,
         ticket: Ticket,
         executed: &GtidSet,
-        bound: Arc<GtidSet>,
+        bound: Bound,
         bytes: Vec<u8>,
         ttl: Duration,
     ) -> bool {
@@ -393,7 +415,7 @@ mod tests {
             Arc::clone(&rule),
             t,
             &GtidSet::new(),
-            Arc::new(GtidSet::new()),
+            Bound::Known(Arc::new(GtidSet::new())),
             vec![1, 0, 0, 1, 0],
             Duration::from_secs(60)
         ));
@@ -435,7 +457,7 @@ mod tests {
             rule,
             t,
             &GtidSet::new(),
-            Arc::new(GtidSet::new()),
+            Bound::Known(Arc::new(GtidSet::new())),
             vec![0; c.max_entry_bytes + 1],
             Duration::from_secs(1)
         ));

@@ -169,12 +169,14 @@ impl Session {
                 });
                 if mode == Consistency::Causal {
                     // what the session has seen: its floor and the entry
-                    let mut seen = (*entry.bound).clone();
-                    if let Some(f) = &floor {
-                        seen.union(f);
-                    }
                     self.cursor.saw(&self.topo.primary, true);
-                    self.cursor.set_bound(Arc::new(seen));
+                    if let Some(b) = entry.bound.resolve() {
+                        let mut seen = (*b).clone();
+                        if let Some(f) = &floor {
+                            seen.union(f);
+                        }
+                        self.cursor.set_bound(Arc::new(seen));
+                    }
                 }
                 metrics::histogram!(crate::metrics::STATEMENT_SECONDS, "tier" => "cache")
                     .record(started.elapsed().as_secs_f64());
@@ -310,7 +312,10 @@ impl Session {
             return;
         }
         self.bound_last_read(Some(sent), outcome);
-        let Some(bound) = self.cursor.seen().and_then(|s| s.bound.clone()) else {
+        let Some(bound) = self.cursor.seen().map(|s| match &s.bound {
+            Some(b) => cache::Bound::Known(Arc::clone(b)),
+            None => cache::Bound::Source(Arc::clone(&s.state), s.at),
+        }) else {
             return;
         };
         let Some(executed) = fill
