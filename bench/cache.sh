@@ -14,7 +14,7 @@
 #
 #   bench/cache.sh [BIN]        # BIN: causeway binary (default $CARGO_TARGET_DIR/release/causeway)
 #
-# Environment: CB_THREADS (4), CB_TIME (10 s per run), CB_ROUNDS (3),
+# Environment: CB_THREADS (4), CB_TIME (10 s per run), CB_ROUNDS (3), CB_CONSISTENCY (causal),
 # CB_TABLE_SIZE (1000 rows per table; the keys the warm-up caches),
 # CB_TOPOLOGY (the `topology` bin of causeway-bench). Writes
 # bench/results/<UTC stamp>-cache.md.
@@ -24,6 +24,7 @@ BIN=${1:-$TARGET/release/causeway}
 THREADS=${CB_THREADS:-4}
 TIME=${CB_TIME:-10}
 ROUNDS=${CB_ROUNDS:-3}
+CONSISTENCY=${CB_CONSISTENCY:-causal}
 TABLE_SIZE=${CB_TABLE_SIZE:-1000}
 TOPOLOGY=${CB_TOPOLOGY:-$TARGET/release/topology}
 CHROOT=${CAUSEWAY_CHROOT:-/var/tmp/causeway/sid-root}
@@ -75,7 +76,7 @@ weight = 1
 user = "monitor"
 password = "monitorpw"
 [routing]
-consistency = "causal"
+consistency = "$CONSISTENCY"
 CONF
     if [[ $2 == 1 ]]; then
         cat <<CONF
@@ -136,7 +137,7 @@ point "$PC" "$PID_C" 10 >/dev/null   # fills the cache (4 x TABLE_SIZE keys)
 {
 echo "# Cache tier: cached vs uncached point select, binlog reader cost"
 echo
-echo "\`bench/cache.sh\` ($STAMP): primary + 2 replicas, \`consistency = \"causal\"\`,"
+echo "\`bench/cache.sh\` ($STAMP): primary + 2 replicas, \`consistency = \"$CONSISTENCY\"\`,"
 echo "sysbench \`oltp_point_select\`, 4 tables x $TABLE_SIZE rows, \`--db-ps-mode=disable\`,"
 echo "uniform keys, $THREADS threads, ${TIME} s per run, U (no cache) and C (cache on, rule"
 echo "on sbtest.sbtest1..4, TTL 600 s) alternating after warm-up. Host: $(nproc) vCPUs, load"
