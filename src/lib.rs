@@ -17,5 +17,6 @@ pub mod reload;
 pub mod router;
 pub mod rules;
 pub mod sandbox_cmd;
+pub mod tls;
 pub mod topology;
 pub mod workers;

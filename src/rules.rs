@@ -66,6 +66,12 @@ impl<'a> StatementFacts<'a> {
         }
     }
 
+    /// The same facts with the tables already extracted (e.g. by the cache).
+    pub fn with_tables(self, tables: Tables<'a>) -> Self {
+        let _ = self.tables.set(tables);
+        self
+    }
+
     /// A read that routing may send anywhere.
     pub fn free_read(&self) -> bool {
         self.free && self.class.route == Route::Replica
@@ -90,6 +96,9 @@ pub struct CompiledRule {
     users: Vec<String>,
     /// Index of its pattern in the set.
     pattern: Option<usize>,
+    /// Index of its table-name prefilter in `Rules::table_names` (None:
+    /// no `match_tables`, or a name the prefilter cannot look for).
+    table_names: Option<usize>,
     /// `route = "pool:NAME"`: the pool and its settings.
     pool: Option<Arc<PoolPick>>,
     /// The configured rule (for `SHOW CAUSEWAY RULES`).
@@ -144,6 +153,29 @@ impl CompiledRule {
         self.route == Some(RuleRoute::Reject)
     }
 
+    /// Its `match_tables`, as `(db, table)` pairs.
+    pub fn tables(&self) -> &[(String, String)] {
+        &self.tables
+    }
+
+    /// Whether every table the statement names is one of the rule's
+    /// `match_tables` (false when none is named, when they are unknown, or
+    /// when an unqualified one has no session database): what a cache needs
+    /// before caching a statement under this rule.
+    pub fn covers_all_tables(&self, facts: &StatementFacts<'_>) -> bool {
+        let Tables::Known(list) = facts.tables() else {
+            return false;
+        };
+        !list.is_empty()
+            && list.iter().all(|t| {
+                t.resolve(facts.session_db).is_some_and(|(db, name)| {
+                    self.tables
+                        .iter()
+                        .any(|(d, n)| d.eq_ignore_ascii_case(db) && n.eq_ignore_ascii_case(name))
+                })
+            })
+    }
+
     fn tables_hold(&self, facts: &StatementFacts<'_>) -> bool {
         if self.tables.is_empty() {
             return true;
@@ -166,6 +198,10 @@ impl CompiledRule {
 pub struct Rules {
     rules: Vec<CompiledRule>,
     set: Option<RegexSet>,
+    /// Per rule with `match_tables`: its table names, case-insensitively,
+    /// anywhere in the text. A statement that does not even contain one
+    /// cannot read it, so the table extractor need not run.
+    table_names: Option<RegexSet>,
     any_reject: bool,
 }
 
@@ -183,11 +219,25 @@ impl Rules {
             })
             .unwrap_or_default();
         let mut patterns = Vec::new();
+        let mut names = Vec::new();
         let mut out = Vec::with_capacity(rules.len());
         for r in rules {
             let pattern = r.match_pattern.as_ref().map(|p| {
                 patterns.push(p.as_str());
                 patterns.len() - 1
+            });
+            // `a``b` is written with a doubled backtick: no prefilter then
+            let table_names = (!r.match_tables.is_empty()
+                && !r.match_tables.iter().any(|t| t.contains('`')))
+            .then(|| {
+                let alts: Vec<String> = r
+                    .match_tables
+                    .iter()
+                    .filter_map(|t| causeway_config::split_table_name(t))
+                    .map(|(_, n)| regex::escape(n))
+                    .collect();
+                names.push(format!("(?i){}", alts.join("|")));
+                names.len() - 1
             });
             out.push(CompiledRule {
                 name: r.name.clone(),
@@ -202,6 +252,7 @@ impl Rules {
                     .collect(),
                 users: r.match_users.clone(),
                 pattern,
+                table_names,
                 pool: match &r.route {
                     Some(RuleRoute::Pool(name)) => {
                         let p = config.pool(name);
@@ -232,10 +283,16 @@ impl Rules {
                     .build()?,
             )
         };
+        let table_names = if names.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(&names)?)
+        };
         Ok(Rules {
             any_reject: out.iter().any(CompiledRule::applies_anywhere),
             rules: out,
             set,
+            table_names,
         })
     }
 
@@ -258,9 +315,15 @@ impl Rules {
             return None;
         }
         let matched: OnceCell<regex::SetMatches> = OnceCell::new();
+        let named: OnceCell<regex::SetMatches> = OnceCell::new();
         self.rules.iter().find(|r| {
             (free_read || r.applies_anywhere())
                 && (r.users.is_empty() || r.users.iter().any(|u| u == facts.user))
+                && r.table_names.map_or(true, |i| {
+                    self.table_names
+                        .as_ref()
+                        .is_some_and(|set| named.get_or_init(|| set.matches(facts.sql)).matched(i))
+                })
                 && r.tables_hold(facts)
                 && r.pattern.map_or(true, |i| {
                     self.set.as_ref().is_some_and(|set| {

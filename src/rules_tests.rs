@@ -117,6 +117,25 @@ fn unknown_tables_never_match() {
 }
 
 #[test]
+fn covers_all_tables_for_the_cache() {
+    let r = rules(SET);
+    let m = r.iter().nth(1).unwrap();
+    let check = |sql: &str, db: Option<&str>| {
+        let class = classify(sql);
+        let facts = StatementFacts::new(sql, &class, "app", db, true);
+        m.covers_all_tables(&facts)
+    };
+    assert!(check("SELECT * FROM report_daily", Some("shop")));
+    assert!(!check("SELECT * FROM report_daily", None));
+    assert!(!check(
+        "SELECT * FROM shop.report_daily JOIN shop.x ON 1",
+        None
+    ));
+    assert!(!check("SELECT 1", None));
+    assert!(!check("SELECT f(1) FROM shop.report_daily", None));
+}
+
+#[test]
 fn no_rules_costs_nothing() {
     let r = Rules::default();
     assert!(r.is_empty());
@@ -141,4 +160,116 @@ fn counters_survive_recompile() {
     let again = Rules::compile(&cfg, Some(&r)).unwrap();
     assert_eq!(again.iter().next().unwrap().matches(), 2);
     assert_eq!(again.iter().nth(1).unwrap().matches(), 0);
+}
+
+mod pools {
+    use super::*;
+    use crate::consistency::{choose, Choice};
+    use crate::topology::{Topology, View};
+    use causeway_config::OnTimeout;
+    use causeway_gtid::GtidSet;
+
+    const TOPO: &str = r#"
+[[users]]
+name = "app"
+[primary]
+name = "p"
+address = "127.0.0.1:1"
+[[replicas]]
+name = "r1"
+address = "127.0.0.1:2"
+[[replicas]]
+name = "olap1"
+address = "127.0.0.1:3"
+pool = "olap"
+[[replicas]]
+name = "olap2"
+address = "127.0.0.1:4"
+pool = "olap"
+[monitor]
+user = "m"
+[[pools]]
+name = "olap"
+watermark_query = "SELECT gtid_set FROM cdc.watermark WHERE id = 1"
+on_timeout = "primary"
+[[rules]]
+name = "olap"
+match_users = ["rep"]
+route = "pool:olap"
+"#;
+
+    fn topo() -> Topology {
+        let cfg = causeway_config::Config::from_str_named(TOPO, "t.toml").unwrap();
+        Topology::build(Arc::new(cfg), None).unwrap()
+    }
+
+    fn name(c: Choice) -> String {
+        match c {
+            Choice::Replica(b) | Choice::WaitFor(b) => b.name().to_string(),
+            Choice::Primary(why) => format!("primary: {why}"),
+        }
+    }
+
+    #[test]
+    fn rule_carries_the_pool_settings() {
+        let t = topo();
+        let rule = t.rules.iter().next().unwrap();
+        let p = rule.pool().unwrap();
+        assert_eq!(&*p.name, "olap");
+        assert_eq!(p.on_timeout, OnTimeout::Primary);
+        assert!(p.watermark);
+    }
+
+    #[test]
+    fn general_reads_never_reach_a_named_pool_and_pool_reads_stay_in_it() {
+        let t = topo();
+        let none = GtidSet::new();
+        for balance in causeway_config::ReadBalance::ALL {
+            for id in 0..200 {
+                let mut p = crate::balance::Picker::new(id, *balance);
+                let general = name(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
+                assert_eq!(general, "r1");
+                p.set_pool(t.rules.iter().next().unwrap().pool().cloned());
+                let pooled = name(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
+                assert!(pooled.starts_with("olap"), "{pooled}");
+                p.set_pool(None);
+                let general = name(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
+                assert_eq!(general, "r1");
+            }
+        }
+    }
+
+    #[test]
+    fn a_causal_pool_read_needs_a_member_with_the_token() {
+        let t = topo();
+        let token = GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10").unwrap();
+        let has = Arc::new(GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-12").unwrap());
+        let mut p = crate::balance::Picker::new(7, causeway_config::ReadBalance::Session);
+        p.set_pool(t.rules.iter().next().unwrap().pool().cloned());
+        // no member has it: wait on one of them (never r1, never the primary)
+        let c = choose(&t, Consistency::Causal, &token, None, &[], &mut p);
+        assert!(
+            matches!(&c, Choice::WaitFor(b) if b.name().starts_with("olap")),
+            "{c:?}"
+        );
+        // olap2 has it: served there at once
+        t.replicas[2].state.publish(View {
+            gtid_executed: Arc::clone(&has),
+            ..View::default()
+        });
+        let c = choose(&t, Consistency::Causal, &token, None, &[], &mut p);
+        assert!(
+            matches!(&c, Choice::Replica(b) if b.name() == "olap2"),
+            "{c:?}"
+        );
+        // no eligible member: the primary, with a reason (on_timeout decides)
+        for r in &t.replicas[1..] {
+            r.state.publish(View {
+                eligible: false,
+                ..View::default()
+            });
+        }
+        let c = choose(&t, Consistency::Causal, &token, None, &[], &mut p);
+        assert!(matches!(c, Choice::Primary(_)), "{c:?}");
+    }
 }

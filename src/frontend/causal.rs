@@ -51,7 +51,7 @@ impl Session {
                 let Some(h) = self.held.get_mut(idx) else {
                     return (self.reply_err(&lost_wait()).await, None, None);
                 };
-                let client = self.client.stream();
+                let client = self.client.tcp();
                 let waited = tokio::select! {
                     r = h.conn.pipelined_wait(&wait, &payload) => r,
                     k = registry::next_kill(&mut kills) => {
@@ -152,9 +152,9 @@ impl Session {
         if let (Some(thread_id), Some(login)) = (thread_id, login) {
             let timeout = self.topo.config.server.connect_timeout();
             // the whole thread: the pipelined read must not run either
-            match registry::kill_on_backend(&b.config.address, &login, thread_id, true, timeout)
-                .await
-            {
+            let tls = &b.pool.config().tls;
+            let addr = &b.config.address;
+            match registry::kill_on_backend(addr, &login, thread_id, true, timeout, tls).await {
                 Ok(()) => {
                     tracing::debug!(conn = self.id, backend = %b.name(), thread_id, ?why, "causal wait ended on the replica")
                 }
@@ -185,7 +185,10 @@ enum Interrupt {
 /// Resolves when the client has closed its connection (end of stream or a
 /// socket error). Looks without consuming: if the client sent more bytes
 /// (a pipelined command), it is still there and this never resolves.
-async fn client_gone(stream: &tokio::net::TcpStream) {
+async fn client_gone(stream: Option<&tokio::net::TcpStream>) {
+    let Some(stream) = stream else {
+        return std::future::pending().await;
+    };
     let mut byte = [0u8; 1];
     if let Ok(n) = stream.peek(&mut byte).await {
         if n > 0 {

@@ -550,7 +550,10 @@ impl Session {
                     collation: 255,
                 };
                 let timeout = self.topo.config.server.connect_timeout();
-                match BackendConn::connect("kill", &addr, &login, key, None, timeout).await {
+                let tls = &self.topo.primary.pool.config().tls;
+                match BackendConn::connect_with("kill", &addr, &login, (key, None), timeout, tls)
+                    .await
+                {
                     Ok(mut c) => {
                         // 1094: the statement finished meanwhile; fine
                         let _ = c.query_ok(&format!("KILL QUERY {thread_id}")).await;

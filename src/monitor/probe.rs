@@ -121,9 +121,11 @@ impl ProbeError {
     }
 }
 
-/// Opens a monitor connection (TCP, no statement cache), bounded by the
-/// connect timeout.
+/// Opens a monitor connection (TCP, no statement cache, TLS as
+/// `[backend_tls] mode` says), bounded by the connect timeout.
 pub async fn connect(s: &Settings) -> Result<Conn, ProbeError> {
+    let ssl = crate::tls::client::monitor_opts(&s.tls);
+    let fallback = s.tls.mode == causeway_config::TlsMode::Preferred;
     let opts = OptsBuilder::default()
         .ip_or_hostname(s.host.clone())
         .tcp_port(s.port)
@@ -133,7 +135,16 @@ pub async fn connect(s: &Settings) -> Result<Conn, ProbeError> {
         .stmt_cache_size(0)
         .tcp_nodelay(true)
         .tcp_keepalive(Some(10_000u32));
-    match tokio::time::timeout(s.connect_timeout, Conn::new(opts)).await {
+    let connect = async {
+        match Conn::new(opts.clone().ssl_opts(ssl)).await {
+            // preferred: plaintext when the server offers no TLS
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if fallback => Conn::new(opts).await,
+            r => r,
+        }
+    };
+    match tokio::time::timeout(s.connect_timeout, connect).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ProbeError::ConnectTimeout {
             address: s.address.clone(),

@@ -50,6 +50,8 @@ pub struct Settings {
     /// `@@gtid_executed`; the store is not a GTID replica (no read-only,
     /// replication or source checks).
     pub watermark_query: Option<String>,
+    /// `[backend_tls]`: the monitor's connections follow the same mode.
+    pub tls: causeway_config::BackendTls,
 }
 
 impl std::fmt::Debug for Settings {
@@ -93,6 +95,7 @@ impl Settings {
                 }
                 _ => None,
             },
+            tls: config.backend_tls.clone(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Settings {
             && self.port == other.port
             && self.user == other.user
             && self.password == other.password
+            && self.tls == other.tls
     }
 }
 

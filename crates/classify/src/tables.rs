@@ -49,6 +49,10 @@ pub enum Tables<'a> {
 /// Most tokens a text may have for extraction (longer texts are `Unknown`).
 const MAX_TOKENS: usize = 100_000;
 
+/// Deepest nesting of parentheses / table lists followed (deeper texts are
+/// `Unknown`), which bounds the walker's recursion on hostile input.
+const MAX_DEPTH: usize = 64;
+
 /// Which tables a query text (one or more statements) reads or writes.
 pub fn tables(sql: &str) -> Tables<'_> {
     let (first, flags) = extract(sql, LexOptions::default());
@@ -121,6 +125,7 @@ fn extract(sql: &str, opts: LexOptions) -> (Option<Vec<TableRef<'_>>>, crate::le
             found: Vec::new(),
             ctes: Vec::new(),
             unknown: false,
+            depth: 0,
         };
         if end > start {
             if !statement_start(toks.get(start).copied()) {
@@ -174,45 +179,13 @@ fn statement_start(t: Option<Tok<'_>>) -> bool {
 }
 
 /// Words that may follow a table factor and are never its alias.
+#[rustfmt::skip]
 const AFTER_TABLE: &[&str] = &[
-    "WHERE",
-    "ON",
-    "USING",
-    "JOIN",
-    "INNER",
-    "LEFT",
-    "RIGHT",
-    "CROSS",
-    "NATURAL",
-    "STRAIGHT_JOIN",
-    "OUTER",
-    "FULL",
-    "GROUP",
-    "ORDER",
-    "LIMIT",
-    "HAVING",
-    "WINDOW",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "FOR",
-    "LOCK",
-    "INTO",
-    "SET",
-    "VALUES",
-    "VALUE",
-    "SELECT",
-    "PARTITION",
-    "USE",
-    "FORCE",
-    "IGNORE",
-    "PROCEDURE",
-    "WITH",
-    "RETURNING",
-    "TABLE",
-    "DEFAULT",
-    "AS",
-    "OFFSET",
+    "WHERE", "ON", "USING", "JOIN", "INNER", "LEFT", "RIGHT", "CROSS", "NATURAL",
+    "STRAIGHT_JOIN", "OUTER", "FULL", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "UNION",
+    "EXCEPT", "INTERSECT", "FOR", "LOCK", "INTO", "SET", "VALUES", "VALUE", "SELECT",
+    "PARTITION", "USE", "FORCE", "IGNORE", "PROCEDURE", "WITH", "RETURNING", "TABLE", "DEFAULT",
+    "AS", "OFFSET",
 ];
 
 /// Join words between two table factors.
@@ -221,28 +194,11 @@ const JOIN_WORDS: &[&str] = &[
 ];
 
 /// Words that end a join's `ON` condition.
+#[rustfmt::skip]
 const END_ON: &[&str] = &[
-    "JOIN",
-    "STRAIGHT_JOIN",
-    "INNER",
-    "CROSS",
-    "LEFT",
-    "RIGHT",
-    "NATURAL",
-    "WHERE",
-    "GROUP",
-    "HAVING",
-    "ORDER",
-    "LIMIT",
-    "WINDOW",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "FOR",
-    "LOCK",
-    "INTO",
-    "SET",
-    "RETURNING",
+    "JOIN", "STRAIGHT_JOIN", "INNER", "CROSS", "LEFT", "RIGHT", "NATURAL", "WHERE", "GROUP",
+    "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "EXCEPT", "INTERSECT", "FOR", "LOCK", "INTO",
+    "SET", "RETURNING",
 ];
 
 /// Functions whose argument syntax uses `FROM` (`EXTRACT(YEAR FROM d)`).
@@ -323,6 +279,8 @@ struct Walker<'t, 'a> {
     found: Vec<TableRef<'a>>,
     ctes: Vec<Cow<'a, str>>,
     unknown: bool,
+    /// Current recursion depth (see [`MAX_DEPTH`]).
+    depth: usize,
 }
 
 fn ident<'a>(t: Option<Tok<'a>>) -> Option<Cow<'a, str>> {
@@ -352,8 +310,24 @@ impl<'a> Walker<'_, 'a> {
         self.close.get(i).copied().unwrap_or(i).saturating_add(1)
     }
 
+    /// Enter one level of recursion; false (and `unknown`) when too deep.
+    fn descend(&mut self) -> bool {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.unknown = true;
+        }
+        !self.unknown
+    }
+
     /// Walk an expression / query context `[a, b)`.
     fn expr(&mut self, a: usize, b: usize, from_is_kw: bool) {
+        if self.descend() {
+            self.expr_at(a, b, from_is_kw);
+        }
+        self.depth -= 1;
+    }
+
+    fn expr_at(&mut self, a: usize, b: usize, from_is_kw: bool) {
         let mut i = a;
         while i < b && !self.unknown {
             let Some(t) = self.tok(i) else { return };
@@ -489,7 +463,17 @@ impl<'a> Walker<'_, 'a> {
     /// One table factor at `i` (a name, a parenthesised join or a derived
     /// table) with its alias and hints; `insert` for an `INSERT` target
     /// (then `(` after the name is a column list).
-    fn factor(&mut self, mut i: usize, b: usize, insert: bool) -> usize {
+    fn factor(&mut self, i: usize, b: usize, insert: bool) -> usize {
+        let end = if self.descend() {
+            self.factor_at(i, b, insert)
+        } else {
+            b
+        };
+        self.depth -= 1;
+        end
+    }
+
+    fn factor_at(&mut self, mut i: usize, b: usize, insert: bool) -> usize {
         if i >= b {
             self.unknown = true;
             return b;

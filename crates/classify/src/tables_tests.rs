@@ -190,6 +190,17 @@ fn resolve_uses_session_db() {
     assert_eq!(v[1].resolve(None), Some(("o", "u")));
 }
 
+#[test]
+fn deep_nesting_is_unknown_not_a_stack_overflow() {
+    for open in ["(", "(SELECT a FROM "] {
+        let n = 50_000;
+        let sql = format!("SELECT * FROM {}t{}", open.repeat(n), ")".repeat(n));
+        assert_eq!(tables(&sql), Tables::Unknown);
+    }
+    let ok = format!("SELECT * FROM {}t{}", "(".repeat(10), ")".repeat(10));
+    assert_eq!(got(&ok), Some(vec!["t".to_string()]));
+}
+
 proptest::proptest! {
     #[test]
     fn never_panics(s in "\\PC{0,200}") {

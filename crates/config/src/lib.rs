@@ -2,7 +2,7 @@
 //!
 //! This crate owns loading (`Config::from_file`, `Config::from_str_named`),
 //! the data model (`model.rs`), `host:port` parsing (`address.rs`),
-//! semantic validation (`validate.rs`) and error reporting with file and
+//! the TLS sections (`tls.rs`), semantic validation (`validate.rs`) and error reporting with file and
 //! line (`error.rs`). The documented example lives in `conf/causeway.toml`
 //! at the repository root.
 //!
@@ -31,6 +31,7 @@ mod cache;
 mod error;
 mod model;
 mod rules;
+mod tls;
 mod validate;
 
 use std::path::Path;
@@ -48,6 +49,7 @@ pub use rules::{
     compile_pattern, split_table_name, ParseRouteError, Pool, Rule, RuleRoute, DEFAULT_POOL,
     MAX_PATTERN_LEN, REGEX_SIZE_LIMIT,
 };
+pub use tls::{BackendTls, Tls, TlsMode};
 
 impl Config {
     /// Read, parse and validate a configuration file. Messages name the

@@ -51,6 +51,12 @@ pub struct Config {
     /// `[[rules]]`: query rules, evaluated in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<crate::rules::Rule>,
+    /// `[tls]`: TLS towards clients; absent = no TLS offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::Tls>,
+    /// `[backend_tls]`: TLS towards the MySQL servers.
+    #[serde(default)]
+    pub backend_tls: crate::tls::BackendTls,
 }
 
 /// `[server]` section.
@@ -458,6 +464,8 @@ pub struct ParseEnumError {
     pub expected: &'static str,
 }
 
+/// Implements `ALL`, `as_str`, case-insensitive `FromStr`, `Display` and
+/// serde as a lowercase string for a fieldless enum.
 macro_rules! string_enum {
     ($ty:ident, $what:literal, $expected:literal, $($var:ident => $s:literal),+ $(,)?) => {
         impl $ty {
@@ -512,6 +520,8 @@ pub enum Consistency {
     /// the read arrived (or the primary).
     Strong,
 }
+
+pub(crate) use string_enum;
 
 string_enum!(Consistency, "consistency", "eventual, causal, strong",
     Eventual => "eventual", Causal => "causal", Strong => "strong");
