@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod backend;
 pub mod balance;
+pub mod cache;
 pub mod consistency;
 pub mod frontend;
 pub mod metrics;

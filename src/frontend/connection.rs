@@ -171,6 +171,7 @@ impl Session {
             may_retry: false,
             retryable: None,
             cursor: Picker::new(u64::from(id), cfg.routing.read_balance),
+            cache_written: Vec::new(),
             shared,
             client,
             proxy,

@@ -1,6 +1,7 @@
 //! The proxy's side towards clients: login and the per-connection session.
 
 mod admin_rows;
+mod cached;
 mod causal;
 mod connection;
 mod floor;

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cached::{Before, CacheStmt};
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
 use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
@@ -184,6 +185,15 @@ impl Session {
                 .await;
         };
         let class = stmt.class.clone();
+        // the cache key's statement part: text, remembered types, payload
+        let keyed = (self.proxy.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
+            let text = String::from_utf8_lossy(stmt.prepare.get(1..).unwrap_or_default());
+            // types the payload does not carry are the ones bound before
+            let bound_at = 10 + usize::from(stmt.params).div_ceil(8);
+            let carried = stmt.params == 0 || payload.get(bound_at) == Some(&1);
+            let types = if carried { None } else { stmt.types.clone() };
+            (text.into_owned(), types.unwrap_or_default())
+        });
         let target = match &stmt.long_data_on {
             Some(b) => Target::Backend(b.clone()),
             None => self.route.decide(&class).0,
@@ -197,6 +207,20 @@ impl Session {
             Err(flow) => return flow,
         };
         let token = std::mem::take(&mut self.settings.token);
+        let mut fill = None;
+        if let Some((sql, types)) = &keyed {
+            let params = payload.get(5..).unwrap_or_default();
+            let stmt = CacheStmt::Execute { sql, types, params };
+            match self.cache_before(stmt, &class, &target, mode, &token).await {
+                Before::Hit(flow) => {
+                    self.restore_token(token);
+                    self.end_rules();
+                    return flow;
+                }
+                Before::Fill(f) => fill = Some(f),
+                Before::Skip => {}
+            }
+        }
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(
@@ -209,6 +233,8 @@ impl Session {
             .await;
         self.restore_token(token);
         self.end_rules();
+        let sql = keyed.as_ref().map_or("", |k| k.0.as_str());
+        self.cache_after(fill, &class, sql, sent.as_ref(), outcome.as_ref());
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }

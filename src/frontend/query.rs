@@ -11,6 +11,7 @@ use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cached::{Before, CacheStmt};
 use super::local;
 use super::prepared::Cmd;
 use super::registry::{self, Kill};
@@ -33,6 +34,8 @@ pub(super) enum Via {
     Waited,
     /// The primary, for a read no replica could serve.
     Fallback,
+    /// Answered from the cache (the backend is the primary, unused).
+    Cache,
 }
 
 /// Where a statement was sent, for `@@causeway.last_route` and bookkeeping.
@@ -46,6 +49,7 @@ impl Sent {
     /// `primary`, `primary:fallback`, `replica:NAME` or `replica:NAME:waited`.
     pub fn label(&self) -> String {
         match (self.backend.role, self.via) {
+            (_, Via::Cache) => "cache".to_string(),
             (Role::Primary, Via::Fallback) => "primary:fallback".to_string(),
             (Role::Primary, _) => "primary".to_string(),
             (Role::Replica, Via::Waited) => format!("replica:{}:waited", self.backend.name()),
@@ -96,6 +100,11 @@ impl Session {
                 .reply_err(&ErrPacket::new(code, state, e.to_string()))
                 .await;
         }
+        if c.reason == causeway_classify::Reason::Causeway
+            && crate::cache::admin::is_show_cache(sql)
+        {
+            return self.show_cache().await;
+        }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
@@ -131,6 +140,20 @@ impl Session {
             }
             None => (std::mem::take(&mut self.settings.token), true),
         };
+        let fill = match self
+            .cache_before(CacheStmt::Text(sql), &c, &target, mode, &token)
+            .await
+        {
+            Before::Hit(flow) => {
+                self.end_rules();
+                if borrowed {
+                    self.restore_token(token);
+                }
+                return flow;
+            }
+            Before::Fill(f) => Some(f),
+            Before::Skip => None,
+        };
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
@@ -139,6 +162,7 @@ impl Session {
         if borrowed {
             self.restore_token(token);
         }
+        self.cache_after(fill, &c, sql, sent.as_ref(), outcome.as_ref());
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
             tracing::debug!(conn = self.id, route = %sent.label(), reason, "statement routed");
             self.after_statement(&c, sql, &sent, &outcome, started);

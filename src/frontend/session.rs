@@ -73,6 +73,9 @@ pub struct Session {
     pub(super) shared: Arc<SessionShared>,
     /// Weighted replica choice (see `crate::consistency::Picker`).
     pub(super) cursor: Picker,
+    /// Tables written in the open transaction (the cache invalidates them
+    /// again when it ends).
+    pub(super) cache_written: Vec<String>,
 }
 
 impl Session {

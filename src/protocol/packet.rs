@@ -95,6 +95,11 @@ pub struct PacketConn {
     /// Bytes queued for the socket.
     pub wbuf: BytesMut,
     max_payload: usize,
+    /// While set, a copy of every byte flushed (the cache captures a reply
+    /// as relayed); dropped, not grown, past `capture_limit`.
+    pub capture: Option<Vec<u8>>,
+    /// Largest capture kept.
+    pub capture_limit: usize,
 }
 
 impl PacketConn {
@@ -106,6 +111,8 @@ impl PacketConn {
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             max_payload: DEFAULT_MAX_PAYLOAD,
+            capture: None,
+            capture_limit: 0,
         }
     }
 
@@ -324,6 +331,13 @@ impl PacketConn {
     /// Writes everything queued to the socket.
     pub async fn flush(&mut self) -> Result<(), PacketError> {
         if !self.wbuf.is_empty() {
+            if let Some(c) = &mut self.capture {
+                if c.len().saturating_add(self.wbuf.len()) > self.capture_limit {
+                    self.capture = None;
+                } else {
+                    c.extend_from_slice(&self.wbuf);
+                }
+            }
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
             self.flush_tls().await?;

@@ -27,6 +27,7 @@
 //! ```
 
 mod address;
+mod cache;
 mod error;
 mod model;
 mod rules;
@@ -37,6 +38,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use address::split_host_port;
+pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB};
 pub use error::ConfigError;
 pub use model::{
     Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError,

@@ -42,6 +42,9 @@ pub struct Config {
     /// `[routing]`: read-consistency policy.
     #[serde(default)]
     pub routing: Routing,
+    /// `[cache]`: the result cache tier (off by default).
+    #[serde(default)]
+    pub cache: crate::cache::Cache,
     /// `[[pools]]`: optional settings of named replica pools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<crate::rules::Pool>,
