@@ -27,6 +27,7 @@ use crate::protocol::messages::{self, track};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
 
 use super::reply::{self, Reply};
+use super::stmt_cache::StmtCache;
 
 /// Idle time before the first TCP keepalive probe on a backend socket.
 pub const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
@@ -139,6 +140,16 @@ pub struct BackendConn {
     /// `crate::workers`).
     home: std::thread::ThreadId,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The replayed `SET` statements whose effect this connection carries
+    /// since its last reset (its session-variable state, compared by the
+    /// pool and by sessions in `transaction` pool mode).
+    pub sets: Vec<String>,
+    /// Set when the connection carries state that cannot be described by
+    /// `db` and `sets` (a pinned session's user variables, temporary
+    /// tables, locks...): it is reset before anyone else uses it.
+    pub tainted: bool,
+    /// Statements prepared on this connection, by SQL text.
+    pub stmts: StmtCache,
 }
 
 /// Capabilities causeway always asks a backend for.
@@ -156,8 +167,12 @@ pub fn base_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_SESSION_TRACK
 }
 
-/// SQL run once on every new backend connection and after every reset.
-pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
+/// SQL run once on every new backend connection and after every reset:
+/// commits report their GTIDs, and every change of session state is
+/// reported (`SESSION_TRACK_STATE_CHANGE`), so a session in `transaction`
+/// pool mode notices state it did not parse.
+pub const SETUP_SQL: &str =
+    "SET SESSION session_track_gtids = ALL_GTIDS, session_track_state_change = ON";
 
 impl BackendConn {
     /// A connection over an already connected socket, for unit tests of
@@ -181,6 +196,9 @@ impl BackendConn {
             pending: false,
             home: std::thread::current().id(),
             permit: None,
+            sets: Vec::new(),
+            tainted: false,
+            stmts: StmtCache::default(),
         }
     }
 
@@ -325,6 +343,9 @@ impl BackendConn {
             pending: false,
             home: std::thread::current().id(),
             permit: None,
+            sets: Vec::new(),
+            tainted: false,
+            stmts: StmtCache::default(),
         };
         conn.query_ok(SETUP_SQL)
             .await?
@@ -556,6 +577,10 @@ impl BackendConn {
         if r.is_err() {
             self.broken = true;
         }
+        // the server closed every prepared statement and forgot the SETs
+        self.stmts.clear();
+        self.sets.clear();
+        self.tainted = false;
         r
     }
 
@@ -572,6 +597,25 @@ impl BackendConn {
             self.query_ok(&format!("SET NAMES {charset} COLLATE {collation}"))
                 .await?
                 .map_err(to_err)?;
+        }
+        Ok(())
+    }
+
+    /// Closes prepared statements `ids` (COM_STMT_CLOSE has no reply).
+    pub async fn close_stmts(&mut self, ids: &[u32]) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            let mut p = [0x19, 0, 0, 0, 0];
+            if let Some(dst) = p.get_mut(1..5) {
+                dst.copy_from_slice(&id.to_le_bytes());
+            }
+            let mut seq = 0;
+            self.io.queue(&mut seq, &p);
+        }
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_err(e));
         }
         Ok(())
     }

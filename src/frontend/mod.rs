@@ -5,6 +5,7 @@ mod causal;
 mod connection;
 mod floor;
 pub mod local;
+mod multiplex;
 pub mod login;
 mod prepared;
 mod query;

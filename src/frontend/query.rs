@@ -72,6 +72,9 @@ impl Session {
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
         let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
+        if let Some(column) = super::multiplex::connection_id_query(sql) {
+            return self.reply_connection_id(&column).await;
+        }
         let c = classify(sql);
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
@@ -335,6 +338,7 @@ impl Session {
     ) {
         let is_primary = sent.backend.role == Role::Primary;
         let ok = outcome.error.is_none();
+        let was_pinned = self.route.pinned.is_some();
         self.route.after(
             c,
             sent.backend.name(),
@@ -361,11 +365,13 @@ impl Session {
                     .find(|h| h.conn.server == sent.backend.name())
                 {
                     h.applied_sets = n;
+                    h.conn.sets.clone_from(&self.sets);
                 }
             } else {
                 self.route.pin("SET inside a multi-statement");
             }
         }
+        self.note_pin(c, was_pinned, sent.backend.name());
         let handles = sent.backend.metrics();
         if sent.via == Via::Fallback {
             handles.fallbacks.increment(1);
@@ -479,6 +485,7 @@ impl Session {
             self.reply_err(&err).await;
             return Flow::Quit;
         }
+        target.begin_kill();
         if let Some((addr, thread_id)) = target.running() {
             let login = target.login.lock().map(|l| l.clone()).ok();
             if let Some(login) = login {
