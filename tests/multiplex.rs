@@ -1,0 +1,352 @@
+//! `[server] pool_mode = "transaction"`: thousands of clients over a few
+//! backend connections, on the real topology with
+//! `pool_max_per_backend = 8`. Backend connections are counted on the
+//! servers themselves (`information_schema.processlist`, user `app`),
+//! sampled while the clients run.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use mysql_async::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const POOL: usize = 8;
+
+fn multiplexed(t: String) -> String {
+    t.replace(
+        "connect_timeout_ms = 5000",
+        "connect_timeout_ms = 30000\npool_max_per_backend = 8\npool_mode = \"transaction\"\nmax_connections = 5000",
+    )
+}
+
+/// Root connections to every server of the topology (primary first).
+async fn server_conns() -> Vec<mysql_async::Conn> {
+    let topo = support::topology();
+    let mut ports = vec![topo.primary().port()];
+    ports.extend(topo.replicas().iter().map(|r| r.port()));
+    let mut out = Vec::new();
+    for p in ports {
+        out.push(
+            mysql_async::Conn::new(support::opts(p, "root", "", None))
+                .await
+                .expect("root connection"),
+        );
+    }
+    out
+}
+
+/// Connections of user `app` on each server, now.
+async fn app_connections(servers: &mut [mysql_async::Conn]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for c in servers.iter_mut() {
+        let n: Option<u64> = c
+            .query_first("SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'app'")
+            .await
+            .expect("processlist");
+        out.push(n.unwrap_or(0) as usize);
+    }
+    out
+}
+
+/// Samples the `app` connections of every server until stopped; returns
+/// the largest count seen on any server and the number of samples.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, usize)>,
+}
+
+impl Sampler {
+    async fn start() -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut servers = server_conns().await;
+        let s = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let (mut max, mut samples) = (0, 0);
+            while !s.load(Ordering::Relaxed) {
+                let counts = app_connections(&mut servers).await;
+                max = max.max(counts.into_iter().max().unwrap_or(0));
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (max, samples)
+        });
+        Sampler { stop, task }
+    }
+
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+async fn connect(opts: mysql_async::Opts) -> mysql_async::Conn {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match mysql_async::Conn::new(opts.clone()).await {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot connect: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// 400 clients write a row each and read it back (causal reads, the
+/// default) and read other data, concurrently: every statement succeeds
+/// and no server ever sees more than 8 connections of `app`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_hundred_clients_over_eight_connections() {
+    let proxy = support::start_proxy_with(multiplexed).await;
+    let db = support::unique_db("mux400");
+    let mut admin = proxy.conn().await;
+    admin
+        .query_drop(format!(
+            "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(32))"
+        ))
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    let sampler = Sampler::start().await;
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..400u32 {
+        let opts = proxy.opts("app", "apppw");
+        let db = db.clone();
+        let ok = Arc::clone(&ok);
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            for round in 0..3u32 {
+                let id = i * 10 + round;
+                c.exec_drop(
+                    format!("INSERT INTO {db}.t VALUES (?, ?)"),
+                    (id, format!("v{id}")),
+                )
+                .await
+                .unwrap();
+                // own write, read back through a replica (causal)
+                let v: Option<String> = c
+                    .query_first(format!("SELECT v FROM {db}.t WHERE id = {id}"))
+                    .await
+                    .unwrap();
+                assert_eq!(v.as_deref(), Some(format!("v{id}").as_str()), "client {i}");
+                let n: Option<u64> = c
+                    .query_first(format!("SELECT COUNT(*) FROM {db}.t"))
+                    .await
+                    .unwrap();
+                assert!(n.unwrap_or(0) >= 1);
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            c.disconnect().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (max, samples) = sampler.finish().await;
+    assert_eq!(ok.load(Ordering::Relaxed), 1200);
+    assert!(samples >= 2, "the processlist was sampled ({samples})");
+    assert!(max <= POOL, "{max} connections of app on one server (pool of {POOL})");
+    assert!(max >= 1, "the sampler saw the clients' connections");
+    let mut c = proxy.conn().await;
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// 60 clients, each with its own `time_zone` and character set, always
+/// read back their own values while they share 8 connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_variables_follow_the_client() {
+    let proxy = support::start_proxy_with(multiplexed).await;
+    let sampler = Sampler::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..60u32 {
+        let opts = proxy.opts("app", "apppw");
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            let tz = format!("+{:02}:{:02}", i % 14, (i / 14) * 15 % 60);
+            let cs = ["latin1", "utf8mb4", "ascii"][i as usize % 3];
+            c.query_drop(format!("SET time_zone = '{tz}'")).await.unwrap();
+            c.query_drop(format!("SET NAMES {cs}")).await.unwrap();
+            for _ in 0..20 {
+                let row: Option<(String, String, String)> = c
+                    .query_first(
+                        "SELECT @@session.time_zone, @@character_set_client, @@character_set_results",
+                    )
+                    .await
+                    .unwrap();
+                let (t, client, results) = row.unwrap();
+                assert_eq!((t.as_str(), client.as_str(), results.as_str()), (tz.as_str(), cs, cs), "client {i}");
+                // a write on the primary sees the same state
+                let t2: Option<String> = c
+                    .query_first("SELECT @@time_zone FOR UPDATE")
+                    .await
+                    .unwrap_or(Some(tz.clone()));
+                assert_eq!(t2.as_deref(), Some(tz.as_str()));
+            }
+            c.disconnect().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (max, _) = sampler.finish().await;
+    assert!(max <= POOL, "{max} connections of app on one server");
+    // a new client gets none of that state
+    let mut c = proxy.conn().await;
+    let tz: Option<String> = c.query_first("SELECT @@session.time_zone").await.unwrap();
+    assert_eq!(tz.as_deref(), Some("SYSTEM"));
+}
+
+/// A transaction sees its own uncommitted row while 40 other clients
+/// churn on the same 8 connections, nobody else sees it, and ROLLBACK
+/// removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_keeps_its_connection_while_others_churn() {
+    let proxy = support::start_proxy_with(multiplexed).await;
+    let db = support::unique_db("muxtx");
+    let mut a = proxy.conn().await;
+    a.query_drop(format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY AUTO_INCREMENT, who VARCHAR(16))"
+    ))
+    .await
+    .unwrap();
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop(format!("INSERT INTO {db}.t (who) VALUES ('mine')"))
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen_by_others = Arc::new(AtomicUsize::new(0));
+    let mut churn = Vec::new();
+    for _ in 0..40 {
+        let opts = proxy.opts("app", "apppw");
+        let db = db.clone();
+        let stop = Arc::clone(&stop);
+        let seen = Arc::clone(&seen_by_others);
+        churn.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) || rounds < 3 {
+                c.query_drop(format!("INSERT INTO {db}.t (who) VALUES ('other')"))
+                    .await
+                    .unwrap();
+                let n: Option<u64> = c
+                    .query_first(format!(
+                        "SELECT COUNT(*) FROM {db}.t WHERE who = 'mine' FOR SHARE SKIP LOCKED"
+                    ))
+                    .await
+                    .unwrap();
+                seen.fetch_add(n.unwrap_or(0) as usize, Ordering::Relaxed);
+                let n: Option<u64> = c
+                    .query_first(format!("SELECT COUNT(*) FROM {db}.t WHERE who = 'mine'"))
+                    .await
+                    .unwrap();
+                seen.fetch_add(n.unwrap_or(0) as usize, Ordering::Relaxed);
+                rounds += 1;
+            }
+            c.disconnect().await.unwrap();
+        }));
+    }
+    for _ in 0..30 {
+        let n: Option<u64> = a
+            .query_first(format!("SELECT COUNT(*) FROM {db}.t WHERE who = 'mine'"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(1), "the transaction sees its own row");
+        let route: Option<String> = a.query_first("SELECT @@causeway.last_route").await.unwrap();
+        assert_eq!(route.as_deref(), Some("primary"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.query_drop("ROLLBACK").await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for t in churn {
+        t.await.unwrap();
+    }
+    assert_eq!(seen_by_others.load(Ordering::Relaxed), 0, "no other client saw the row");
+    let mut direct = support::direct_conn().await;
+    let (mine, others): (u64, u64) = direct
+        .query_first(format!(
+            "SELECT SUM(who = 'mine'), SUM(who = 'other') FROM {db}.t"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mine, 0, "rolled back");
+    assert!(others >= 120, "the others' rows committed ({others})");
+    a.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// `SELECT CONNECTION_ID()` answers causeway's id (the one in the
+/// handshake), whatever backend connection serves the client, and KILL
+/// with that id reaches the statement running for it now, without
+/// touching another client's statement on the shared connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_id_and_kill_across_shared_connections() {
+    let proxy = support::start_proxy_with(multiplexed).await;
+    let mut a = proxy.conn().await;
+    let id: Option<u64> = a.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    assert_eq!(id, Some(u64::from(a.id())));
+    let again: Option<u64> = a.query_first("select connection_id() as cid;").await.unwrap();
+    assert_eq!(again, id);
+    // the same from a prepared statement is the backend's thread id: not
+    // intercepted (documented)
+    let mut others = Vec::new();
+    for _ in 0..6 {
+        let opts = proxy.opts("app", "apppw");
+        others.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            let v: Option<u64> = c.query_first("SELECT SLEEP(2)").await.unwrap();
+            assert_eq!(v, Some(0), "another client's statement was not interrupted");
+        }));
+    }
+    let opts = proxy.opts("app", "apppw");
+    let (id_tx, id_rx) = tokio::sync::oneshot::channel();
+    let sleeper = tokio::spawn(async move {
+        let mut a = connect(opts).await;
+        let my_id = a.id();
+        id_tx.send(my_id).unwrap();
+        let started = Instant::now();
+        let r: Result<Option<u64>, _> = a.query_first("SELECT SLEEP(30)").await;
+        (my_id, started.elapsed(), r.map_err(|e| e.to_string()), a)
+    });
+    let sleeper_id = id_rx.await.unwrap();
+    // wait until the sleep runs on a backend (it shows in a processlist)
+    let mut servers = server_conns().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'wait: loop {
+        for s in servers.iter_mut() {
+            let n: Option<u64> = s
+                .query_first(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE info = 'SELECT SLEEP(30)'",
+                )
+                .await
+                .unwrap();
+            if n.unwrap_or(0) > 0 {
+                break 'wait;
+            }
+        }
+        assert!(Instant::now() < deadline, "the sleep never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut killer = proxy.conn().await;
+    killer
+        .query_drop(format!("KILL QUERY {sleeper_id}"))
+        .await
+        .unwrap();
+    let (my_id, elapsed, r, mut a2) = sleeper.await.unwrap();
+    assert_eq!(my_id, sleeper_id);
+    assert!(elapsed < Duration::from_secs(20), "the sleep was killed ({elapsed:?})");
+    // MySQL answers 1 for an interrupted SLEEP (or 1317)
+    match r {
+        Ok(v) => assert_eq!(v, Some(1)),
+        Err(e) => assert!(e.contains("1317"), "{e}"),
+    }
+    let v: Option<u64> = a2.query_first("SELECT 7").await.unwrap();
+    assert_eq!(v, Some(7), "the killed client lives on");
+    killer.query_drop(format!("KILL {my_id}")).await.unwrap();
+    assert!(a2.query_drop("SELECT 1").await.is_err(), "KILL CONNECTION ended it");
+    for t in others {
+        t.await.unwrap();
+    }
+}
