@@ -350,3 +350,115 @@ async fn connection_id_and_kill_across_shared_connections() {
         t.await.unwrap();
     }
 }
+
+async fn sysbench_ro(port: u16, db: &str, phase: &str, extra: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("sysbench")
+        .arg("oltp_read_only")
+        .arg("--db-driver=mysql")
+        .arg("--mysql-host=127.0.0.1")
+        .arg(format!("--mysql-port={port}"))
+        .arg("--mysql-user=app")
+        .arg("--mysql-password=apppw")
+        .arg(format!("--mysql-db={db}"))
+        .arg("--tables=2")
+        .arg("--table-size=1000")
+        .args(extra)
+        .arg(phase)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), out)
+        .await
+        .unwrap_or_else(|_| panic!("sysbench {phase} timed out"))
+        .expect("sysbench is required (apt-get install -y sysbench)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn stat(report: &str, label: &str) -> Option<u64> {
+    report
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// sysbench `oltp_read_only`, 64 threads, server-side prepared statements
+/// (`--db-ps-mode=auto`): no errors, no reconnects, and never more than 8
+/// connections of `app` per server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sysbench_read_only_64_threads_over_eight_connections() {
+    let proxy = support::start_proxy_with(multiplexed).await;
+    let db = support::unique_db("muxsb");
+    let mut c = proxy.conn().await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    let (ok, log) = sysbench_ro(proxy.port(), &db, "prepare", &[]).await;
+    assert!(ok, "prepare:\n{log}");
+    support::sync_replicas().await;
+    let sampler = Sampler::start().await;
+    let (ok, log) = sysbench_ro(
+        proxy.port(),
+        &db,
+        "run",
+        &["--time=8", "--threads=64", "--db-ps-mode=auto"],
+    )
+    .await;
+    let (max, samples) = sampler.finish().await;
+    assert!(ok, "run:\n{log}");
+    let report = &log[log.find("SQL statistics:").expect("a report")..];
+    println!("{report}");
+    let tx = stat(report, "transactions:").expect("transactions");
+    assert!(tx > 0, "{report}");
+    assert_eq!(stat(report, "ignored errors:"), Some(0), "{report}");
+    assert_eq!(stat(report, "reconnects:"), Some(0), "{report}");
+    assert!(samples >= 2);
+    assert!(max <= POOL, "{max} connections of app on one server");
+    println!("transactions {tx}, most app connections on one server: {max}");
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// 2,000 idle clients of the real binary cost at most 64 MiB of proxy
+/// RSS and hold at most 8 backend connections per server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_clients_are_cheap() {
+    let proxy = support::external::ExternalProxy::start(multiplexed).await;
+    let before = proxy.status_kib("VmRSS");
+    let opts = proxy.opts("app", "apppw");
+    let mut clients = Vec::new();
+    for _batch in 0..20 {
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let opts = opts.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = connect(opts).await;
+                let v: Option<u64> = c.query_first("SELECT 1").await.unwrap();
+                assert_eq!(v, Some(1));
+                c
+            }));
+        }
+        for t in tasks {
+            clients.push(t.await.unwrap());
+        }
+    }
+    assert_eq!(clients.len(), 2000);
+    let mut servers = server_conns().await;
+    let counts = app_connections(&mut servers).await;
+    let rss = proxy.status_kib("VmRSS");
+    let hwm = proxy.vm_hwm_kib();
+    println!("VmRSS before {before} KiB, with 2000 idle clients {rss} KiB (VmHWM {hwm} KiB); app connections per server {counts:?}");
+    assert!(
+        rss.saturating_sub(before) <= 64 * 1024,
+        "2000 idle clients cost {} KiB",
+        rss - before
+    );
+    assert!(counts.iter().all(|&n| n <= POOL), "{counts:?}");
+    // they are all alive and served
+    for c in clients.iter_mut().step_by(97) {
+        let v: Option<u64> = c.query_first("SELECT 2").await.unwrap();
+        assert_eq!(v, Some(2));
+    }
+    proxy.assert_no_panic();
+}
