@@ -148,7 +148,10 @@ async fn four_hundred_clients_over_eight_connections() {
     let (max, samples) = sampler.finish().await;
     assert_eq!(ok.load(Ordering::Relaxed), 1200);
     assert!(samples >= 2, "the processlist was sampled ({samples})");
-    assert!(max <= POOL, "{max} connections of app on one server (pool of {POOL})");
+    assert!(
+        max <= POOL,
+        "{max} connections of app on one server (pool of {POOL})"
+    );
     assert!(max >= 1, "the sampler saw the clients' connections");
     let mut c = proxy.conn().await;
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
@@ -263,7 +266,11 @@ async fn transaction_keeps_its_connection_while_others_churn() {
     for t in churn {
         t.await.unwrap();
     }
-    assert_eq!(seen_by_others.load(Ordering::Relaxed), 0, "no other client saw the row");
+    assert_eq!(
+        seen_by_others.load(Ordering::Relaxed),
+        0,
+        "no other client saw the row"
+    );
     let mut direct = support::direct_conn().await;
     let (mine, others): (u64, u64) = direct
         .query_first(format!(
@@ -287,7 +294,10 @@ async fn connection_id_and_kill_across_shared_connections() {
     let mut a = proxy.conn().await;
     let id: Option<u64> = a.query_first("SELECT CONNECTION_ID()").await.unwrap();
     assert_eq!(id, Some(u64::from(a.id())));
-    let again: Option<u64> = a.query_first("select connection_id() as cid;").await.unwrap();
+    let again: Option<u64> = a
+        .query_first("select connection_id() as cid;")
+        .await
+        .unwrap();
     assert_eq!(again, id);
     // the same from a prepared statement is the backend's thread id: not
     // intercepted (documented)
@@ -336,7 +346,10 @@ async fn connection_id_and_kill_across_shared_connections() {
         .unwrap();
     let (my_id, elapsed, r, mut a2) = sleeper.await.unwrap();
     assert_eq!(my_id, sleeper_id);
-    assert!(elapsed < Duration::from_secs(20), "the sleep was killed ({elapsed:?})");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "the sleep was killed ({elapsed:?})"
+    );
     // MySQL answers 1 for an interrupted SLEEP (or 1317)
     match r {
         Ok(v) => assert_eq!(v, Some(1)),
@@ -345,7 +358,10 @@ async fn connection_id_and_kill_across_shared_connections() {
     let v: Option<u64> = a2.query_first("SELECT 7").await.unwrap();
     assert_eq!(v, Some(7), "the killed client lives on");
     killer.query_drop(format!("KILL {my_id}")).await.unwrap();
-    assert!(a2.query_drop("SELECT 1").await.is_err(), "KILL CONNECTION ended it");
+    assert!(
+        a2.query_drop("SELECT 1").await.is_err(),
+        "KILL CONNECTION ended it"
+    );
     for t in others {
         t.await.unwrap();
     }
@@ -461,4 +477,72 @@ async fn two_thousand_idle_clients_are_cheap() {
         assert_eq!(v, Some(2));
     }
     proxy.assert_no_panic();
+}
+
+/// State causeway cannot replay pins its client to one connection: the
+/// client keeps its user variable and temporary table across statements
+/// while others share the pool, nobody else ever sees them, and they are
+/// gone for whoever gets that connection after the client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_state_stays_with_its_client_only() {
+    let proxy = support::start_proxy_with(|t| {
+        multiplexed(t).replace("pool_max_per_backend = 8", "pool_max_per_backend = 2")
+    })
+    .await;
+    let db = support::unique_db("muxpin");
+    let mut a = proxy.conn().await;
+    a.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    a.query_drop("SET @secret = 42").await.unwrap();
+    a.query_drop(format!("CREATE TEMPORARY TABLE {db}.tmp_mux (x INT)"))
+        .await
+        .unwrap();
+    a.query_drop(format!("INSERT INTO {db}.tmp_mux VALUES (1)"))
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        let opts = proxy.opts("app", "apppw");
+        let db = db.clone();
+        others.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            for _ in 0..10 {
+                let v: Option<Option<u64>> =
+                    c.query_first("SELECT @secret FOR UPDATE").await.unwrap();
+                assert_eq!(v, Some(None), "another client saw the variable");
+                let e = c
+                    .query_drop(format!("SELECT * FROM {db}.tmp_mux FOR UPDATE"))
+                    .await
+                    .unwrap_err();
+                let mysql_async::Error::Server(e) = e else {
+                    panic!("{e}")
+                };
+                assert_eq!(e.code, 1146, "another client saw the temporary table");
+            }
+        }));
+    }
+    for _ in 0..10 {
+        let v: Option<u64> = a.query_first("SELECT @secret").await.unwrap();
+        assert_eq!(v, Some(42));
+        let n: Option<u64> = a
+            .query_first(format!("SELECT COUNT(*) FROM {db}.tmp_mux"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(1));
+    }
+    for t in others {
+        t.await.unwrap();
+    }
+    a.disconnect().await.unwrap();
+    // the pool has 2 primary connections; both are used again, reset
+    let mut cs = Vec::new();
+    for _ in 0..4 {
+        let mut c = proxy.conn().await;
+        let v: Option<Option<u64>> = c.query_first("SELECT @secret FOR UPDATE").await.unwrap();
+        assert_eq!(v, Some(None));
+        cs.push(c);
+    }
+    cs[0]
+        .query_drop(format!("DROP DATABASE {db}"))
+        .await
+        .unwrap();
 }

@@ -348,7 +348,10 @@ impl Pool {
             let mut i = 0;
             while i < waiters.len() {
                 let fits = waiters.get(i).map(|w| {
-                    (w.tx.is_closed(), w.key == conn.key && (w.has_db || conn.db.is_none()))
+                    (
+                        w.tx.is_closed(),
+                        w.key == conn.key && (w.has_db || conn.db.is_none()),
+                    )
                 });
                 match fits {
                     Some((true, _)) => {

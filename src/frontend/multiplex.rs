@@ -60,7 +60,9 @@ impl Session {
     /// `causeway_session_pins_total{reason}`, and marks the connection that
     /// ran it (its state must be reset before another client uses it).
     pub(super) fn note_pin(&mut self, c: &Classification, was_pinned: bool, backend: &str) {
-        if self.state_changed && !explains_state_change(c) {
+        // session mode keeps its connection anyway: routing stays as it was
+        let multiplexed = self.mode == PoolMode::Transaction;
+        if multiplexed && self.state_changed && !explains_state_change(c) {
             self.route.pin("untracked session state");
         }
         let Some(reason) = self.route.pinned else {
@@ -174,7 +176,7 @@ pub fn bigint_result(caps: CapabilityFlags, status: u16, column: &str, v: u64) -
     def.extend_from_slice(&63u16.to_le_bytes()); // binary
     def.extend_from_slice(&21u32.to_le_bytes());
     def.push(0x08); // LONGLONG
-    // NOT NULL | UNSIGNED | BINARY
+                    // NOT NULL | UNSIGNED | BINARY
     def.extend_from_slice(&(0x0001u16 | 0x0020 | 0x0080).to_le_bytes());
     def.push(0);
     def.extend_from_slice(&[0, 0]);
@@ -206,11 +208,20 @@ mod tests {
     #[test]
     fn connection_id_forms() {
         let col = |s: &str| connection_id_query(s);
-        assert_eq!(col("SELECT CONNECTION_ID()").as_deref(), Some("CONNECTION_ID()"));
-        assert_eq!(col(" select connection_id( ) ;").as_deref(), Some("connection_id( )"));
+        assert_eq!(
+            col("SELECT CONNECTION_ID()").as_deref(),
+            Some("CONNECTION_ID()")
+        );
+        assert_eq!(
+            col(" select connection_id( ) ;").as_deref(),
+            Some("connection_id( )")
+        );
         assert_eq!(col("SELECT CONNECTION_ID() AS id").as_deref(), Some("id"));
         assert_eq!(col("SELECT CONNECTION_ID() cid").as_deref(), Some("cid"));
-        assert_eq!(col("SELECT CONNECTION_ID() AS `my id`").as_deref(), Some("my id"));
+        assert_eq!(
+            col("SELECT CONNECTION_ID() AS `my id`").as_deref(),
+            Some("my id")
+        );
         for other in [
             "SELECT CONNECTION_ID(), 1",
             "SELECT CONNECTION_ID() + 1",

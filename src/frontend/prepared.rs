@@ -10,12 +10,12 @@ use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
 use super::stmt::Stmt;
 use crate::backend::stmt_cache::STMT_CACHE_MAX;
-use causeway_config::PoolMode;
 use crate::consistency::{self, Choice};
 use crate::protocol::ErrPacket;
 use crate::relay::{self, Expect};
 use crate::router::Target;
 use crate::topology::Backend;
+use causeway_config::PoolMode;
 
 /// A command to run on whichever backend routing picks.
 pub(super) enum Cmd<'a> {
@@ -102,7 +102,12 @@ impl Session {
 
     /// The id of client statement `id` on held connection `idx`, preparing
     /// it there first unless that connection already has it (by SQL text).
-    async fn ensure_prepared(&mut self, idx: usize, id: u32, backend: &str) -> Result<u32, ErrPacket> {
+    async fn ensure_prepared(
+        &mut self,
+        idx: usize,
+        id: u32,
+        backend: &str,
+    ) -> Result<u32, ErrPacket> {
         let max = cache_max(self.mode);
         let stmt = self
             .stmts
@@ -358,5 +363,52 @@ impl Session {
         };
         dst.copy_from_slice(&bid.to_le_bytes());
         self.forward_on(idx, &p, expect, None).await.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(params: u16) -> Stmt {
+        Stmt {
+            prepare: vec![0x16],
+            class: causeway_classify::classify("SELECT ?"),
+            params,
+            copies: Vec::new(),
+            types: None,
+            long_data_on: None,
+            last_backend: None,
+        }
+    }
+
+    #[test]
+    fn executions_carry_the_clients_own_types() {
+        let mut s = stmt(1);
+        // id=1, flags=0, iter=1, null bitmap 0, bound=1, LONGLONG, value
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        let out = execute_payload_for(&mut s, &with_types, 7).unwrap();
+        assert_eq!(&out[1..5], &7u32.to_le_bytes());
+        assert_eq!(&out[5..], &with_types[5..]);
+        // types omitted: this client's types are added (the backend
+        // statement may have seen another client's)
+        let mut without = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = execute_payload_for(&mut s, &without, 9).unwrap();
+        assert_eq!(&out[1..5], &9u32.to_le_bytes());
+        assert_eq!(out[11], 1);
+        assert_eq!(&out[12..14], &[8, 0]);
+        assert_eq!(&out[14..], &6i64.to_le_bytes());
+    }
+
+    #[test]
+    fn short_payloads_never_panic() {
+        let mut s = stmt(3);
+        for len in 0..16 {
+            let p: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let out = execute_payload_for(&mut s, &p, 1);
+            assert_eq!(out.is_none(), len < 5, "{len}");
+        }
     }
 }
