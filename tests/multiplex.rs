@@ -1,8 +1,10 @@
 //! `[server] pool_mode = "transaction"`: thousands of clients over a few
 //! backend connections, on the real topology with
 //! `pool_max_per_backend = 8`. Backend connections are counted on the
-//! servers themselves (`information_schema.processlist`, user `app`),
-//! sampled while the clients run.
+//! servers themselves (`information_schema.processlist`), sampled while the
+//! clients run; each counting test has its own MySQL account (and causeway
+//! user of the same name), so tests running at once do not count each
+//! other's connections.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -21,6 +23,40 @@ fn multiplexed(t: String) -> String {
     )
 }
 
+/// A MySQL account of its own (password `apppw`, all privileges), created
+/// on the primary and replicated.
+async fn own_account(prefix: &str) -> String {
+    let user = support::unique_db(prefix);
+    let mut root = mysql_async::Conn::new(support::opts(
+        support::topology().primary().port(),
+        "root",
+        "",
+        None,
+    ))
+    .await
+    .unwrap();
+    root.query_drop(format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED WITH caching_sha2_password BY 'apppw'; \
+         GRANT ALL ON *.* TO '{user}'@'%'"
+    ))
+    .await
+    .unwrap();
+    root.disconnect().await.unwrap();
+    support::sync_replicas().await;
+    user
+}
+
+/// [`multiplexed`], plus a causeway user `user` logging in to the backends
+/// as itself.
+fn multiplexed_as(user: &str) -> impl FnOnce(String) -> String + '_ {
+    move |t| {
+        format!(
+            "{}\n[[users]]\nname = \"{user}\"\npassword = \"apppw\"\n",
+            multiplexed(t)
+        )
+    }
+}
+
 /// Root connections to every server of the topology (primary first).
 async fn server_conns() -> Vec<mysql_async::Conn> {
     let topo = support::topology();
@@ -37,12 +73,14 @@ async fn server_conns() -> Vec<mysql_async::Conn> {
     out
 }
 
-/// Connections of user `app` on each server, now.
-async fn app_connections(servers: &mut [mysql_async::Conn]) -> Vec<usize> {
+/// Connections of `user` on each server, now.
+async fn app_connections(servers: &mut [mysql_async::Conn], user: &str) -> Vec<usize> {
     let mut out = Vec::new();
     for c in servers.iter_mut() {
         let n: Option<u64> = c
-            .query_first("SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'app'")
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.processlist WHERE user = '{user}'"
+            ))
             .await
             .expect("processlist");
         out.push(n.unwrap_or(0) as usize);
@@ -58,14 +96,15 @@ struct Sampler {
 }
 
 impl Sampler {
-    async fn start() -> Sampler {
+    async fn start(user: &str) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let mut servers = server_conns().await;
         let s = Arc::clone(&stop);
+        let user = user.to_string();
         let task = tokio::spawn(async move {
             let (mut max, mut samples) = (0, 0);
             while !s.load(Ordering::Relaxed) {
-                let counts = app_connections(&mut servers).await;
+                let counts = app_connections(&mut servers, &user).await;
                 max = max.max(counts.into_iter().max().unwrap_or(0));
                 samples += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -99,9 +138,10 @@ async fn connect(opts: mysql_async::Opts) -> mysql_async::Conn {
 /// and no server ever sees more than 8 connections of `app`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_hundred_clients_over_eight_connections() {
-    let proxy = support::start_proxy_with(multiplexed).await;
+    let user = own_account("mux4").await;
+    let proxy = support::start_proxy_with(multiplexed_as(&user)).await;
     let db = support::unique_db("mux400");
-    let mut admin = proxy.conn().await;
+    let mut admin = connect(proxy.opts(&user, "apppw")).await;
     admin
         .query_drop(format!(
             "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(32))"
@@ -109,11 +149,11 @@ async fn four_hundred_clients_over_eight_connections() {
         .await
         .unwrap();
     admin.disconnect().await.unwrap();
-    let sampler = Sampler::start().await;
+    let sampler = Sampler::start(&user).await;
     let ok = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..400u32 {
-        let opts = proxy.opts("app", "apppw");
+        let opts = proxy.opts(&user, "apppw");
         let db = db.clone();
         let ok = Arc::clone(&ok);
         tasks.push(tokio::spawn(async move {
@@ -153,7 +193,7 @@ async fn four_hundred_clients_over_eight_connections() {
         "{max} connections of app on one server (pool of {POOL})"
     );
     assert!(max >= 1, "the sampler saw the clients' connections");
-    let mut c = proxy.conn().await;
+    let mut c = connect(proxy.opts(&user, "apppw")).await;
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
@@ -161,11 +201,12 @@ async fn four_hundred_clients_over_eight_connections() {
 /// read back their own values while they share 8 connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_variables_follow_the_client() {
-    let proxy = support::start_proxy_with(multiplexed).await;
-    let sampler = Sampler::start().await;
+    let user = own_account("muxv").await;
+    let proxy = support::start_proxy_with(multiplexed_as(&user)).await;
+    let sampler = Sampler::start(&user).await;
     let mut tasks = Vec::new();
     for i in 0..60u32 {
-        let opts = proxy.opts("app", "apppw");
+        let opts = proxy.opts(&user, "apppw");
         tasks.push(tokio::spawn(async move {
             let mut c = connect(opts).await;
             let tz = format!("+{:02}:{:02}", i % 14, (i / 14) * 15 % 60);
@@ -197,7 +238,7 @@ async fn session_variables_follow_the_client() {
     let (max, _) = sampler.finish().await;
     assert!(max <= POOL, "{max} connections of app on one server");
     // a new client gets none of that state
-    let mut c = proxy.conn().await;
+    let mut c = connect(proxy.opts(&user, "apppw")).await;
     let tz: Option<String> = c.query_first("SELECT @@session.time_zone").await.unwrap();
     assert_eq!(tz.as_deref(), Some("SYSTEM"));
 }
@@ -367,13 +408,19 @@ async fn connection_id_and_kill_across_shared_connections() {
     }
 }
 
-async fn sysbench_ro(port: u16, db: &str, phase: &str, extra: &[&str]) -> (bool, String) {
+async fn sysbench_ro(
+    port: u16,
+    user: &str,
+    db: &str,
+    phase: &str,
+    extra: &[&str],
+) -> (bool, String) {
     let out = tokio::process::Command::new("sysbench")
         .arg("oltp_read_only")
         .arg("--db-driver=mysql")
         .arg("--mysql-host=127.0.0.1")
         .arg(format!("--mysql-port={port}"))
-        .arg("--mysql-user=app")
+        .arg(format!("--mysql-user={user}"))
         .arg("--mysql-password=apppw")
         .arg(format!("--mysql-db={db}"))
         .arg("--tables=2")
@@ -407,16 +454,18 @@ fn stat(report: &str, label: &str) -> Option<u64> {
 /// connections of `app` per server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sysbench_read_only_64_threads_over_eight_connections() {
-    let proxy = support::start_proxy_with(multiplexed).await;
+    let user = own_account("muxs").await;
+    let proxy = support::start_proxy_with(multiplexed_as(&user)).await;
     let db = support::unique_db("muxsb");
-    let mut c = proxy.conn().await;
+    let mut c = connect(proxy.opts(&user, "apppw")).await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    let (ok, log) = sysbench_ro(proxy.port(), &db, "prepare", &[]).await;
+    let (ok, log) = sysbench_ro(proxy.port(), &user, &db, "prepare", &[]).await;
     assert!(ok, "prepare:\n{log}");
     support::sync_replicas().await;
-    let sampler = Sampler::start().await;
+    let sampler = Sampler::start(&user).await;
     let (ok, log) = sysbench_ro(
         proxy.port(),
+        &user,
         &db,
         "run",
         &["--time=8", "--threads=64", "--db-ps-mode=auto"],
@@ -440,9 +489,10 @@ async fn sysbench_read_only_64_threads_over_eight_connections() {
 /// RSS and hold at most 8 backend connections per server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_clients_are_cheap() {
-    let proxy = support::external::ExternalProxy::start(multiplexed).await;
+    let user = own_account("muxi").await;
+    let proxy = support::external::ExternalProxy::start(multiplexed_as(&user)).await;
     let before = proxy.status_kib("VmRSS");
-    let opts = proxy.opts("app", "apppw");
+    let opts = proxy.opts(&user, "apppw");
     let mut clients = Vec::new();
     for _batch in 0..20 {
         let mut tasks = Vec::new();
@@ -461,7 +511,7 @@ async fn two_thousand_idle_clients_are_cheap() {
     }
     assert_eq!(clients.len(), 2000);
     let mut servers = server_conns().await;
-    let counts = app_connections(&mut servers).await;
+    let counts = app_connections(&mut servers, &user).await;
     let rss = proxy.status_kib("VmRSS");
     let hwm = proxy.vm_hwm_kib();
     println!("VmRSS before {before} KiB, with 2000 idle clients {rss} KiB (VmHWM {hwm} KiB); app connections per server {counts:?}");

@@ -150,6 +150,8 @@ pub struct BackendConn {
     pub tainted: bool,
     /// Statements prepared on this connection, by SQL text.
     pub stmts: StmtCache,
+    /// True until its first borrower has seen it (learns the version).
+    pub fresh: bool,
 }
 
 /// Capabilities causeway always asks a backend for.
@@ -199,6 +201,7 @@ impl BackendConn {
             sets: Vec::new(),
             tainted: false,
             stmts: StmtCache::default(),
+            fresh: true,
         }
     }
 
@@ -346,6 +349,7 @@ impl BackendConn {
             sets: Vec::new(),
             tainted: false,
             stmts: StmtCache::default(),
+            fresh: true,
         };
         conn.query_ok(SETUP_SQL)
             .await?

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -62,6 +62,13 @@ pub struct Pool {
     reaper: AtomicBool,
     /// Borrowers waiting for a connection, oldest first.
     waiters: Mutex<VecDeque<Waiter>>,
+    /// When idle connections were last swept for expiry on the acquire
+    /// path (ms since `born`); the reaper sweeps in between.
+    swept_ms: AtomicU64,
+    born: Instant,
+    /// `causeway_pool_wait_seconds{backend}`, made at the first acquire
+    /// (after the metrics recorder is installed).
+    wait_seconds: OnceLock<metrics::Histogram>,
 }
 
 /// A borrower waiting for a returning connection.
@@ -87,6 +94,9 @@ impl Pool {
             idle_added: Notify::new(),
             reaper: AtomicBool::new(false),
             waiters: Mutex::new(VecDeque::new()),
+            wait_seconds: OnceLock::new(),
+            swept_ms: AtomicU64::new(0),
+            born: Instant::now(),
         })
     }
 
@@ -152,7 +162,10 @@ impl Pool {
     ) -> Result<BackendConn, BackendError> {
         let started = tokio::time::Instant::now();
         let r = self.acquire_inner(login, key, db, sets, wait).await;
-        metrics::histogram!(crate::metrics::POOL_WAIT_SECONDS, "backend" => self.name.clone())
+        self.wait_seconds
+            .get_or_init(|| {
+                metrics::histogram!(crate::metrics::POOL_WAIT_SECONDS, "backend" => self.name.clone())
+            })
             .record(started.elapsed().as_secs_f64());
         r
     }
@@ -254,7 +267,14 @@ impl Pool {
         let mut expired = Vec::new();
         let taken = {
             let mut idle = self.idle.lock().ok()?;
-            self.sweep(&mut idle, &mut expired);
+            // at most every REAP_MIN: a statement does not scan every idle
+            // connection's clock
+            let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let last = self.swept_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= REAP_MIN.as_millis() as u64 {
+                self.swept_ms.store(now, Ordering::Relaxed);
+                self.sweep(&mut idle, &mut expired);
+            }
             idle.get_mut(key).and_then(|list| {
                 // the most recently returned among the best matches
                 let pos = list

@@ -55,6 +55,29 @@ impl Session {
         }
     }
 
+    /// After COM_SET_OPTION changed multi-statements on the primary's
+    /// connection: in `transaction` pool mode that connection no longer
+    /// matches the link key it is pooled under, so it is closed, or, inside
+    /// a transaction, re-keyed to what it now is.
+    pub(super) fn option_changed(&mut self, multi_statements: bool) {
+        if self.mode != PoolMode::Transaction {
+            return;
+        }
+        let primary = self.topo.primary.name();
+        let Some(i) = self.held.iter().position(|h| h.conn.server == primary) else {
+            return;
+        };
+        if self.route.trx.as_deref() == Some(primary) {
+            if let Some(h) = self.held.get_mut(i) {
+                let mut caps = CapabilityFlags::from_bits_truncate(h.conn.key.caps);
+                caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, multi_statements);
+                h.conn.key.caps = caps.bits();
+            }
+        } else {
+            self.drop_conn(i);
+        }
+    }
+
     /// Pins the session when a reply reported a session-state change the
     /// statement does not explain, counts a new pin in
     /// `causeway_session_pins_total{reason}`, and marks the connection that

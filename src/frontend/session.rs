@@ -306,7 +306,9 @@ impl Session {
                     conn.reset().await.map_err(|e| backend_error(&e, backend))?;
                 }
                 let applied_sets = conn.sets.len();
-                self.proxy.learn_server_version(&conn.version);
+                if std::mem::take(&mut conn.fresh) {
+                    self.proxy.learn_server_version(&conn.version);
+                }
                 let slot = self.shared.slot(&backend.config.address);
                 self.held.push(Held {
                     pool: Arc::clone(&backend.pool),
@@ -415,6 +417,7 @@ impl Session {
         ) {
             let on = u16::from_le_bytes([lo, hi]) == 0;
             self.caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
+            self.option_changed(on);
         }
         flow
     }
