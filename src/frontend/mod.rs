@@ -11,4 +11,5 @@ mod prepared;
 mod query;
 pub mod registry;
 pub mod session;
+mod sets;
 pub mod stmt;

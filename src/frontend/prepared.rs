@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
-use super::stmt::Stmt;
+use super::stmt::{with_stmt_id, ExecuteLayout, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
 use crate::backend::stmt_cache::STMT_CACHE_MAX;
 use crate::consistency::{self, Choice};
 use crate::protocol::ErrPacket;
@@ -47,32 +47,38 @@ fn cache_max(mode: PoolMode) -> usize {
 /// replaced, and the parameter types the client bound earlier added when
 /// it omits them (the backend statement may be shared with other clients,
 /// whose types it would otherwise use). Remembers the types the client
-/// sends. `None` when the payload is too short to hold a statement id.
+/// sends. `None` when the payload is too short to hold a statement id; any
+/// other shape is passed on for the server to judge.
 fn execute_payload_for(stmt: &mut Stmt, payload: &[u8], bid: u32) -> Option<Vec<u8>> {
-    let mut out = payload.to_vec();
-    out.get_mut(1..5)?.copy_from_slice(&bid.to_le_bytes());
-    let params = usize::from(stmt.params);
-    if params == 0 {
-        return Some(out);
+    let layout = ExecuteLayout::of(payload, stmt.params);
+    if let Some(t) = layout.types {
+        stmt.types = Some(t.to_vec());
     }
-    let flag_at = 10 + params.div_ceil(8);
-    match payload.get(flag_at) {
-        Some(1) => {
-            if let Some(t) = payload.get(flag_at + 1..flag_at + 1 + 2 * params) {
-                stmt.types = Some(t.to_vec());
-            }
+    let mut out = with_stmt_id(payload, bid)?;
+    if let (Some(at), Some(types)) = (layout.unbound_flag_at, &stmt.types) {
+        if let Some(flag) = out.get_mut(at) {
+            *flag = 1;
+            let after = at.saturating_add(1).min(out.len());
+            out.splice(after..after, types.iter().copied());
         }
-        Some(0) => {
-            if let Some(types) = &stmt.types {
-                if let Some(flag) = out.get_mut(flag_at) {
-                    *flag = 1;
-                    out.splice(flag_at + 1..flag_at + 1, types.iter().copied());
-                }
-            }
-        }
-        _ => {}
     }
     Some(out)
+}
+
+/// 1461 / 42000, as MySQL answers beyond `max_prepared_stmt_count` (with
+/// its own text when the session's statements exceed their byte budget
+/// instead).
+fn too_many_statements(count: usize) -> ErrPacket {
+    let message = if count >= MAX_PREPARED_STMTS {
+        format!(
+            "Can't create more than max_prepared_stmt_count statements (current value: {MAX_PREPARED_STMTS})"
+        )
+    } else {
+        format!(
+            "causeway: the prepared statements of this session would hold more than {MAX_PREPARED_BYTES} bytes of SQL; close some first"
+        )
+    };
+    ErrPacket::new(1461, "42000", message)
 }
 
 impl Session {
@@ -147,8 +153,19 @@ impl Session {
     }
 
     /// COM_STMT_PREPARE: prepared on the backend its statement would run on.
+    /// Refused (the session lives on) beyond the per-session caps, and for
+    /// a `KILL` in any form: prepared on a backend it would take a backend
+    /// thread id, unchecked by causeway.
     pub(super) async fn prepare(&mut self, payload: &[u8]) -> Flow {
-        let sql = String::from_utf8_lossy(&payload[1..]);
+        let sql_bytes = payload.get(1..).unwrap_or_default();
+        if self.stmts.is_full(payload.len()) {
+            return self.reply_err(&too_many_statements(self.stmts.len())).await;
+        }
+        if causeway_classify::kill_check(sql_bytes) != causeway_classify::KillCheck::None {
+            let err = super::query::unsupported_kill("KILL as a prepared statement");
+            return self.reply_err(&err).await;
+        }
+        let sql = String::from_utf8_lossy(sql_bytes);
         let class = causeway_classify::classify(&sql);
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
@@ -357,11 +374,9 @@ impl Session {
             );
             return self.reply_err(&err).await;
         };
-        let mut p = payload.to_vec();
-        let Some(dst) = p.get_mut(1..5) else {
+        let Some(p) = with_stmt_id(payload, bid) else {
             return self.reply_err(&unknown_stmt(id, what)).await;
         };
-        dst.copy_from_slice(&bid.to_le_bytes());
         self.forward_on(idx, &p, expect, None).await.0
     }
 }

@@ -3,7 +3,8 @@
 //! BACKENDS`, and the session bookkeeping after each statement.
 
 use causeway_classify::{
-    causeway_command, classify, leading_comment_options, CausewayCommand, Classification,
+    causeway_command, classify, kill_check, leading_comment_options, CausewayCommand,
+    Classification, KillCheck,
 };
 use causeway_config::Consistency;
 use causeway_gtid::GtidSet;
@@ -13,7 +14,8 @@ use std::time::Instant;
 use super::local;
 use super::prepared::Cmd;
 use super::registry::{self, Kill};
-use super::session::{starts_with_keyword, Flow, Session};
+use super::session::{Flow, Session};
+use super::sets;
 use crate::backend::{BackendConn, LinkKey};
 use crate::consistency::{self, Choice};
 use crate::metrics::{self as m, outcome};
@@ -55,20 +57,25 @@ impl Sent {
 impl Session {
     /// Handles COM_QUERY.
     pub(super) async fn query(&mut self, payload: &[u8]) -> Flow {
-        let sql_bytes = &payload[1..];
-        if starts_with_keyword(sql_bytes, b"kill") {
-            let sql = std::str::from_utf8(sql_bytes).unwrap_or("");
-            return match registry::parse_kill(strip_comments(sql)) {
-                Some(k) => self.kill(k).await,
-                None => {
-                    let err = ErrPacket::new(
-                        1064,
-                        "42000",
-                        "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
-                    );
-                    self.reply_err(&err).await
-                }
-            };
+        let sql_bytes = payload.get(1..).unwrap_or_default();
+        // KILL takes causeway's connection ids and is owner-checked here; a
+        // KILL the proxy cannot answer itself never reaches a backend.
+        match kill_check(sql_bytes) {
+            KillCheck::None => {}
+            KillCheck::Whole(text) => {
+                return match registry::parse_kill(&text) {
+                    Some(k) => self.kill(k).await,
+                    None => {
+                        let err = ErrPacket::new(
+                            1064,
+                            "42000",
+                            "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
+                        );
+                        self.reply_err(&err).await
+                    }
+                };
+            }
+            KillCheck::Embedded(what) => return self.reply_err(&unsupported_kill(what)).await,
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
         let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
@@ -76,6 +83,12 @@ impl Session {
             return self.reply_connection_id(&column).await;
         }
         let c = classify(sql);
+        let replayable = c.effects.set_session && is_single_statement(sql);
+        if replayable {
+            if let Err(err) = sets::admit(&self.sets, sql) {
+                return self.reply_err(&err).await;
+            }
+        }
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
         }
@@ -357,6 +370,15 @@ impl Session {
         }
         if ok && c.effects.set_session {
             if !sql.is_empty() && is_single_statement(sql) {
+                // a later SET of the same variables replaces earlier ones
+                for i in sets::replaced(&self.sets, sql).into_iter().rev() {
+                    self.sets.remove(i);
+                    for h in &mut self.held {
+                        if h.applied_sets > i {
+                            h.applied_sets -= 1;
+                        }
+                    }
+                }
                 self.sets.push(sql.to_string());
                 let n = self.sets.len();
                 if let Some(h) = self
@@ -531,18 +553,16 @@ impl Session {
     }
 }
 
-/// `sql` after leading whitespace and `/* */` comments.
-fn strip_comments(mut sql: &str) -> &str {
-    loop {
-        sql = sql.trim_start();
-        match sql
-            .strip_prefix("/*")
-            .and_then(|r| r.find("*/").map(|e| &r[e + 2..]))
-        {
-            Some(rest) => sql = rest,
-            None => return sql,
-        }
-    }
+/// 1235 / 42000 for a `KILL` causeway cannot check (`what` says where it
+/// was: inside an executable comment, a multi-statement, a prepared
+/// statement): on a backend it would take a backend thread id, and MySQL
+/// checks only the backend account, which several causeway users may share.
+pub(super) fn unsupported_kill(what: &str) -> ErrPacket {
+    ErrPacket::new(
+        1235,
+        "42000",
+        format!("This version of causeway doesn't yet support '{what}'; send KILL [CONNECTION | QUERY] <id> alone"),
+    )
 }
 
 /// Whether `sql` holds one statement (a trailing `;` allowed), judged

@@ -9,6 +9,22 @@
 
 use causeway_classify::Classification;
 
+/// Most prepared statements one session may hold: MySQL's default
+/// `max_prepared_stmt_count`. The next COM_STMT_PREPARE gets 1461.
+pub const MAX_PREPARED_STMTS: usize = 16382;
+
+/// Most bytes of statement text (COM_STMT_PREPARE payloads, kept to prepare
+/// again on other backends) one session may hold.
+pub const MAX_PREPARED_BYTES: usize = 16 << 20;
+
+/// `payload` (a COM_STMT_* command) with its statement id replaced by `id`;
+/// `None` when it is too short to hold one.
+pub fn with_stmt_id(payload: &[u8], id: u32) -> Option<Vec<u8>> {
+    let mut out = payload.to_vec();
+    out.get_mut(1..5)?.copy_from_slice(&id.to_le_bytes());
+    Some(out)
+}
+
 /// One backend's copy of a statement.
 #[derive(Debug, Clone)]
 pub struct Copy {
@@ -52,27 +68,63 @@ impl Stmt {
 
     /// Rewrites a COM_STMT_EXECUTE payload for `backend`: its statement id,
     /// and the remembered types when the client omitted them but this copy
-    /// has never seen them. Also remembers types the client sent.
+    /// has never seen them. Also remembers types the client sent. `None`
+    /// when there is no copy on `backend` or the payload is too short to
+    /// hold a statement id. Any other shape is passed on for the server to
+    /// judge; nothing here indexes past the payload.
     pub fn execute_payload(&mut self, payload: &[u8], backend: &str) -> Option<Vec<u8>> {
-        let params = self.params as usize;
-        let nb = params.div_ceil(8);
-        let bound_at = 10 + nb;
-        if params > 0 && payload.get(bound_at) == Some(&1) {
-            if let Some(t) = payload.get(bound_at + 1..bound_at + 1 + 2 * params) {
-                self.types = Some(t.to_vec());
-            }
+        let layout = ExecuteLayout::of(payload, self.params);
+        if let Some(t) = layout.types {
+            self.types = Some(t.to_vec());
         }
         let copy = self.copies.iter_mut().find(|c| c.backend == backend)?;
-        let mut out = payload.to_vec();
-        out[1..5].copy_from_slice(&copy.id.to_le_bytes());
-        if params > 0 && !copy.executed && payload.get(bound_at) == Some(&0) {
-            if let Some(types) = &self.types {
-                out[bound_at] = 1;
-                out.splice(bound_at + 1..bound_at + 1, types.iter().copied());
+        let mut out = with_stmt_id(payload, copy.id)?;
+        if !copy.executed {
+            if let (Some(at), Some(types)) = (layout.unbound_flag_at, &self.types) {
+                if let Some(flag) = out.get_mut(at) {
+                    *flag = 1;
+                    let after = at.saturating_add(1).min(out.len());
+                    out.splice(after..after, types.iter().copied());
+                }
             }
         }
         copy.executed = true;
         Some(out)
+    }
+}
+
+/// Where the parameter types sit in a COM_STMT_EXECUTE payload: status
+/// byte, statement id (4), flags (1), iteration count (4), NULL bitmap
+/// (`(params + 7) / 8` bytes), new-params-bound flag (1), then 2 bytes of
+/// type per parameter when the flag is 1.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ExecuteLayout<'a> {
+    /// The types the client bound (flag 1, all `2 * params` bytes present).
+    pub types: Option<&'a [u8]>,
+    /// Offset of a new-params-bound flag that is 0 (types omitted).
+    pub unbound_flag_at: Option<usize>,
+}
+
+impl<'a> ExecuteLayout<'a> {
+    /// Parses `payload` for a statement with `params` parameters. Total:
+    /// short or malformed payloads yield empty fields.
+    pub fn of(payload: &'a [u8], params: u16) -> Self {
+        let params = usize::from(params);
+        if params == 0 {
+            return ExecuteLayout::default();
+        }
+        let flag_at = 10 + params.div_ceil(8);
+        match payload.get(flag_at) {
+            Some(1) => ExecuteLayout {
+                types: payload.get(flag_at + 1..flag_at + 1 + 2 * params),
+                unbound_flag_at: None,
+            },
+            Some(0) => ExecuteLayout {
+                types: None,
+                unbound_flag_at: Some(flag_at),
+            },
+            _ => ExecuteLayout::default(),
+        }
     }
 }
 
@@ -81,6 +133,8 @@ impl Stmt {
 pub struct StmtMap {
     next: u32,
     map: std::collections::HashMap<u32, Stmt>,
+    /// Sum of the `prepare` payload lengths held.
+    bytes: usize,
 }
 
 impl StmtMap {
@@ -92,7 +146,27 @@ impl StmtMap {
 
     /// Records a statement.
     pub fn insert(&mut self, id: u32, stmt: Stmt) {
-        self.map.insert(id, stmt);
+        self.bytes = self.bytes.saturating_add(stmt.prepare.len());
+        if let Some(old) = self.map.insert(id, stmt) {
+            self.bytes = self.bytes.saturating_sub(old.prepare.len());
+        }
+    }
+
+    /// Number of statements held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no statement is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Whether one more statement of `prepare_len` payload bytes would
+    /// exceed [`MAX_PREPARED_STMTS`] or [`MAX_PREPARED_BYTES`].
+    pub fn is_full(&self, prepare_len: usize) -> bool {
+        self.map.len() >= MAX_PREPARED_STMTS
+            || self.bytes.saturating_add(prepare_len) > MAX_PREPARED_BYTES
     }
 
     /// A statement.
@@ -107,7 +181,9 @@ impl StmtMap {
 
     /// Forgets a statement.
     pub fn remove(&mut self, id: u32) -> Option<Stmt> {
-        self.map.remove(&id)
+        let old = self.map.remove(&id)?;
+        self.bytes = self.bytes.saturating_sub(old.prepare.len());
+        Some(old)
     }
 
     /// Whether a statement was prepared from `prepare` (the same text).
@@ -118,6 +194,7 @@ impl StmtMap {
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.map.clear();
+        self.bytes = 0;
     }
 
     /// Forgets copies on a backend connection that is gone.
@@ -177,6 +254,45 @@ mod tests {
         // the replica copy already knows them: passed through unchanged
         let out = s.execute_payload(&without, "r1").unwrap();
         assert_eq!(out.len(), without.len());
+    }
+
+    #[test]
+    fn short_and_malformed_execute_payloads_never_panic() {
+        let mut s = stmt(3);
+        for p in [
+            &[][..],
+            &[0x17],
+            &[0x17, 1, 0],
+            &[0x17, 1, 0, 0, 0],
+            &[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            &[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+            &[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8],
+            &[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+        ] {
+            let out = s.execute_payload(p, "primary");
+            assert_eq!(out.is_none(), p.len() < 5, "{p:?}");
+        }
+        assert_eq!(with_stmt_id(&[0x19, 1, 2], 5), None);
+        assert_eq!(
+            with_stmt_id(&[0x19, 1, 2, 3, 4], 5),
+            Some(vec![0x19, 5, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn the_map_counts_statements_and_bytes() {
+        let mut m = StmtMap::default();
+        assert!(m.is_empty() && !m.is_full(100));
+        let id = m.next_id();
+        let mut s = stmt(0);
+        s.prepare = vec![0; 1000];
+        m.insert(id, s.clone());
+        m.insert(id, s);
+        assert_eq!(m.len(), 1);
+        assert!(m.is_full(MAX_PREPARED_BYTES - 999));
+        assert!(!m.is_full(MAX_PREPARED_BYTES - 1000));
+        m.remove(id);
+        assert!(!m.is_full(MAX_PREPARED_BYTES));
     }
 
     #[test]

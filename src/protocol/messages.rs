@@ -25,8 +25,10 @@ pub fn read_lenenc(buf: &[u8]) -> Option<(u64, usize)> {
             3,
         )),
         0xFD => {
-            let b = buf.get(1..4)?;
-            Some((b[0] as u64 | (b[1] as u64) << 8 | (b[2] as u64) << 16, 4))
+            let &[b0, b1, b2] = buf.get(1..4)? else {
+                return None;
+            };
+            Some((b0 as u64 | (b1 as u64) << 8 | (b2 as u64) << 16, 4))
         }
         0xFE => Some((u64::from_le_bytes(buf.get(1..9)?.try_into().ok()?), 9)),
         _ => None,
@@ -104,9 +106,11 @@ impl Ok {
         p += n;
         let (last_insert_id, n) = read_lenenc(payload.get(p..).ok_or(E)?).ok_or(E)?;
         p += n;
-        let sw = payload.get(p..p + 4).ok_or(E)?;
-        let status = u16::from_le_bytes([sw[0], sw[1]]);
-        let warnings = u16::from_le_bytes([sw[2], sw[3]]);
+        let Some(&[s0, s1, w0, w1]) = payload.get(p..p + 4) else {
+            return Result::Err(E);
+        };
+        let status = u16::from_le_bytes([s0, s1]);
+        let warnings = u16::from_le_bytes([w0, w1]);
         p += 4;
         let mut ok = Ok {
             affected_rows,
@@ -115,20 +119,23 @@ impl Ok {
             warnings,
             ..Ok::default()
         };
+        let rest = |p: usize| payload.get(p..).filter(|r| !r.is_empty());
         if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
-            if p < payload.len() {
-                let (info, n) = read_lenenc_str(&payload[p..]).ok_or(E)?;
+            if let Some(r) = rest(p) {
+                let (info, n) = read_lenenc_str(r).ok_or(E)?;
                 ok.info = info.to_vec();
                 p += n;
             }
-            if status & StatusFlags::SERVER_SESSION_STATE_CHANGED.bits() != 0 && p < payload.len() {
-                let (state, _) = read_lenenc_str(&payload[p..]).ok_or(E)?;
-                ok.session_state = state.to_vec();
+            if status & StatusFlags::SERVER_SESSION_STATE_CHANGED.bits() != 0 {
+                if let Some(r) = rest(p) {
+                    let (state, _) = read_lenenc_str(r).ok_or(E)?;
+                    ok.session_state = state.to_vec();
+                }
             }
-        } else if p < payload.len() {
-            ok.info = match read_lenenc_str(&payload[p..]) {
-                Some((info, n)) if p + n == payload.len() => info.to_vec(),
-                _ => payload[p..].to_vec(),
+        } else if let Some(r) = rest(p) {
+            ok.info = match read_lenenc_str(r) {
+                Some((info, n)) if n == r.len() => info.to_vec(),
+                _ => r.to_vec(),
             };
         }
         Result::Ok(ok)
@@ -184,9 +191,9 @@ pub struct StateEntries<'a> {
 impl<'a> Iterator for StateEntries<'a> {
     type Item = (u8, &'a [u8]);
     fn next(&mut self) -> Option<Self::Item> {
-        let ty = *self.rest.first()?;
-        let (data, n) = read_lenenc_str(&self.rest[1..])?;
-        self.rest = &self.rest[1 + n..];
+        let (&ty, after) = self.rest.split_first()?;
+        let (data, n) = read_lenenc_str(after)?;
+        self.rest = after.get(n..).unwrap_or_default();
         Some((ty, data))
     }
 }
@@ -207,6 +214,25 @@ pub fn gtids_from_state_data(data: &[u8]) -> Option<&[u8]> {
     Some(s)
 }
 
+/// Longest error message causeway sends or relays, in bytes: MySQL's
+/// `MYSQL_ERRMSG_SIZE`. Longer messages (which can only come from echoing
+/// client-supplied text) are cut on a character boundary and end in `...`.
+pub const MAX_ERR_MESSAGE: usize = 512;
+
+/// `message` cut to [`MAX_ERR_MESSAGE`] bytes (see there).
+pub fn truncate_message(mut message: String) -> String {
+    if message.len() <= MAX_ERR_MESSAGE {
+        return message;
+    }
+    let mut cut = MAX_ERR_MESSAGE - "...".len();
+    while cut > 0 && !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str("...");
+    message
+}
+
 /// A decoded ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Err {
@@ -219,7 +245,7 @@ pub struct Err {
 }
 
 impl Err {
-    /// A new error.
+    /// A new error; the message is cut to [`MAX_ERR_MESSAGE`] bytes.
     pub fn new(code: u16, state: &str, message: impl Into<String>) -> Self {
         let mut s = [b'H', b'Y', b'0', b'0', b'0'];
         for (d, c) in s.iter_mut().zip(state.bytes()) {
@@ -228,28 +254,31 @@ impl Err {
         Err {
             code,
             state: s,
-            message: message.into(),
+            message: truncate_message(message.into()),
         }
     }
 
-    /// Parses an ERR payload (protocol 4.1).
+    /// Parses an ERR payload (protocol 4.1); the message is cut to
+    /// [`MAX_ERR_MESSAGE`] bytes.
     pub fn parse(payload: &[u8]) -> Result<Err, MessageError> {
         const E: MessageError = MessageError::Malformed("ERR");
-        if payload.len() < 3 || payload[0] != 0xFF {
+        let Some(&[0xFF, lo, hi]) = payload.get(..3) else {
             return Result::Err(E);
-        }
-        let code = u16::from_le_bytes([payload[1], payload[2]]);
-        let (state, msg) = if payload.get(3) == Some(&b'#') && payload.len() >= 9 {
-            let mut s = [0u8; 5];
-            s.copy_from_slice(&payload[4..9]);
-            (s, &payload[9..])
-        } else {
-            (*b"HY000", &payload[3..])
+        };
+        let code = u16::from_le_bytes([lo, hi]);
+        let marked = payload.get(3) == Some(&b'#');
+        let (state, msg) = match (marked, payload.get(4..9), payload.get(9..)) {
+            (true, Some(st), Some(rest)) => {
+                let mut s = [0u8; 5];
+                s.copy_from_slice(st);
+                (s, rest)
+            }
+            _ => (*b"HY000", payload.get(3..).unwrap_or_default()),
         };
         Result::Ok(Err {
             code,
             state,
-            message: String::from_utf8_lossy(msg).into_owned(),
+            message: truncate_message(String::from_utf8_lossy(msg).into_owned()),
         })
     }
 
@@ -312,15 +341,17 @@ pub fn terminator_status(payload: &[u8], deprecate_eof: bool) -> u16 {
                 None => return 0,
             }
         }
-        payload
-            .get(p..p + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .unwrap_or(0)
+        u16_at(payload, p)
     } else {
-        payload
-            .get(3..5)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .unwrap_or(0)
+        u16_at(payload, 3)
+    }
+}
+
+/// The little-endian u16 at `p`, or 0 when the payload is shorter.
+fn u16_at(payload: &[u8], p: usize) -> u16 {
+    match payload.get(p..p.saturating_add(2)) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => 0,
     }
 }
 
@@ -388,6 +419,42 @@ mod tests {
         let back = Err::parse(&e.encode()).unwrap();
         assert_eq!(back, e);
         assert_eq!(back.to_string(), "ERROR 1045 (28000): Access denied");
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let long = format!("Unknown database '{}'", "é".repeat(100_000));
+        let e = Err::new(1049, "42000", long.clone());
+        assert!(e.message.len() <= MAX_ERR_MESSAGE, "{}", e.message.len());
+        assert!(e.message.ends_with("..."));
+        assert!(long.starts_with(e.message.trim_end_matches("...")));
+        let back = Err::parse(&Err::new(1, "HY000", "x".repeat(600)).encode()).unwrap();
+        assert_eq!(back.message.len(), MAX_ERR_MESSAGE);
+        // a backend's long message is cut too
+        let mut raw = vec![0xFF, 0x19, 0x04, b'#', b'4', b'2', b'0', b'0', b'0'];
+        raw.extend(std::iter::repeat_n(b'y', 5000));
+        assert_eq!(Err::parse(&raw).unwrap().message.len(), MAX_ERR_MESSAGE);
+        assert_eq!(Err::new(1, "HY000", "short").message, "short");
+        for n in 500..520 {
+            let m = truncate_message("😀".repeat(n / 4 + 1) + &"a".repeat(n % 4));
+            assert!(m.len() <= MAX_ERR_MESSAGE);
+        }
+    }
+
+    #[test]
+    fn malformed_packets_are_errors_not_panics() {
+        for p in [&[][..], &[0xFF], &[0xFF, 1], &[0x00], &[0xFE, 0xFD, 1]] {
+            let _ = Err::parse(p);
+            let _ = Ok::parse(p, CapabilityFlags::CLIENT_SESSION_TRACK);
+            let _ = terminator_status(p, true);
+            let _ = terminator_status(p, false);
+            let _ = read_lenenc_str(p);
+        }
+        let ok = Ok {
+            session_state: vec![3, 0xFC, 0xFF],
+            ..Ok::default()
+        };
+        assert_eq!(ok.state_entries().count(), 0);
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn get(st: &mut Stmt<'_>) -> Option<Vec<GetItem>> {
         let t = st.next()?;
         let Tok::SysVar(v) = t.tok else { return None };
         let name = causeway_sysvar(v)?;
-        let mut column = st.lex.src()[t.start..t.end].to_string();
+        let mut column = st.lex.src().get(t.start..t.end).unwrap_or(v).to_string();
         let mut next = st.next().map(|t| t.tok);
         if next.is_some_and(|n| is_kw(n, "AS")) {
             next = st.next().map(|t| t.tok);
@@ -149,7 +149,7 @@ pub fn leading_comment_options(sql: &str) -> Option<Vec<(String, String)>> {
     if body.starts_with('!') || body.starts_with('+') {
         return None;
     }
-    let body = &body[..body.find("*/")?];
+    let body = body.get(..body.find("*/")?)?;
     let mut words = body.split_whitespace();
     if !words.next()?.eq_ignore_ascii_case("causeway") {
         return None;

@@ -30,7 +30,10 @@ pub(crate) fn classify_with(sql: &str, opts: LexOptions) -> (Classification, Lex
                 }
             }
         }
-        if lex.clone().next().is_none() {
+        // (lexing to the end may find an unclosed executable comment)
+        let mut probe = lex.clone();
+        if probe.next().is_none() {
+            lex.flags = probe.flags;
             break;
         }
     }
@@ -43,10 +46,9 @@ pub(crate) fn classify_with(sql: &str, opts: LexOptions) -> (Classification, Lex
 
 /// Upper-case an ASCII keyword into `buf` (empty if too long).
 fn upper<'b>(w: &str, buf: &'b mut [u8; 24]) -> &'b str {
-    if w.len() > buf.len() {
+    let Some(out) = buf.get_mut(..w.len()) else {
         return "";
-    }
-    let out = &mut buf[..w.len()];
+    };
     out.copy_from_slice(w.as_bytes());
     out.make_ascii_uppercase();
     std::str::from_utf8(out).unwrap_or("")

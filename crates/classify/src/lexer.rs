@@ -111,14 +111,31 @@ impl<'a> Lexer<'a> {
         self.src.as_bytes()
     }
 
+    /// The byte at `i`, or 0 past the end.
     fn at(&self, i: usize) -> u8 {
         self.bytes().get(i).copied().unwrap_or(0)
     }
 
-    /// Skip to just after the next `*/`, or to the end (unterminated).
+    /// Source text `a..b`; empty if that is not a valid char range (never
+    /// happens for token bounds, which always sit on ASCII bytes or the
+    /// ends of the input).
+    fn slice(&self, a: usize, b: usize) -> &'a str {
+        self.src.get(a..b).unwrap_or("")
+    }
+
+    /// Position of `pat` at or after `self.pos`, as an absolute index.
+    fn find_from(&self, pat: &str) -> Option<usize> {
+        let rest = self.src.get(self.pos..)?;
+        rest.find(pat).map(|i| self.pos.saturating_add(i))
+    }
+
+    /// Skip a block comment whose `/*` is at `self.pos`: to just after the
+    /// next `*/` (not overlapping the opener: `/*/` is unterminated), or to
+    /// the end (unterminated).
     fn skip_block_comment(&mut self) {
-        match self.src[self.pos..].find("*/") {
-            Some(i) => self.pos += i + 2,
+        self.pos = self.pos.saturating_add(2).min(self.src.len());
+        match self.find_from("*/") {
+            Some(i) => self.pos = i.saturating_add(2),
             None => {
                 self.pos = self.src.len();
                 self.flags.unterminated = true;
@@ -127,42 +144,47 @@ impl<'a> Lexer<'a> {
     }
 
     fn skip_line(&mut self) {
-        match self.src[self.pos..].find('\n') {
-            Some(i) => self.pos += i + 1,
+        match self.find_from("\n") {
+            Some(i) => self.pos = i.saturating_add(1),
             None => self.pos = self.src.len(),
         }
     }
 
     /// Scan a quoted run starting at the opening quote at `self.pos`.
-    fn skip_quoted(&mut self, quote: u8, backslash: bool) {
+    /// Returns false (and sets `unterminated`, position at the end) when
+    /// the closing quote is missing. The position always ends on an ASCII
+    /// byte boundary or at the end of the input: quotes are ASCII, and an
+    /// escaped byte is skipped only up to the next byte, which a quote can
+    /// never be part of (UTF-8 continuation bytes are >= 0x80).
+    fn skip_quoted(&mut self, quote: u8, backslash: bool) -> bool {
         let b = self.bytes();
-        let mut i = self.pos + 1;
-        while i < b.len() {
-            let c = b[i];
+        let mut i = self.pos.saturating_add(1);
+        while let Some(&c) = b.get(i) {
             if c == b'\\' && backslash {
                 self.flags.backslash = true;
                 if self.opts.backslash_escapes {
-                    i += 2;
+                    i = i.saturating_add(2);
                     continue;
                 }
             }
             if c == quote {
-                if b.get(i + 1) == Some(&quote) {
-                    i += 2;
+                if b.get(i.saturating_add(1)) == Some(&quote) {
+                    i = i.saturating_add(2);
                     continue;
                 }
-                self.pos = i + 1;
-                return;
+                self.pos = i.saturating_add(1);
+                return true;
             }
-            i += 1;
+            i = i.saturating_add(1);
         }
         self.pos = b.len();
         self.flags.unterminated = true;
+        false
     }
 
-    fn skip_word(&mut self) {
-        let b = self.bytes();
-        while self.pos < b.len() && is_word_byte(b[self.pos]) {
+    /// Advance over bytes for which `more` holds.
+    fn skip_while(&mut self, more: impl Fn(u8) -> bool) {
+        while self.bytes().get(self.pos).is_some_and(|&c| more(c)) {
             self.pos += 1;
         }
     }
@@ -170,10 +192,8 @@ impl<'a> Lexer<'a> {
     /// Skip whitespace and comments; handles executable-comment delimiters.
     fn skip_trivia(&mut self) {
         loop {
+            self.skip_while(|c| c.is_ascii_whitespace());
             let b = self.bytes();
-            while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
-                self.pos += 1;
-            }
             let c = self.at(self.pos);
             let n = self.at(self.pos + 1);
             if self.in_exec && c == b'*' && n == b'/' {
@@ -186,7 +206,7 @@ impl<'a> Lexer<'a> {
                     self.flags.executable = true;
                     let mut p = self.pos + if mariadb { 4 } else { 3 };
                     let digits_start = p;
-                    while p < b.len() && p - digits_start < 6 && b[p].is_ascii_digit() {
+                    while p - digits_start < 6 && b.get(p).is_some_and(u8::is_ascii_digit) {
                         p += 1;
                     }
                     let versioned = p > digits_start || mariadb;
@@ -221,30 +241,33 @@ impl<'a> Lexer<'a> {
 
     fn lex_one(&mut self) -> Option<Token<'a>> {
         self.skip_trivia();
-        let b = self.bytes();
         let start = self.pos;
-        if start >= b.len() {
+        let Some(&c) = self.bytes().get(start) else {
+            // MySQL rejects an executable comment missing its `*/`.
+            if self.in_exec {
+                self.flags.unterminated = true;
+            }
             return None;
-        }
-        let c = b[start];
+        };
         let tok = match c {
             b'\'' | b'"' => {
                 self.skip_quoted(c, true);
-                Tok::Str(&self.src[start..self.pos])
+                Tok::Str(self.slice(start, self.pos))
             }
             b'`' => {
-                let before = self.flags.unterminated;
-                self.skip_quoted(b'`', false);
-                let closed = before || !self.flags.unterminated;
-                let end = if closed { self.pos - 1 } else { self.pos };
-                Tok::Quoted(&self.src[start + 1..end])
+                let closed = self.skip_quoted(b'`', false);
+                let end = if closed {
+                    self.pos.saturating_sub(1)
+                } else {
+                    self.pos
+                };
+                Tok::Quoted(self.slice(start + 1, end))
             }
             b'@' => {
                 if self.at(start + 1) == b'@' {
                     self.pos = start + 2;
                     loop {
-                        let p = self.pos;
-                        let ch = self.at(p);
+                        let ch = self.at(self.pos);
                         if is_word_byte(ch) || ch == b'.' {
                             self.pos += 1;
                         } else if ch == b'`' {
@@ -253,20 +276,16 @@ impl<'a> Lexer<'a> {
                             break;
                         }
                     }
-                    Tok::SysVar(&self.src[start + 2..self.pos])
+                    Tok::SysVar(self.slice(start + 2, self.pos))
                 } else {
                     self.pos = start + 1;
                     let q = self.at(self.pos);
                     if q == b'\'' || q == b'"' || q == b'`' {
                         self.skip_quoted(q, q != b'`');
                     } else {
-                        while self.pos < b.len()
-                            && (is_word_byte(b[self.pos]) || b[self.pos] == b'.')
-                        {
-                            self.pos += 1;
-                        }
+                        self.skip_while(|b| is_word_byte(b) || b == b'.');
                     }
-                    Tok::UserVar(&self.src[start + 1..self.pos])
+                    Tok::UserVar(self.slice(start + 1, self.pos))
                 }
             }
             b':' if self.at(start + 1) == b'=' => {
@@ -274,14 +293,12 @@ impl<'a> Lexer<'a> {
                 Tok::Assign
             }
             b'0'..=b'9' => {
-                while self.pos < b.len() && (is_word_byte(b[self.pos]) || b[self.pos] == b'.') {
-                    self.pos += 1;
-                }
-                Tok::Number(&self.src[start..self.pos])
+                self.skip_while(|b| is_word_byte(b) || b == b'.');
+                Tok::Number(self.slice(start, self.pos))
             }
             _ if is_word_byte(c) => {
-                self.skip_word();
-                Tok::Word(&self.src[start..self.pos])
+                self.skip_while(is_word_byte);
+                Tok::Word(self.slice(start, self.pos))
             }
             _ => {
                 self.pos += 1;
@@ -326,7 +343,7 @@ impl<'a> Stmt<'a> {
     /// Source text from the first to the last token consumed so far.
     pub fn text(&self) -> &'a str {
         match self.first_start {
-            Some(s) => &self.lex.src()[s..self.last_end],
+            Some(s) => self.lex.slice(s, self.last_end),
             None => "",
         }
     }
@@ -401,14 +418,23 @@ pub(crate) fn unquote_ident(t: Tok<'_>) -> Option<String> {
     }
 }
 
+/// The text between the quotes of a string literal token. An unterminated
+/// literal (`'abc`, `'é`) has no closing quote: everything after the
+/// opening quote. Never slices inside a character.
+pub(crate) fn string_body(s: &str) -> &str {
+    let Some(q) = s.chars().next().filter(|c| matches!(c, '\'' | '"')) else {
+        return s;
+    };
+    let rest = s.get(1..).unwrap_or("");
+    rest.strip_suffix(q).unwrap_or(rest)
+}
+
 /// Decode a string literal token (`'a''b'`, `"x\n"`) to its value.
 pub(crate) fn unquote_string(s: &str) -> String {
-    let bytes = s.as_bytes();
-    if bytes.len() < 2 {
+    let Some(q) = s.chars().next() else {
         return String::new();
-    }
-    let q = bytes[0] as char;
-    let inner = &s[1..s.len() - 1];
+    };
+    let inner = string_body(s);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars().peekable();
     while let Some(c) = chars.next() {

@@ -11,6 +11,12 @@
 //!   [`Effects::causeway_var`] is set; it allocates.
 //! * [`leading_comment_options`] — `key=value` pairs from a leading
 //!   `/* causeway ... */` comment.
+//! * [`kill_check`] — whether (and how) a text would run a `KILL`.
+//! * [`set_targets`] — the variables a literal-only `SET` assigns (for the
+//!   session's replay list).
+//!
+//! Every entry point is total: any input, including unterminated strings
+//! and comments ending inside a multi-byte character, gives an answer.
 //!
 //! # How it works
 //!
@@ -111,13 +117,17 @@
 mod causeway;
 mod fast;
 mod funcs;
+mod kill;
 mod lexer;
 mod parsed;
+mod replay;
 mod scan;
 mod session;
 
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
+pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
+pub use replay::set_targets;
 
 /// Where a statement may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -68,10 +68,10 @@ impl Visitor for PureRead {
 pub(crate) fn read_is_safe(sql: &str) -> Result<bool, ParseError> {
     let stmts =
         Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| ParseError::Syntax(e.to_string()))?;
-    if stmts.len() != 1 {
-        return Err(ParseError::StatementCount(stmts.len()));
+    match stmts.as_slice() {
+        [one] => Ok(one.visit(&mut PureRead).is_continue()),
+        _ => Err(ParseError::StatementCount(stmts.len())),
     }
-    Ok(stmts[0].visit(&mut PureRead).is_continue())
 }
 
 #[cfg(test)]

@@ -28,10 +28,9 @@ impl Scan {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len()
-        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-    {
-        Some(&s[prefix.len()..])
+    let head = s.as_bytes().get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        s.get(prefix.len()..)
     } else {
         None
     }
@@ -41,7 +40,8 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 pub(crate) fn split_sysvar(v: &str) -> (&str, &str) {
     for scope in ["session.", "local.", "global.", "persist.", "persist_only."] {
         if let Some(rest) = strip_prefix_ci(v, scope) {
-            return (&v[..scope.len() - 1], rest);
+            let scope_name = v.get(..scope.len().saturating_sub(1)).unwrap_or("");
+            return (scope_name, rest);
         }
     }
     ("", v)

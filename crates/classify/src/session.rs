@@ -2,7 +2,7 @@
 //! TRANSACTION`, `COMMIT`, `ROLLBACK`, savepoints), `SET` in all its forms
 //! and `USE`. All go to the primary; what matters is their [`Effects`].
 
-use crate::lexer::{is_any_kw, is_kw, unquote_ident, Stmt, Tok};
+use crate::lexer::{is_any_kw, is_kw, string_body, unquote_ident, Stmt, Tok};
 use crate::scan::{is_causeway_name, split_sysvar, step, Scan};
 use crate::{Autocommit, BeginTx, Classification, Effects, Reason};
 
@@ -121,7 +121,7 @@ fn autocommit_value(t: Tok<'_>) -> Autocommit {
     let text = match t {
         Tok::Number(n) => n,
         Tok::Word(w) => w,
-        Tok::Str(s) if s.len() >= 2 => &s[1..s.len() - 1],
+        Tok::Str(s) => string_body(s),
         _ => return Autocommit::Unknown,
     };
     if ["1", "ON", "TRUE"]
@@ -193,8 +193,9 @@ pub(crate) fn set(st: &mut Stmt<'_>) -> Classification {
     }
     let mut scan = Scan::default();
     let mut global = false;
-    while let Some(t) = st.next() {
-        let mut t = t.tok;
+    while let Some(first_tok) = st.next() {
+        let mut t = first_tok.tok;
+        let mut start = first_tok.start;
         if is_any_kw(t, &["GLOBAL", "PERSIST", "PERSIST_ONLY"]) {
             global = true;
         } else if is_any_kw(t, &["SESSION", "LOCAL"]) {
@@ -205,7 +206,10 @@ pub(crate) fn set(st: &mut Stmt<'_>) -> Classification {
             &["GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL"],
         ) {
             match st.next() {
-                Some(n) => t = n.tok,
+                Some(n) => {
+                    t = n.tok;
+                    start = n.start;
+                }
                 None => break,
             }
         }
@@ -231,8 +235,7 @@ pub(crate) fn set(st: &mut Stmt<'_>) -> Classification {
             }
             Tok::Word(w) => {
                 // `causeway.x` / `component.var`: keep the whole dotted name.
-                let start = w.as_ptr() as usize - st.lex.src().as_ptr() as usize;
-                let mut end = start + w.len();
+                let mut end = start.saturating_add(w.len());
                 while st.peek() == Some(Tok::Punct(b'.')) {
                     st.next();
                     match st.next() {
@@ -240,7 +243,7 @@ pub(crate) fn set(st: &mut Stmt<'_>) -> Classification {
                         None => break,
                     }
                 }
-                Target::Sys(&st.lex.src()[start..end], global)
+                Target::Sys(st.lex.src().get(start..end).unwrap_or(w), global)
             }
             _ => {
                 scan.effects.set_session = true;
