@@ -596,3 +596,43 @@ async fn pinned_state_stays_with_its_client_only() {
         .await
         .unwrap();
 }
+
+/// A change of session state causeway did not parse (a user variable set
+/// inside a stored procedure) is reported by the session trackers and pins
+/// the client: it keeps reading its variable while others share the pool,
+/// and nobody else sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untracked_state_change_pins_the_client() {
+    let proxy = support::start_proxy_with(|t| {
+        multiplexed(t).replace("pool_max_per_backend = 8", "pool_max_per_backend = 2")
+    })
+    .await;
+    let db = support::unique_db("muxcall");
+    let mut a = proxy.conn().await;
+    a.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    a.query_drop(format!(
+        "CREATE PROCEDURE {db}.setv() BEGIN SET @pv = 7; END"
+    ))
+    .await
+    .unwrap();
+    a.query_drop(format!("CALL {db}.setv()")).await.unwrap();
+    let mut others = Vec::new();
+    for _ in 0..6 {
+        let opts = proxy.opts("app", "apppw");
+        others.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            for _ in 0..10 {
+                let v: Option<Option<u64>> = c.query_first("SELECT @pv FOR UPDATE").await.unwrap();
+                assert_eq!(v, Some(None), "another client saw the variable");
+            }
+        }));
+    }
+    for _ in 0..10 {
+        let v: Option<u64> = a.query_first("SELECT @pv FOR UPDATE").await.unwrap();
+        assert_eq!(v, Some(7), "the caller keeps its variable");
+    }
+    for t in others {
+        t.await.unwrap();
+    }
+    a.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
