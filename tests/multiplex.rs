@@ -636,3 +636,42 @@ async fn untracked_state_change_pins_the_client() {
     }
     a.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+/// `SHOW WARNINGS` after a statement that left warnings, or failed, reads
+/// them on the connection that ran it, while others share a pool of 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_follow_the_statement() {
+    let proxy = support::start_proxy_with(|t| {
+        multiplexed(t).replace("pool_max_per_backend = 8", "pool_max_per_backend = 2")
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut others = Vec::new();
+    for _ in 0..6 {
+        let opts = proxy.opts("app", "apppw");
+        let stop = Arc::clone(&stop);
+        others.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            while !stop.load(Ordering::Relaxed) {
+                c.query_drop("SELECT 1").await.unwrap();
+                c.query_drop("DO 1").await.unwrap();
+            }
+        }));
+    }
+    let mut a = proxy.conn().await;
+    for _ in 0..20 {
+        a.query_drop("SELECT 1/0").await.unwrap();
+        let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].1, 1365, "{w:?}");
+        let e = a.query_drop("SELECT * FROM no_such_db_mux.t").await;
+        assert!(e.is_err());
+        let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].0.as_str(), w[0].1), ("Error", 1049), "{w:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in others {
+        t.await.unwrap();
+    }
+}

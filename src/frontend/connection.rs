@@ -173,6 +173,8 @@ impl Session {
             kill_seen: 0,
             stmt_holds: Vec::new(),
             state_changed: false,
+            warned: false,
+            diag_hold: None,
             shared,
             client,
             proxy,
@@ -228,6 +230,8 @@ impl Session {
             {
                 break;
             }
+            // diagnostics of the previous statement are read by this one only
+            self.diag_hold = None;
             let flow = self.dispatch(&pkt.payload).await;
             // transaction mode: connections no longer needed go back now
             self.end_of_command();

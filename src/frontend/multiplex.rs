@@ -28,6 +28,7 @@ impl Session {
     /// session does not need for its next statement (see the module doc).
     pub(super) fn end_of_command(&mut self) {
         self.state_changed = false;
+        self.warned = false;
         if self.mode != PoolMode::Transaction || self.held.is_empty() {
             return;
         }
@@ -40,7 +41,8 @@ impl Session {
             let name = h.conn.server.as_str();
             let keep = self.route.trx.as_deref() == Some(name)
                 || (self.route.pinned.is_some() && name == primary)
-                || self.stmt_holds.iter().any(|(_, b)| b == name);
+                || self.stmt_holds.iter().any(|(_, b)| b == name)
+                || self.diag_hold.as_deref() == Some(name);
             if keep {
                 i += 1;
                 continue;
@@ -75,6 +77,16 @@ impl Session {
             }
         } else {
             self.drop_conn(i);
+        }
+    }
+
+    /// Keeps, in `transaction` pool mode, the connection of a statement
+    /// that left warnings or failed for the next command, so `SHOW
+    /// WARNINGS` / `GET DIAGNOSTICS` read them there. (Warnings counted
+    /// only in EOF packets, without CLIENT_DEPRECATE_EOF, are not seen.)
+    pub(super) fn keep_diagnostics(&mut self, failed: bool, backend: &str) {
+        if self.mode == PoolMode::Transaction && (failed || self.warned) {
+            self.diag_hold = Some(backend.to_string());
         }
     }
 

@@ -394,6 +394,7 @@ impl Session {
             }
         }
         self.note_pin(c, was_pinned, sent.backend.name());
+        self.keep_diagnostics(!ok, sent.backend.name());
         let handles = sent.backend.metrics();
         if sent.via == Via::Fallback {
             handles.fallbacks.increment(1);

@@ -87,6 +87,12 @@ pub struct Session {
     /// Set when a reply of the running command reported a session-state
     /// change (SESSION_TRACK_STATE_CHANGE).
     pub(super) state_changed: bool,
+    /// Set when an OK of the running command counted warnings.
+    pub(super) warned: bool,
+    /// Backend whose connection is kept for one more command because the
+    /// last statement there left warnings or an error (`SHOW WARNINGS`,
+    /// `GET DIAGNOSTICS` must read them on the same connection).
+    pub(super) diag_hold: Option<String>,
 }
 
 impl Session {
@@ -214,6 +220,7 @@ impl Session {
         let caps = self.caps;
         let token = &mut self.settings.token;
         let changed = &mut self.state_changed;
+        let warned = &mut self.warned;
         let h = &mut self.held[idx];
         // only the primary's GTID sets advance the token: a replica's set
         // says what it has, not what the session wrote
@@ -227,6 +234,9 @@ impl Session {
             &mut |ok, _final| {
                 if ok.state_entries().any(|(ty, _)| ty == track::STATE_CHANGE) {
                     *changed = true;
+                }
+                if ok.warnings > 0 {
+                    *warned = true;
                 }
                 from_primary && merge_token(ok, token)
             },
