@@ -675,3 +675,57 @@ async fn diagnostics_follow_the_statement() {
         t.await.unwrap();
     }
 }
+
+/// The same prepared SQL text in two schemas (or under another `sql_mode`)
+/// is two statements: clients sharing one connection per server each read
+/// their own schema's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_keep_their_schema_on_shared_connections() {
+    let proxy = support::start_proxy_with(|t| {
+        multiplexed(t).replace("pool_max_per_backend = 8", "pool_max_per_backend = 1")
+    })
+    .await;
+    let (d1, d2) = (support::unique_db("muxps"), support::unique_db("muxps"));
+    let mut setup = proxy.conn().await;
+    for (db, v) in [(&d1, "one"), (&d2, "two")] {
+        setup
+            .query_drop(format!(
+                "CREATE DATABASE {db}; CREATE TABLE {db}.t (v VARCHAR(8)); INSERT INTO {db}.t VALUES ('{v}')"
+            ))
+            .await
+            .unwrap();
+    }
+    setup.disconnect().await.unwrap();
+    let mut tasks = Vec::new();
+    for (db, want, ansi) in [
+        (d1.clone(), "one", false),
+        (d2.clone(), "two", false),
+        (d1.clone(), "one", true),
+    ] {
+        let opts = support::opts(proxy.port(), "app", "apppw", Some(&db));
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(opts).await;
+            if ansi {
+                c.query_drop("SET sql_mode = 'ANSI_QUOTES'").await.unwrap();
+            }
+            for _ in 0..30 {
+                let v: Option<String> = c.exec_first("SELECT v FROM t", ()).await.unwrap();
+                assert_eq!(v.as_deref(), Some(want), "schema {db}");
+                // "v" is a column under ANSI_QUOTES, a string otherwise
+                let q: Option<String> = c
+                    .exec_first("SELECT \"v\" FROM t FOR UPDATE", ())
+                    .await
+                    .unwrap();
+                let expect = if ansi { want } else { "v" };
+                assert_eq!(q.as_deref(), Some(expect), "ansi={ansi}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut c = proxy.conn().await;
+    c.query_drop(format!("DROP DATABASE {d1}; DROP DATABASE {d2}"))
+        .await
+        .unwrap();
+}

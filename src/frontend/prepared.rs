@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
 use super::stmt::{with_stmt_id, ExecuteLayout, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
-use crate::backend::stmt_cache::STMT_CACHE_MAX;
+use crate::backend::stmt_cache::{sets_fingerprint, PrepState, STMT_CACHE_MAX};
 use crate::consistency::{self, Choice};
 use crate::protocol::ErrPacket;
 use crate::relay::{self, Expect};
@@ -122,7 +122,11 @@ impl Session {
         let Some(h) = self.held.get_mut(idx) else {
             return Err(super::session::lost_backend(backend));
         };
-        if let Some(bid) = h.conn.stmts.get(&stmt.prepare) {
+        let state = PrepState {
+            db: h.conn.db.as_deref(),
+            sets: sets_fingerprint(&h.conn.sets),
+        };
+        if let Some(bid) = h.conn.stmts.get(&stmt.prepare, state) {
             return Ok(bid);
         }
         let mut seq = 0;
@@ -144,7 +148,11 @@ impl Session {
         let Some((bid, _, _)) = out.prepared else {
             return Err(super::session::lost_backend(backend));
         };
-        let close = h.conn.stmts.insert(&stmt.prepare, bid, max);
+        let state = PrepState {
+            db: h.conn.db.as_deref(),
+            sets: sets_fingerprint(&h.conn.sets),
+        };
+        let close = h.conn.stmts.insert(&stmt.prepare, state, bid, max);
         if h.conn.close_stmts(&close).await.is_err() {
             self.drop_conn(idx);
             return Err(super::session::lost_backend(backend));
@@ -201,7 +209,11 @@ impl Session {
         if let Some((bid, _cols, params)) = outcome.and_then(|o| o.prepared) {
             let max = cache_max(self.mode);
             if let Some(h) = self.held.iter_mut().find(|h| h.conn.server == b.name()) {
-                let close = h.conn.stmts.insert(payload, bid, max);
+                let state = PrepState {
+                    db: h.conn.db.as_deref(),
+                    sets: sets_fingerprint(&h.conn.sets),
+                };
+                let close = h.conn.stmts.insert(payload, state, bid, max);
                 if h.conn.close_stmts(&close).await.is_err() {
                     h.conn.broken = true;
                 }
@@ -318,8 +330,9 @@ impl Session {
             return Flow::Continue;
         }
         for h in &mut self.held {
-            if let Some(bid) = h.conn.stmts.remove(&stmt.prepare) {
-                if h.conn.close_stmts(&[bid]).await.is_err() {
+            let ids = h.conn.stmts.remove(&stmt.prepare);
+            if !ids.is_empty() {
+                if h.conn.close_stmts(&ids).await.is_err() {
                     h.conn.broken = true;
                 }
             }
@@ -357,7 +370,11 @@ impl Session {
                 if h.conn.server != name {
                     return None;
                 }
-                h.conn.stmts.get(prepare).map(|bid| (i, bid))
+                let state = PrepState {
+                    db: h.conn.db.as_deref(),
+                    sets: sets_fingerprint(&h.conn.sets),
+                };
+                h.conn.stmts.get(prepare, state).map(|bid| (i, bid))
             })
         });
         if is_reset {
