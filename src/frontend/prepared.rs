@@ -331,10 +331,9 @@ impl Session {
         }
         for h in &mut self.held {
             let ids = h.conn.stmts.remove(&stmt.prepare);
-            if !ids.is_empty() {
-                if h.conn.close_stmts(&ids).await.is_err() {
-                    h.conn.broken = true;
-                }
+            // close_stmts sends nothing for no ids
+            if h.conn.close_stmts(&ids).await.is_err() {
+                h.conn.broken = true;
             }
         }
         Flow::Continue
