@@ -4,9 +4,10 @@
 # through one causeway binary started once per mode on one sandbox
 # topology, at 4 and 256 client threads, alternating the modes. Reports
 # QPS, proxy CPU µs per query (utime+stime from /proc/<pid>/stat, 10 ms
-# ticks, before/after ÷ queries) and the most backend connections of user
-# `app` seen on one server (information_schema.processlist, sampled). Run
-# as root.
+# ticks, before/after ÷ queries) and the most backend connections of the
+# mode's backend account (`mux_transaction` / `mux_session`, created here)
+# seen on one server (information_schema.processlist, sampled once a
+# second). Run as root.
 #
 #   bench/modes.sh BIN            # e.g. $CARGO_TARGET_DIR/release/causeway
 #
@@ -44,6 +45,11 @@ read -r PRIMARY R1 R2 PT PS < <(python3 -c '
 import json,sys; t=json.load(open(sys.argv[1]))
 print(t["primary"], *t["replicas"][:2], *t["free_ports"][:2])' "$WORK/topology.json")
 
+mysql_root() { chroot "$CHROOT" mysql -h127.0.0.1 -P"$1" -uroot -N -e "$2" 2>/dev/null; }
+for m in transaction session; do
+    mysql_root "$PRIMARY" "CREATE USER IF NOT EXISTS 'mux_$m'@'%' IDENTIFIED WITH caching_sha2_password BY 'apppw'; GRANT ALL ON *.* TO 'mux_$m'@'%'"
+done
+
 declare -A PID_OF
 start() { # mode port
     cat >"$WORK/$1.toml" <<CONF
@@ -58,6 +64,8 @@ enabled = false
 [[users]]
 name = "app"
 password = "apppw"
+backend_user = "mux_$1"
+backend_password = "apppw"
 [primary]
 name = "primary"
 address = "127.0.0.1:$PRIMARY"
@@ -95,10 +103,10 @@ for r in "$R1" "$R2"; do
 done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-most_conns() { # prints the largest count of app connections on one server
+most_conns() { # mode: prints the largest count of its account's connections on one server
     local m=0 n
     for p in "$PRIMARY" "$R1" "$R2"; do
-        n=$(mysql_do "$p" "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'app'")
+        n=$(mysql_do "$p" "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'mux_$1'")
         ((n > m)) && m=$n
     done
     echo "$m"
@@ -110,7 +118,7 @@ run() { # mode port threads seconds -> "qps us_per_query max_conns"
         --db-ps-mode=disable --rand-type=uniform --report-interval=0 run >"$WORK/run.out" &
     local sb=$!
     sleep 1
-    while kill -0 "$sb" 2>/dev/null; do n=$(most_conns); ((n > max)) && max=$n; sleep 1; done
+    while kill -0 "$sb" 2>/dev/null; do n=$(most_conns "$1"); ((n > max)) && max=$n; sleep 1; done
     wait "$sb"
     t1=$(ticks "$pid")
     awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" -v max="$max" \
@@ -124,7 +132,7 @@ run() { # mode port threads seconds -> "qps us_per_query max_conns"
     echo "pool_max_per_backend = $POOL, consistency = causal; $(nproc) vCPUs shared by sysbench, 3 mysqld and causeway;"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg). Binary: $BIN"
     echo
-    echo "| threads | mode | QPS | proxy CPU µs/query | most app connections on one server |"
+    echo "| threads | mode | QPS | proxy CPU µs/query | most backend connections on one server |"
     echo "|---|---|---|---|---|"
 } >"$OUT"
 for th in $THREADS; do

@@ -205,6 +205,12 @@ impl BackendConn {
         }
     }
 
+    /// The thread whose event loop drives the socket (using it from
+    /// another one moves it, see [`Self::bring_home`]).
+    pub fn home(&self) -> std::thread::ThreadId {
+        self.home
+    }
+
     /// Moves the socket to the calling thread's event loop if it is driven
     /// by another one (a pooled connection opened by a session on another
     /// worker), so the session's round trips need no cross-thread wake-up.

@@ -275,14 +275,9 @@ impl Pool {
                 self.swept_ms.store(now, Ordering::Relaxed);
                 self.sweep(&mut idle, &mut expired);
             }
+            let here = std::thread::current().id();
             idle.get_mut(key).and_then(|list| {
-                // the most recently returned among the best matches
-                let pos = list
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| Self::usable(c, key, db))
-                    .max_by_key(|(i, c)| (state_score(c, db, sets), *i))
-                    .map(|(i, _)| i)?;
+                let pos = best_idle(list, key, db, sets, here)?;
                 Some(list.swap_remove(pos))
             })
         };
@@ -462,6 +457,34 @@ impl Pool {
             idle.clear();
         }
     }
+}
+
+/// The position in `list` of the idle connection to hand out: usable for
+/// `key`/`db`, the best state match (see [`state_score`]), then one driven
+/// by thread `here` (no socket move), then the most recently returned. The
+/// scan, newest first, stops at a perfect match.
+fn best_idle(
+    list: &[BackendConn],
+    key: &LinkKey,
+    db: Option<&str>,
+    sets: &[String],
+    here: std::thread::ThreadId,
+) -> Option<usize> {
+    const PERFECT: (u8, bool) = (5, true);
+    let mut best: Option<((u8, bool), usize)> = None;
+    for (i, c) in list.iter().enumerate().rev() {
+        if !Pool::usable(c, key, db) {
+            continue;
+        }
+        let rank = (state_score(c, db, sets), c.home() == here);
+        if best.is_none_or(|(r, _)| rank > r) {
+            best = Some((rank, i));
+            if rank == PERFECT {
+                break;
+            }
+        }
+    }
+    best.map(|(_, i)| i)
 }
 
 /// How well idle connection `c` matches a borrower in schema `db` whose

@@ -17,6 +17,7 @@
 use causeway_classify::Classification;
 use causeway_config::PoolMode;
 use mysql_common::constants::CapabilityFlags;
+use std::sync::Arc;
 
 use super::session::{Flow, Session};
 use crate::metrics as m;
@@ -35,12 +36,12 @@ impl Session {
         let epoch = self.shared.kill_epoch();
         let killed = epoch != self.kill_seen;
         self.kill_seen = epoch;
-        let primary = self.topo.primary.name().to_string();
+        let primary = Arc::clone(&self.topo.primary);
         let mut i = 0;
         while let Some(h) = self.held.get(i) {
             let name = h.conn.server.as_str();
             let keep = self.route.trx.as_deref() == Some(name)
-                || (self.route.pinned.is_some() && name == primary)
+                || (self.route.pinned.is_some() && name == primary.name())
                 || self.stmt_holds.iter().any(|(_, b)| b == name)
                 || self.diag_hold.as_deref() == Some(name);
             if keep {
