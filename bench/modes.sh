@@ -13,6 +13,8 @@
 #
 # Environment: MODES_THREADS ("4 256"), MODES_TIME (10 s per run),
 # MODES_ROUNDS (2), MODES_POOL (256: pool_max_per_backend of both modes),
+# MODES_MODES ("transaction session"; session mode needs a pool at least as
+# large as the thread count),
 # AB_TOPOLOGY (the `topology` bin of causeway-bench, default
 # $CARGO_TARGET_DIR/release/topology). Writes bench/results/<stamp>-modes.md.
 set -euo pipefail
@@ -21,6 +23,7 @@ THREADS=${MODES_THREADS:-4 256}
 TIME=${MODES_TIME:-10}
 ROUNDS=${MODES_ROUNDS:-2}
 POOL=${MODES_POOL:-256}
+MODES=${MODES_MODES:-transaction session}
 TOPOLOGY=${AB_TOPOLOGY:-${CARGO_TARGET_DIR:-/tmp/target-bench}/release/topology}
 CHROOT=${CAUSEWAY_CHROOT:-/var/tmp/causeway/sid-root}
 WORK=$(mktemp -d /tmp/causeway-modes.XXXXXX)
@@ -136,10 +139,13 @@ run() { # mode port threads seconds -> "qps us_per_query max_conns"
     echo "|---|---|---|---|---|"
 } >"$OUT"
 for th in $THREADS; do
-    run transaction "$PT" "$th" 3 >/dev/null; run session "$PS" "$th" 3 >/dev/null   # warm
+    for m in $MODES; do   # warm
+        port=$PT; [[ $m == session ]] && port=$PS
+        run "$m" "$port" "$th" 3 >/dev/null
+    done
     declare -A QPS=() CPU=() CONN=()
     for i in $(seq "$ROUNDS"); do
-        for m in transaction session; do
+        for m in $MODES; do
             port=$PT; [[ $m == session ]] && port=$PS
             read -r q c n < <(run "$m" "$port" "$th" "$TIME")
             echo "threads $th round $i $m: $q qps, $c us/query, $n connections"
@@ -147,7 +153,7 @@ for th in $THREADS; do
             (( n > ${CONN[$m]:-0} )) && CONN[$m]=$n
         done
     done
-    for m in transaction session; do
+    for m in $MODES; do
         printf '| %s | %s | %d | %.1f | %d |\n' "$th" "$m" $(( QPS[$m] / ROUNDS )) \
             "$(awk -v a="${CPU[$m]}" -v r="$ROUNDS" 'BEGIN{print a/r}')" "${CONN[$m]}" >>"$OUT"
     done
