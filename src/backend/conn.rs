@@ -13,7 +13,11 @@
 //! reusable only when no reply is pending (a command was sent and its reply
 //! not read to its end), nothing is buffered, and it was never marked
 //! broken. The pool refuses every other connection, so one client's
-//! abandoned result can never be read by the next.
+//! abandoned result can never be read by the next. And it records the
+//! session state a connection carries for `transaction` pool mode: its
+//! schema, the replayed `SET`s applied to it, whether it carries state
+//! nothing describes (`tainted`, reset before reuse), and the statements
+//! prepared on it (`super::stmt_cache`).
 
 use mysql_common::constants::CapabilityFlags;
 use socket2::{SockRef, TcpKeepalive};
