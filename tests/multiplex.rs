@@ -120,15 +120,25 @@ impl Sampler {
     }
 }
 
+/// Connects, retrying (bounded, 60 s). Each attempt is bounded too: on a
+/// loaded machine a burst of connects can overflow the listen backlog, and
+/// a MySQL client whose handshake ACK was dropped waits for a greeting
+/// that never comes.
 async fn connect(opts: mysql_async::Opts) -> mysql_async::Conn {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match mysql_async::Conn::new(opts.clone()).await {
-            Ok(c) => return c,
-            Err(e) => {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(10),
+            mysql_async::Conn::new(opts.clone()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(c)) => return c,
+            Ok(Err(e)) => {
                 assert!(Instant::now() < deadline, "cannot connect: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            Err(_) => assert!(Instant::now() < deadline, "connect attempts time out"),
         }
     }
 }
