@@ -706,6 +706,8 @@ async fn prepared_statements_keep_their_schema_on_shared_connections() {
             .unwrap();
     }
     setup.disconnect().await.unwrap();
+    // the readers' tokens do not cover the setup client's writes
+    support::sync_replicas().await;
     let mut tasks = Vec::new();
     for (db, want, ansi) in [
         (d1.clone(), "one", false),
