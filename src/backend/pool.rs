@@ -477,7 +477,7 @@ fn best_idle(
             continue;
         }
         let rank = (state_score(c, db, sets), c.home() == here);
-        if best.is_none_or(|(r, _)| rank > r) {
+        if best.map_or(true, |(r, _)| rank > r) {
             best = Some((rank, i));
             if rank == PERFECT {
                 break;
