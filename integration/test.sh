@@ -30,6 +30,12 @@ if [ ! -f tests/node/node_modules/mysql2/package.json ]; then
   step "mysql2 (npm ci in tests/node)"
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# mysql_async's native-tls (the monitor's TLS) links OpenSSL; ring (rustls'
+# provider) needs only the C compiler
+if ! pkg-config --exists openssl 2>/dev/null || ! command -v cc >/dev/null 2>&1; then
+  step "OpenSSL headers, pkg-config and a C compiler (TLS)"
+  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config build-essential
+fi
 if ! command -v sysbench >/dev/null 2>&1; then
   step "sysbench"
   apt-get update -qq && apt-get install -y -qq sysbench

@@ -14,6 +14,8 @@ pub mod proxy;
 pub mod relay;
 pub mod reload;
 pub mod router;
+pub mod rules;
 pub mod sandbox_cmd;
+pub mod tls;
 pub mod topology;
 pub mod workers;

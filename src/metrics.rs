@@ -50,6 +50,9 @@ pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
 /// `backend`.
 pub const BACKEND_ERRORS: &str = "causeway_backend_errors_total";
 
+/// Counter: statements a query rule applied to, label `rule`.
+pub const RULE_MATCHES: &str = "causeway_rule_matches_total";
+
 /// `route` label values of [`STATEMENTS`]. Reads on the primary are
 /// `primary_read` plus `fallback`; `primary` is everything else the
 /// primary ran (writes, DDL, session statements).

@@ -164,7 +164,7 @@ async fn vanish_mid_result(port: u16, prelude: &[&str], route_prefix: &str) {
         let (_, row) = read(&mut a.io).await;
         assert_eq!(row, vec![0x00, 0x06, 0, 0, 0, 0, 0, 0]);
     }
-    socket2::SockRef::from(a.io.stream())
+    socket2::SockRef::from(a.io.tcp().unwrap())
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER 0");
     drop(a);

@@ -39,6 +39,8 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
+    /// TLS towards this server (`[backend_tls]`).
+    pub tls: crate::tls::BackendTls,
 }
 
 /// Shortest and longest pause between two reaper sweeps.
@@ -238,13 +240,13 @@ impl Pool {
         db: Option<&str>,
         permit: OwnedSemaphorePermit,
     ) -> Result<BackendConn, BackendError> {
-        let mut conn = BackendConn::connect(
+        let mut conn = BackendConn::connect_with(
             &self.name,
             &self.addr,
             login,
-            key.clone(),
-            db,
+            (key.clone(), db),
             self.cfg.connect_timeout,
+            &self.cfg.tls,
         )
         .await?;
         self.opened.fetch_add(1, Ordering::Relaxed);

@@ -99,7 +99,8 @@ impl Session {
         if proxy.is_shutting_down() {
             return;
         }
-        let login = login::login(&mut client, &topo.config, id, &version, &peer_host);
+        let tls = topo.client_tls.as_ref();
+        let login = login::login(&mut client, (&topo.config, tls), id, &version, &peer_host);
         let login = tokio::select! {
             r = tokio::time::timeout_at(deadline, login) => r,
             _ = stop.changed() => return,
@@ -124,7 +125,8 @@ impl Session {
         drop(pending);
         match ready {
             Ok(true) => {
-                tracing::debug!(conn = id, user = %session.user.name, "client logged in");
+                let tls = session.client.tls_version().unwrap_or("none");
+                tracing::debug!(conn = id, user = %session.user.name, tls, "client logged in");
                 let _registered = session.proxy.register(id, Arc::clone(&session.shared));
                 session.serve().await;
             }

@@ -10,6 +10,7 @@ mod multiplex;
 mod prepared;
 mod query;
 pub mod registry;
+pub mod rules;
 pub mod session;
 mod sets;
 pub mod stmt;

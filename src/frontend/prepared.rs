@@ -250,8 +250,12 @@ impl Session {
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
         }
-        let token = std::mem::take(&mut self.settings.token);
         let mode = self.settings.mode;
+        let (target, mode) = match self.apply_stmt_rules(id, &class, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let token = std::mem::take(&mut self.settings.token);
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(
@@ -263,6 +267,7 @@ impl Session {
             )
             .await;
         self.restore_token(token);
+        self.end_rules();
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }

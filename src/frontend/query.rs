@@ -123,6 +123,10 @@ impl Session {
             }
         }
         let (target, reason) = self.route.decide(&c);
+        let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
         let (token, borrowed) = match stmt_token {
             Some(mut t) => {
                 t.union(&self.settings.token);
@@ -134,6 +138,7 @@ impl Session {
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
+        self.end_rules();
         if borrowed {
             self.restore_token(token);
         }
@@ -173,7 +178,11 @@ impl Session {
         let done = self.route_cmd(target, mode, token, cmd, expect).await;
         if let (Some(sent), Some(_)) = (&done.1, &done.2) {
             match (sent.backend.role, sent.via) {
-                (Role::Replica, _) => self.cursor.saw(&sent.backend, false),
+                // a read a rule sent to a named pool is not a monotonic-reads step
+                (Role::Replica, _) if self.cursor.pool().is_none() => {
+                    self.cursor.saw(&sent.backend, false)
+                }
+                (Role::Replica, _) => {}
                 (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
                 (Role::Primary, _) => {}
             }
@@ -237,6 +246,9 @@ impl Session {
                 )
             }
             Choice::Primary(why) => {
+                if let Some(flow) = self.pool_unavailable(why).await {
+                    return (flow, None, None);
+                }
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty()
                     && mode != Consistency::Strong
@@ -331,7 +343,10 @@ impl Session {
                     let need = need.as_ref().unwrap_or(token);
                     return self.read_after_wait(b, need, cmd, expect).await;
                 }
-                Choice::Primary(_) => {
+                Choice::Primary(why) => {
+                    if let Some(flow) = self.pool_unavailable(why).await {
+                        return (flow, None, None);
+                    }
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;
                 }
@@ -440,6 +455,7 @@ impl Session {
                 self.settings = next;
                 self.reply_ok().await
             }
+            Some(CausewayCommand::ShowRules) => self.show_rules().await,
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
                     let err = ErrPacket::new(
@@ -518,7 +534,10 @@ impl Session {
                     collation: 255,
                 };
                 let timeout = self.topo.config.server.connect_timeout();
-                match BackendConn::connect("kill", &addr, &login, key, None, timeout).await {
+                let tls = &self.topo.primary.pool.config().tls;
+                match BackendConn::connect_with("kill", &addr, &login, (key, None), timeout, tls)
+                    .await
+                {
                     Ok(mut c) => {
                         // 1094: the statement finished meanwhile; fine
                         let _ = c.query_ok(&format!("KILL QUERY {thread_id}")).await;
@@ -540,7 +559,7 @@ impl Session {
         self.reply_ok().await
     }
 
-    async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
+    pub(super) async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
         let status = self.status & 0x0003;
         let payloads = local::text_result_set(self.caps, status, cols, rows);
         let mut seq = 1;

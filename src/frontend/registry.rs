@@ -58,6 +58,7 @@ pub async fn kill_on_backend(
     thread_id: u32,
     whole_connection: bool,
     timeout: Duration,
+    tls: &crate::tls::BackendTls,
 ) -> Result<(), RegistryError> {
     let key = LinkKey {
         user: login.user.clone(),
@@ -70,7 +71,8 @@ pub async fn kill_on_backend(
         format!("KILL QUERY {thread_id}")
     };
     let work = async {
-        let mut c = BackendConn::connect("kill", addr, login, key, None, timeout).await?;
+        let mut c =
+            BackendConn::connect_with("kill", addr, login, (key, None), timeout, tls).await?;
         c.query_ok(&sql).await.map(|_| ())
     };
     match tokio::time::timeout(timeout, work).await {

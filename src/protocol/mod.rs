@@ -5,6 +5,7 @@
 pub mod handshake;
 pub mod messages;
 pub mod packet;
+pub mod stream;
 
 pub use messages::{Err as ErrPacket, Ok as OkPacket};
 pub use packet::{Packet, PacketConn, PacketError};

@@ -123,11 +123,13 @@ mod parsed;
 mod replay;
 mod scan;
 mod session;
+mod tables;
 
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
 pub use replay::set_targets;
+pub use tables::{tables, TableRef, Tables};
 
 /// Where a statement may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -42,6 +42,18 @@ pub struct Config {
     /// `[routing]`: read-consistency policy.
     #[serde(default)]
     pub routing: Routing,
+    /// `[[pools]]`: optional settings of named replica pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::rules::Pool>,
+    /// `[[rules]]`: query rules, evaluated in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::rules::Rule>,
+    /// `[tls]`: TLS towards clients; absent = no TLS offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::Tls>,
+    /// `[backend_tls]`: TLS towards the MySQL servers.
+    #[serde(default)]
+    pub backend_tls: crate::tls::BackendTls,
 }
 
 /// `[server]` section.
@@ -254,6 +266,15 @@ pub struct Backend {
     /// Per-replica override of `[routing] max_lag_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lag_ms: Option<u64>,
+    /// The read pool this replica belongs to (default `"default"`, the
+    /// general read pool). A replica in a named pool takes no general
+    /// reads: only statements a `[[rules]]` entry routes to `pool:NAME`.
+    /// Always `"default"` for the primary.
+    #[serde(
+        default = "crate::rules::default_pool_name",
+        skip_serializing_if = "crate::rules::is_default_pool"
+    )]
+    pub pool: String,
 }
 
 /// Maximum allowed replica weight.
@@ -264,6 +285,11 @@ fn default_weight() -> u32 {
 }
 
 impl Backend {
+    /// Whether this backend belongs to the general read pool.
+    pub fn in_default_pool(&self) -> bool {
+        self.pool == crate::rules::DEFAULT_POOL
+    }
+
     /// The lag budget for this backend: its own `max_lag_ms` or the routing
     /// default.
     pub fn max_lag(&self, routing: &Routing) -> Duration {
@@ -301,6 +327,7 @@ fn deserialize_primary<'de, D: Deserializer<'de>>(d: D) -> Result<Backend, D::Er
         address: p.address,
         weight: 1,
         max_lag_ms: None,
+        pool: crate::rules::DEFAULT_POOL.to_string(),
     })
 }
 
@@ -439,6 +466,8 @@ pub struct ParseEnumError {
     pub expected: &'static str,
 }
 
+/// Implements `ALL`, `as_str`, case-insensitive `FromStr`, `Display` and
+/// serde as a lowercase string for a fieldless enum.
 macro_rules! string_enum {
     ($ty:ident, $what:literal, $expected:literal, $($var:ident => $s:literal),+ $(,)?) => {
         impl $ty {
@@ -493,6 +522,8 @@ pub enum Consistency {
     /// the read arrived (or the primary).
     Strong,
 }
+
+pub(crate) use string_enum;
 
 string_enum!(Consistency, "consistency", "eventual, causal, strong",
     Eventual => "eventual", Causal => "causal", Strong => "strong");
