@@ -354,7 +354,8 @@ fn fair_config(user: &str, pw: &str, idle_ms: u64) -> impl FnOnce(String) -> Str
         t.replace(
             "connect_timeout_ms = 5000",
             &format!(
-                "connect_timeout_ms = 5000\npool_max_per_backend = 4\npool_idle_timeout_ms = {idle_ms}"
+                // sessions that each keep their connection fill the pool
+                "connect_timeout_ms = 5000\npool_max_per_backend = 4\npool_idle_timeout_ms = {idle_ms}\npool_mode = \"session\""
             ),
         )
         .replace(

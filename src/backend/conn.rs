@@ -14,7 +14,11 @@
 //! reusable only when no reply is pending (a command was sent and its reply
 //! not read to its end), nothing is buffered, and it was never marked
 //! broken. The pool refuses every other connection, so one client's
-//! abandoned result can never be read by the next.
+//! abandoned result can never be read by the next. And it records the
+//! session state a connection carries for `transaction` pool mode: its
+//! schema, the replayed `SET`s applied to it, whether it carries state
+//! nothing describes (`tainted`, reset before reuse), and the statements
+//! prepared on it (`super::stmt_cache`).
 
 use mysql_common::constants::CapabilityFlags;
 use socket2::{SockRef, TcpKeepalive};
@@ -29,6 +33,7 @@ use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
 use crate::tls::BackendTls;
 
 use super::reply::{self, Reply};
+use super::stmt_cache::StmtCache;
 
 /// Idle time before the first TCP keepalive probe on a backend socket.
 pub const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
@@ -154,6 +159,18 @@ pub struct BackendConn {
     /// `crate::workers`).
     home: std::thread::ThreadId,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The replayed `SET` statements whose effect this connection carries
+    /// since its last reset (its session-variable state, compared by the
+    /// pool and by sessions in `transaction` pool mode).
+    pub sets: Vec<String>,
+    /// Set when the connection carries state that cannot be described by
+    /// `db` and `sets` (a pinned session's user variables, temporary
+    /// tables, locks...): it is reset before anyone else uses it.
+    pub tainted: bool,
+    /// Statements prepared on this connection, by SQL text.
+    pub stmts: StmtCache,
+    /// True until its first borrower has seen it (learns the version).
+    pub fresh: bool,
 }
 
 /// Capabilities causeway always asks a backend for.
@@ -171,8 +188,12 @@ pub fn base_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_SESSION_TRACK
 }
 
-/// SQL run once on every new backend connection and after every reset.
-pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
+/// SQL run once on every new backend connection and after every reset:
+/// commits report their GTIDs, and every change of session state is
+/// reported (`SESSION_TRACK_STATE_CHANGE`), so a session in `transaction`
+/// pool mode notices state it did not parse.
+pub const SETUP_SQL: &str =
+    "SET SESSION session_track_gtids = ALL_GTIDS, session_track_state_change = ON";
 
 impl BackendConn {
     /// A connection over an already connected socket, for unit tests of
@@ -196,7 +217,17 @@ impl BackendConn {
             pending: false,
             home: std::thread::current().id(),
             permit: None,
+            sets: Vec::new(),
+            tainted: false,
+            stmts: StmtCache::default(),
+            fresh: true,
         }
+    }
+
+    /// The thread whose event loop drives the socket (using it from
+    /// another one moves it, see [`Self::bring_home`]).
+    pub fn home(&self) -> std::thread::ThreadId {
+        self.home
     }
 
     /// Moves the socket to the calling thread's event loop if it is driven
@@ -372,6 +403,10 @@ impl BackendConn {
             pending: false,
             home: std::thread::current().id(),
             permit: None,
+            sets: Vec::new(),
+            tainted: false,
+            stmts: StmtCache::default(),
+            fresh: true,
         };
         conn.query_ok(SETUP_SQL)
             .await?
@@ -606,6 +641,10 @@ impl BackendConn {
         if r.is_err() {
             self.broken = true;
         }
+        // the server closed every prepared statement and forgot the SETs
+        self.stmts.clear();
+        self.sets.clear();
+        self.tainted = false;
         r
     }
 
@@ -622,6 +661,25 @@ impl BackendConn {
             self.query_ok(&format!("SET NAMES {charset} COLLATE {collation}"))
                 .await?
                 .map_err(to_err)?;
+        }
+        Ok(())
+    }
+
+    /// Closes prepared statements `ids` (COM_STMT_CLOSE has no reply).
+    pub async fn close_stmts(&mut self, ids: &[u32]) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            let mut p = [0x19, 0, 0, 0, 0];
+            if let Some(dst) = p.get_mut(1..5) {
+                dst.copy_from_slice(&id.to_le_bytes());
+            }
+            let mut seq = 0;
+            self.io.queue(&mut seq, &p);
+        }
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_err(e));
         }
         Ok(())
     }

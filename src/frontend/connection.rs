@@ -172,6 +172,12 @@ impl Session {
             retryable: None,
             cursor: Picker::new(u64::from(id), cfg.routing.read_balance),
             cache_written: Vec::new(),
+            mode: cfg.server.pool_mode,
+            kill_seen: 0,
+            stmt_holds: Vec::new(),
+            state_changed: false,
+            warned: false,
+            diag_hold: None,
             shared,
             client,
             proxy,
@@ -181,7 +187,10 @@ impl Session {
     /// Checks the schema named at login and sends the login's OK; false
     /// when the client was refused or is gone.
     async fn finish_login(&mut self, mut seq: u8) -> bool {
-        if let Err(err) = self.check_initial_db().await {
+        let checked = self.check_initial_db().await;
+        // transaction mode: the schema check's connection goes back at once
+        self.end_of_command();
+        if let Err(err) = checked {
             let _ = self.client.send(&mut seq, &err.encode()).await;
             return false;
         }
@@ -224,7 +233,11 @@ impl Session {
             {
                 break;
             }
+            // diagnostics of the previous statement are read by this one only
+            self.diag_hold = None;
             let flow = self.dispatch(&pkt.payload).await;
+            // transaction mode: connections no longer needed go back now
+            self.end_of_command();
             // the reply's last bytes go out only now, after the session's
             // bookkeeping, so whoever sees the answer also sees its metrics
             if self.client.flush().await.is_err() {

@@ -7,6 +7,7 @@ mod connection;
 mod floor;
 pub mod local;
 pub mod login;
+mod multiplex;
 mod prepared;
 mod query;
 pub mod registry;

@@ -83,6 +83,9 @@ impl Session {
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
         let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
+        if let Some(column) = super::multiplex::connection_id_query(sql) {
+            return self.reply_connection_id(&column).await;
+        }
         let c = classify(sql);
         let replayable = c.effects.set_session && is_single_statement(sql);
         if replayable {
@@ -387,6 +390,7 @@ impl Session {
     ) {
         let is_primary = sent.backend.role == Role::Primary;
         let ok = outcome.error.is_none();
+        let was_pinned = self.route.pinned.is_some();
         self.route.after(
             c,
             sent.backend.name(),
@@ -422,11 +426,14 @@ impl Session {
                     .find(|h| h.conn.server == sent.backend.name())
                 {
                     h.applied_sets = n;
+                    h.conn.sets.clone_from(&self.sets);
                 }
             } else {
                 self.route.pin("SET inside a multi-statement");
             }
         }
+        self.note_pin(c, was_pinned, sent.backend.name());
+        self.keep_diagnostics(!ok, sent.backend.name());
         let handles = sent.backend.metrics();
         if sent.via == Via::Fallback {
             handles.fallbacks.increment(1);
@@ -541,6 +548,7 @@ impl Session {
             self.reply_err(&err).await;
             return Flow::Quit;
         }
+        target.begin_kill();
         if let Some((addr, thread_id)) = target.running() {
             let login = target.login.lock().map(|l| l.clone()).ok();
             if let Some(login) = login {

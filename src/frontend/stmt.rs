@@ -186,6 +186,11 @@ impl StmtMap {
         Some(old)
     }
 
+    /// Whether a statement was prepared from `prepare` (the same text).
+    pub fn has_text(&self, prepare: &[u8]) -> bool {
+        self.map.values().any(|s| s.prepare == prepare)
+    }
+
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.map.clear();

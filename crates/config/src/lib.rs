@@ -41,7 +41,7 @@ pub use address::split_host_port;
 pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB};
 pub use error::ConfigError;
 pub use model::{
-    Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError,
+    Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError, PoolMode,
     ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,
     MIN_CLIENT_PACKET,
 };

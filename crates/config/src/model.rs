@@ -94,6 +94,10 @@ pub struct Server {
     /// Most sockets that may be in the handshake at once; more are refused
     /// with 1040. They never count against `max_connections` (> 0).
     pub max_pending_logins: u32,
+    /// How clients share backend connections: `transaction` (a client
+    /// holds one only for a statement or a transaction, or while pinned)
+    /// or `session` (a client keeps its connections until it disconnects).
+    pub pool_mode: PoolMode,
 }
 
 /// Smallest `max_client_packet` (MySQL's minimum `max_allowed_packet`).
@@ -117,6 +121,7 @@ impl Default for Server {
             login_timeout_ms: 10_000,
             client_idle_timeout_ms: 0,
             max_pending_logins: 1024,
+            pool_mode: PoolMode::Transaction,
         }
     }
 }
@@ -552,3 +557,17 @@ pub enum ReadBalance {
 
 string_enum!(ReadBalance, "read_balance", "session, statement",
     Session => "session", Statement => "statement");
+
+/// `[server] pool_mode`: how clients share backend connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PoolMode {
+    /// A client holds a backend connection only for one autocommit
+    /// statement or one transaction (or while its session is pinned).
+    #[default]
+    Transaction,
+    /// A client keeps its backend connections until it disconnects.
+    Session,
+}
+
+string_enum!(PoolMode, "pool_mode", "transaction, session",
+    Transaction => "transaction", Session => "session");
