@@ -30,6 +30,12 @@ if [ ! -f tests/node/node_modules/mysql2/package.json ]; then
   step "mysql2 (npm ci in tests/node)"
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# mysql_async's native-tls (the monitor's TLS) links a vendored OpenSSL; ring (rustls'
+# provider) needs only the C compiler
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1 || ! command -v perl >/dev/null 2>&1; then
+  step "a C compiler, make and perl (ring and the vendored OpenSSL build)"
+  apt-get update -qq && apt-get install -y -qq build-essential perl
+fi
 if ! command -v sysbench >/dev/null 2>&1; then
   step "sysbench"
   apt-get update -qq && apt-get install -y -qq sysbench

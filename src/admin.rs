@@ -119,6 +119,10 @@ fn backend_gauges(topo: &Topology) {
         metrics::gauge!(m::BACKEND_ELIGIBLE, "backend" => name.clone()).set(flag(v.eligible));
         metrics::gauge!(m::BACKEND_CONNECTIONS, "backend" => name.clone())
             .set(b.pool.open_connections() as f64);
+        metrics::gauge!(m::BACKEND_CONNECTIONS_IN_USE, "backend" => name.clone())
+            .set(b.pool.in_use_connections() as f64);
+        metrics::gauge!(m::BACKEND_CONNECTIONS_IDLE, "backend" => name.clone())
+            .set(b.pool.idle_connections() as f64);
         if v.server_uuid.is_some() {
             metrics::gauge!(m::BACKEND_READ_ONLY, "backend" => name.clone()).set(flag(v.read_only));
         }

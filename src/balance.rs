@@ -130,6 +130,19 @@ pub struct Seen {
     pub bound: Option<Arc<causeway_gtid::GtidSet>>,
 }
 
+/// The named pool a query rule routes the current read to (see
+/// `crate::rules`); set for one statement, `None` for the general pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolPick {
+    /// The pool name.
+    pub name: Arc<str>,
+    /// The pool's `on_timeout`.
+    pub on_timeout: causeway_config::OnTimeout,
+    /// Members are watermark stores (`watermark_query`): a causal read
+    /// waits on the monitor's view, not with `WAIT_FOR_EXECUTED_GTID_SET`.
+    pub watermark: bool,
+}
+
 /// One session's replica choice (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Picker {
@@ -143,6 +156,7 @@ pub struct Picker {
     weights: (u64, Vec<(String, u32)>),
     seen: Option<Seen>,
     wait_set: Option<causeway_gtid::GtidSet>,
+    pool: Option<Arc<PoolPick>>,
 }
 
 impl Picker {
@@ -158,7 +172,18 @@ impl Picker {
             weights: (0, Vec::new()),
             seen: None,
             wait_set: None,
+            pool: None,
         }
+    }
+
+    /// Routes the next reads to a named pool (`None`: the general pool).
+    pub fn set_pool(&mut self, pool: Option<Arc<PoolPick>>) {
+        self.pool = pool;
+    }
+
+    /// The named pool reads currently go to.
+    pub fn pool(&self) -> Option<&Arc<PoolPick>> {
+        self.pool.as_ref()
     }
 
     /// The balance mode.

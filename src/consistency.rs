@@ -210,22 +210,48 @@ pub enum Choice {
     Primary(&'static str),
 }
 
-/// Replicas routing may use: healthy, weighted, within the lag budget.
+/// Replicas of the general pool routing may use: healthy, weighted,
+/// within the lag budget.
 pub fn eligible<'a>(
     topo: &'a Topology,
     max_lag_ms: Option<u64>,
     exclude: &[&str],
 ) -> Vec<&'a Arc<Backend>> {
+    eligible_in(topo, None, max_lag_ms, exclude)
+}
+
+/// [`eligible`] for the members of pool `pool` (`None`: the general pool).
+pub fn eligible_in<'a>(
+    topo: &'a Topology,
+    pool: Option<&str>,
+    max_lag_ms: Option<u64>,
+    exclude: &[&str],
+) -> Vec<&'a Arc<Backend>> {
     topo.replicas
         .iter()
-        .filter(|r| qualifies(r, max_lag_ms, exclude))
+        .filter(|r| qualifies_in(r, pool, max_lag_ms, exclude))
         .collect()
 }
 
-/// Whether replica `r` may take reads: weighted, not excluded, healthy and
-/// within the lag budget.
+/// Whether replica `r` may take general reads: in the general pool,
+/// weighted, not excluded, healthy and within the lag budget.
 pub fn qualifies(r: &Backend, max_lag_ms: Option<u64>, exclude: &[&str]) -> bool {
-    if r.config.weight == 0 || exclude.contains(&r.name()) {
+    qualifies_in(r, None, max_lag_ms, exclude)
+}
+
+/// [`qualifies`] for reads routed to pool `pool` (`None`: the general
+/// pool). A replica takes only the reads of its own pool.
+pub fn qualifies_in(
+    r: &Backend,
+    pool: Option<&str>,
+    max_lag_ms: Option<u64>,
+    exclude: &[&str],
+) -> bool {
+    let member = match pool {
+        None => r.config.in_default_pool(),
+        Some(p) => r.config.pool == p,
+    };
+    if !member || r.config.weight == 0 || exclude.contains(&r.name()) {
         return false;
     }
     let v = r.state.view.load();
@@ -257,6 +283,18 @@ pub fn pick<'a>(cursor: &mut u64, candidates: &[&'a Arc<Backend>]) -> Option<&'a
         .copied()
 }
 
+/// The monotonic-reads floor for reading on `r`: none for a read routed to
+/// a named pool (its members may be other stores, e.g. a CDC-fed read
+/// model; such a read is held to the token only and is not remembered as
+/// the session's last read).
+fn floor_in(pool: Option<&str>, p: &Picker, r: &Backend, topo: &Topology) -> Floor {
+    if pool.is_some() {
+        Floor::None
+    } else {
+        floor(p, r, topo)
+    }
+}
+
 /// Chooses the backend of a read under `mode` with requirement `token`,
 /// never one in `exclude` (replicas that just failed or are full).
 ///
@@ -280,14 +318,18 @@ pub fn choose(
     if mode == Consistency::Strong {
         return Choice::Primary("strong consistency");
     }
-    let ok = |r: &Backend| qualifies(r, max_lag_ms, exclude);
+    // a query rule may route the read to a named pool (crate::rules)
+    let pool = p.pool().map(|x| Arc::clone(&x.name));
+    let pool = pool.as_deref();
+    let ok = |r: &Backend| qualifies_in(r, pool, max_lag_ms, exclude);
     let preferred = match p.balance() {
         ReadBalance::Session => {
-            let cacheable = max_lag_ms.is_none() && exclude.is_empty();
+            // the cached home is the general pool's
+            let cacheable = max_lag_ms.is_none() && exclude.is_empty() && pool.is_none();
             p.home(topo, cacheable, ok).cloned()
         }
         ReadBalance::Statement => {
-            let candidates = eligible(topo, max_lag_ms, exclude);
+            let candidates = eligible_in(topo, pool, max_lag_ms, exclude);
             pick(p.cursor_mut(), &candidates).cloned()
         }
     };
@@ -297,7 +339,7 @@ pub fn choose(
     if mode == Consistency::Eventual {
         return Choice::Replica(b);
     }
-    let first = readiness(&b, token, floor(p, &b, topo));
+    let first = readiness(&b, token, floor_in(pool, p, &b, topo));
     if let Ready::Now = first {
         return Choice::Replica(b);
     }
@@ -307,7 +349,7 @@ pub fn choose(
             .filter(|r| !Arc::ptr_eq(r, &b) && ok(r))
     };
     for r in others() {
-        if let Ready::Now = readiness(r, token, floor(p, r, topo)) {
+        if let Ready::Now = readiness(r, token, floor_in(pool, p, r, topo)) {
             return Choice::Replica(Arc::clone(r));
         }
     }
@@ -320,7 +362,7 @@ pub fn choose(
     // no sound floor for b yet: the replica of the last read needs none
     for r in others() {
         if let (Floor::None, Ready::Wait(need)) =
-            (floor(p, r, topo), readiness(r, token, Floor::None))
+            (floor_in(pool, p, r, topo), readiness(r, token, Floor::None))
         {
             if let Some(need) = need {
                 p.set_wait_set(need);

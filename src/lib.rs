@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod backend;
 pub mod balance;
+pub mod cache;
 pub mod consistency;
 pub mod frontend;
 pub mod metrics;
@@ -14,6 +15,8 @@ pub mod proxy;
 pub mod relay;
 pub mod reload;
 pub mod router;
+pub mod rules;
 pub mod sandbox_cmd;
+pub mod tls;
 pub mod topology;
 pub mod workers;

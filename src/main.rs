@@ -42,6 +42,9 @@ enum Command {
         /// Number of GTID replicas.
         #[arg(long, default_value_t = 2)]
         replicas: usize,
+        /// Do not offer TLS (by default a throwaway certificate is made).
+        #[arg(long)]
+        no_tls: bool,
     },
 }
 
@@ -83,7 +86,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Sandbox { listen, replicas }) => {
+        Some(Command::Sandbox {
+            listen,
+            replicas,
+            no_tls,
+        }) => {
             causeway::admin::install_recorder();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -93,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                 causeway::sandbox_cmd::SandboxOpts {
                     listen,
                     replicas,
+                    tls: !no_tls,
                     ..Default::default()
                 },
             ))?;

@@ -34,11 +34,24 @@ pub const CLIENT_CONNECTIONS: &str = "causeway_client_connections";
 /// Gauge: open backend connections, idle or in use
 /// (`Pool::open_connections`), label `backend`.
 pub const BACKEND_CONNECTIONS: &str = "causeway_backend_connections";
+/// Gauge: backend connections handed out to sessions now, label `backend`.
+pub const BACKEND_CONNECTIONS_IN_USE: &str = "causeway_backend_connections_in_use";
+/// Gauge: idle pooled backend connections, label `backend`.
+pub const BACKEND_CONNECTIONS_IDLE: &str = "causeway_backend_connections_idle";
+/// Histogram (seconds): time a statement (or login) waited for a backend
+/// connection from its pool, label `backend`.
+pub const POOL_WAIT_SECONDS: &str = "causeway_pool_wait_seconds";
+/// Counter: sessions pinned to one backend connection (state causeway
+/// cannot replay on another), label `reason`.
+pub const SESSION_PINS: &str = "causeway_session_pins_total";
 /// Counter: client logins refused.
 pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
 /// Counter: backend errors (lost connections, connect failures), label
 /// `backend`.
 pub const BACKEND_ERRORS: &str = "causeway_backend_errors_total";
+
+/// Counter: statements a query rule applied to, label `rule`.
+pub const RULE_MATCHES: &str = "causeway_rule_matches_total";
 
 /// `route` label values of [`STATEMENTS`]. Reads on the primary are
 /// `primary_read` plus `fallback`; `primary` is everything else the

@@ -81,6 +81,8 @@ pub struct Proxy {
     reloading: Mutex<()>,
     /// Threads that run the sessions.
     workers: Workers,
+    /// The cache tier, when `[cache] enabled` (a restart applies changes).
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Proxy {
@@ -90,7 +92,12 @@ impl Proxy {
         let topo = Topology::build(Arc::new(config), None)?;
         let monitor = crate::monitor::Monitor::start(&topo)?;
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Proxy {
+        let cache = topo
+            .config
+            .cache
+            .enabled
+            .then(|| Arc::new(crate::cache::Cache::new(&topo.config.cache)));
+        let proxy = Arc::new(Proxy {
             topology: ArcSwap::from_pointee(topo),
             next_connection_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),
@@ -103,7 +110,14 @@ impl Proxy {
             drained: Notify::new(),
             reloading: Mutex::new(()),
             workers,
-        }))
+            cache,
+        });
+        if let Some(c) = &proxy.cache {
+            if c.config().invalidation == causeway_config::Invalidation::Binlog {
+                crate::cache::binlog::spawn(&proxy, Arc::clone(c));
+            }
+        }
+        Ok(proxy)
     }
 
     /// A fresh client connection id.

@@ -17,6 +17,13 @@
 //! | `admin` / `adminpw` | `root` / (empty) | `admin = true`: `SHOW CAUSEWAY BACKENDS` |
 //!
 //! The replica monitor logs in as `monitor` / `monitorpw`.
+//!
+//! TLS is on by default (`--no-tls` turns it off): a throwaway CA and a
+//! server certificate for `localhost` and 127.0.0.1 are generated under the
+//! topology's directory (removed with it), `[tls]` offers them to clients
+//! (the printed command line verifies them with `--ssl-mode=VERIFY_IDENTITY
+//! --ssl-ca=...`), and `[backend_tls] mode = "verify_ca"` checks the servers
+//! against MySQL's own auto-generated `ca.pem` files.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use causeway_config::{Config, ConfigError};
 use causeway_sandbox::template::{self, TemplateError};
-use causeway_sandbox::{dist, DistError, MysqlDist, Options, Topology, TopologyError};
+use causeway_sandbox::{
+    dist, CertError, CertFiles, DistError, MysqlDist, Options, Topology, TopologyError,
+};
 
 use crate::proxy::{Proxy, ProxyError};
 
@@ -64,6 +73,9 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificates could not be generated.
+    #[error("generating TLS certificates: {0}")]
+    Certs(#[from] CertError),
     /// A background task panicked or was cancelled.
     #[error("sandbox task failed: {0}")]
     Task(String),
@@ -80,6 +92,9 @@ pub struct SandboxOpts {
     pub replicas: usize,
     /// Print progress lines for slow steps on stderr (default true).
     pub progress: bool,
+    /// Offer TLS to clients with a generated certificate and verify the
+    /// servers' certificates (default true).
+    pub tls: bool,
 }
 
 impl Default for SandboxOpts {
@@ -89,6 +104,7 @@ impl Default for SandboxOpts {
             admin_listen: Some(DEFAULT_ADMIN_LISTEN.to_string()),
             replicas: 2,
             progress: true,
+            tls: true,
         }
     }
 }
@@ -103,6 +119,7 @@ pub struct SandboxHandle {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     config: Config,
+    tls: Option<CertFiles>,
     // Dropped last: kills every mysqld and removes the datadirs.
     topology: Topology,
 }
@@ -133,6 +150,19 @@ impl SandboxHandle {
         &self.config
     }
 
+    /// The generated certificates, when TLS is on.
+    pub fn tls(&self) -> Option<&CertFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The `--ssl-ca` path the sandbox's own (possibly chrooted) `mysql`
+    /// client sees, when TLS is on.
+    pub fn ssl_ca(&self) -> Option<String> {
+        let ca = &self.tls.as_ref()?.ca;
+        let inner = self.topology.dist().inner_path(ca);
+        Some(inner.to_string_lossy().into_owned())
+    }
+
     /// A `mysql://` DSN for the `app` user through the proxy.
     pub fn dsn(&self) -> String {
         format!("mysql://app:apppw@{}/", self.addr)
@@ -153,6 +183,10 @@ impl SandboxHandle {
             "-uapp".to_string(),
             "-papppw".to_string(),
         ]);
+        if let Some(ca) = self.ssl_ca() {
+            words.push("--ssl-mode=VERIFY_IDENTITY".to_string());
+            words.push(shell_quote(&format!("--ssl-ca={ca}")));
+        }
         words.join(" ")
     }
 
@@ -172,6 +206,13 @@ impl SandboxHandle {
         s.push_str(
             "  admin: -uadmin -padminpw  (SHOW CAUSEWAY BACKENDS; logs in to MySQL as root)\n",
         );
+        if let Some(files) = &self.tls {
+            s.push_str(&format!(
+                "TLS:   CA certificate {} (clients: --ssl-ca=<that file>; \
+                 certificate for localhost and 127.0.0.1)\n",
+                files.ca.display()
+            ));
+        }
         if let Some(admin) = self.admin_addr {
             s.push_str(&format!(
                 "Metrics: http://{admin}/metrics  (also /healthz, /readyz)\n"
@@ -276,6 +317,37 @@ fn must_build_root() -> bool {
     !root.join("usr/sbin/mysqld").is_file()
 }
 
+/// Generates the client-side certificate and the bundle of the servers'
+/// own CAs under the topology's directory.
+fn make_certs(topo: &Topology) -> Result<CertFiles, SandboxError> {
+    let dir = topo.dir().join("tls");
+    let files = causeway_sandbox::certs::generate(&dir)?;
+    let mut bundle = Vec::new();
+    for s in topo.servers() {
+        let ca = s.datadir().join("ca.pem");
+        bundle.extend(std::fs::read(&ca).map_err(|source| SandboxError::Io {
+            what: "reading a server's ca.pem",
+            source,
+        })?);
+    }
+    std::fs::write(dir.join("mysql-ca.pem"), bundle).map_err(|source| SandboxError::Io {
+        what: "writing the servers' CA bundle",
+        source,
+    })?;
+    Ok(files)
+}
+
+/// The `[tls]` and `[backend_tls]` sections for generated certificates.
+pub fn tls_text(files: &CertFiles) -> String {
+    let bundle = files.ca.with_file_name("mysql-ca.pem");
+    format!(
+        "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[backend_tls]\nmode = \"verify_ca\"\nca = \"{}\"\n",
+        files.cert.display(),
+        files.key.display(),
+        bundle.display()
+    )
+}
+
 /// The causeway configuration (TOML) for a topology.
 pub fn config_text(topo: &Topology, listen: &str, admin_listen: Option<&str>) -> String {
     let mut s = format!(
@@ -366,7 +438,14 @@ pub async fn start(opts: SandboxOpts) -> Result<SandboxHandle, SandboxError> {
     let topology = Topology::start(topo_opts).await?;
     step.done();
 
-    let text = config_text(&topology, &opts.listen, opts.admin_listen.as_deref());
+    let mut text = config_text(&topology, &opts.listen, opts.admin_listen.as_deref());
+    let tls = if opts.tls {
+        let files = make_certs(&topology)?;
+        text.push_str(&tls_text(&files));
+        Some(files)
+    } else {
+        None
+    };
     let config = Config::from_str_named(&text, "<sandbox>")?;
     let step = Step::begin(p, &format!("starting causeway on {}", opts.listen));
     let proxy = Proxy::new(config.clone())?;
@@ -385,6 +464,7 @@ pub async fn start(opts: SandboxOpts) -> Result<SandboxHandle, SandboxError> {
         addr,
         admin_addr,
         config,
+        tls,
         topology,
     })
 }
@@ -434,5 +514,6 @@ mod tests {
         assert_eq!(o.listen, "127.0.0.1:6033");
         assert_eq!(o.admin_listen.as_deref(), Some("127.0.0.1:6080"));
         assert_eq!(o.replicas, 2);
+        assert!(o.tls);
     }
 }

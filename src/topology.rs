@@ -23,6 +23,12 @@ pub enum TopologyError {
     /// A backend is configured twice.
     #[error("backend '{0}' appears twice")]
     Duplicate(String),
+    /// The query rules do not compile.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
+    /// A `[tls]` or `[backend_tls]` file could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Role of a backend.
@@ -253,6 +259,10 @@ pub struct Topology {
     pub replicas: Vec<Arc<Backend>>,
     /// Snapshot generation (1 for the first, +1 per reload).
     pub generation: u64,
+    /// The compiled `[[rules]]`.
+    pub rules: crate::rules::Rules,
+    /// TLS offered to clients (`[tls]`, its files read by this build).
+    pub client_tls: Option<crate::tls::ServerTls>,
 }
 
 impl Topology {
@@ -266,7 +276,13 @@ impl Topology {
             max: config.server.pool_max_per_backend as usize,
             connect_timeout: config.server.connect_timeout(),
             idle_timeout: config.server.pool_idle_timeout(),
+            tls: crate::tls::BackendTls::from_config(&config.backend_tls)?,
         };
+        let client_tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::ServerTls::load)
+            .transpose()?;
         let mut old: HashMap<&str, &Arc<Backend>> = HashMap::new();
         if let Some(prev) = previous {
             old.insert(prev.primary.name(), &prev.primary);
@@ -280,6 +296,7 @@ impl Topology {
                     && b.role == role
                     && b.pool.config().max == pool_cfg.max
                     && b.pool.config().connect_timeout == pool_cfg.connect_timeout
+                    && b.pool.config().tls == pool_cfg.tls
             });
             let (pool, state) = match same {
                 Some(b) => (Arc::clone(&b.pool), Arc::clone(&b.state)),
@@ -305,11 +322,14 @@ impl Topology {
             names.push(r.name.clone());
             replicas.push(make(r, Role::Replica));
         }
+        let rules = crate::rules::Rules::compile(&config, previous.map(|p| &p.rules))?;
         Ok(Topology {
+            rules,
             generation: previous.map(|p| p.generation + 1).unwrap_or(1),
             config,
             primary,
             replicas,
+            client_tls,
         })
     }
 

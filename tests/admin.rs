@@ -230,6 +230,32 @@ async fn metrics_follow_statements() {
         text.contains("# TYPE causeway_statements_total counter"),
         "{text}"
     );
+    // pool gauges, the wait for a connection, and pins
+    for b in ["primary", "r1", "r2"] {
+        let idle = gauge(&text, "causeway_backend_connections_idle", b).expect("idle gauge");
+        let used = gauge(&text, "causeway_backend_connections_in_use", b).expect("in-use gauge");
+        assert!(
+            idle >= 0.0 && used >= 0.0,
+            "{b}: idle {idle}, in use {used}"
+        );
+    }
+    let waits = sum(
+        &text,
+        "causeway_pool_wait_seconds_count",
+        &[("backend", "primary")],
+    );
+    assert!(waits >= WRITES as f64, "{waits} waits recorded:\n{text}");
+    let pins = |t: &str| {
+        sum(
+            t,
+            "causeway_session_pins_total",
+            &[("reason", "user variable")],
+        )
+    };
+    let pins_before = pins(&text);
+    writer.query_drop("SET @pinned = 1").await.expect("pin");
+    let text = scrape(admin).await;
+    assert_eq!(pins(&text) - pins_before, 1.0, "a pin is counted");
     drop((reader, writer));
 }
 

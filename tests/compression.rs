@@ -268,8 +268,12 @@ async fn raw_compressed_login(port: u16) -> PacketConn {
 /// Writes bytes to the socket under the compressed layer.
 async fn write_under(c: &PacketConn, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        c.stream().writable().await.expect("writable");
-        match c.stream().try_write(bytes) {
+        c.tcp()
+            .expect("a TCP socket")
+            .writable()
+            .await
+            .expect("writable");
+        match c.tcp().expect("a TCP socket").try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => panic!("write: {e}"),

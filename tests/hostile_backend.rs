@@ -164,7 +164,7 @@ async fn vanish_mid_result(port: u16, prelude: &[&str], route_prefix: &str) {
         let (_, row) = read(&mut a.io).await;
         assert_eq!(row, vec![0x00, 0x06, 0, 0, 0, 0, 0, 0]);
     }
-    socket2::SockRef::from(a.io.stream())
+    socket2::SockRef::from(a.io.tcp().unwrap())
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER 0");
     drop(a);
@@ -354,7 +354,8 @@ fn fair_config(user: &str, pw: &str, idle_ms: u64) -> impl FnOnce(String) -> Str
         t.replace(
             "connect_timeout_ms = 5000",
             &format!(
-                "connect_timeout_ms = 5000\npool_max_per_backend = 4\npool_idle_timeout_ms = {idle_ms}"
+                // sessions that each keep their connection fill the pool
+                "connect_timeout_ms = 5000\npool_max_per_backend = 4\npool_idle_timeout_ms = {idle_ms}\npool_mode = \"session\""
             ),
         )
         .replace(

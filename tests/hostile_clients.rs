@@ -284,7 +284,7 @@ async fn send_oversized(p: &ExternalProxy, payload: Vec<u8>) -> Vec<(u8, ErrPack
 
 fn conn_into_stream(conn: PacketConn) -> TcpStream {
     assert!(conn.rbuf.is_empty(), "unread bytes after login");
-    let fd = conn.stream();
+    let fd = conn.tcp().expect("a TCP socket");
     use std::os::fd::AsFd;
     let owned = fd.as_fd().try_clone_to_owned().expect("dup");
     let std = std::net::TcpStream::from(owned);

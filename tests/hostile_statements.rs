@@ -90,9 +90,10 @@ async fn unterminated_multibyte_statements_get_errors_and_free_their_slots() {
     p.assert_healthy_after_attack(idle).await;
 }
 
-/// The backend thread id `c`'s primary connection runs on.
+/// The backend thread id `c`'s primary connection runs on (`SELECT
+/// CONNECTION_ID()` alone is answered by causeway with its own id).
 async fn backend_thread(c: &mut Conn) -> u64 {
-    c.query_first("SELECT CONNECTION_ID()")
+    c.query_first("SELECT CONNECTION_ID() + 0")
         .await
         .unwrap()
         .expect("an id")
@@ -112,7 +113,12 @@ async fn primary_has_thread(id: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_is_owner_checked_or_refused_in_every_form() {
-    let mut p = ExternalProxy::start(|c| c.replace("[primary]", SHARED_USERS)).await;
+    // the victim keeps its backend connection (and thread) for its session
+    let mut p = ExternalProxy::start(|c| {
+        c.replace("[primary]", SHARED_USERS)
+            .replace("[server]\n", "[server]\npool_mode = \"session\"\n")
+    })
+    .await;
     let idle = p.vm_hwm_kib();
     let mut victim = conn(&p, "alice", "alicepw").await;
     let victim_id = victim.id();

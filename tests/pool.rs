@@ -52,7 +52,8 @@ async fn full_replica_pool_sends_reads_elsewhere() {
     let proxy = support::start_proxy_with(|t| {
         t.replace(
             "connect_timeout_ms = 5000",
-            "connect_timeout_ms = 5000\npool_max_per_backend = 1",
+            // sessions that keep their replica connection fill the pools
+            "connect_timeout_ms = 5000\npool_max_per_backend = 1\npool_mode = \"session\"",
         )
     })
     .await;

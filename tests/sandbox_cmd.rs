@@ -23,6 +23,7 @@ async fn sandbox_start_serves_clients_and_stop_cleans_up() {
         admin_listen: Some("127.0.0.1:0".into()),
         replicas: 2,
         progress: true,
+        tls: true,
     })
     .await
     .unwrap_or_else(|e| panic!("sandbox start: {e}"));
@@ -39,6 +40,12 @@ async fn sandbox_start_serves_clients_and_stop_cleans_up() {
         "{text}"
     );
     assert!(text.contains("/metrics"), "{text}");
+    // TLS is on: the printed command line verifies the certificate
+    let ca = handle.ssl_ca().expect("TLS on by default");
+    assert!(
+        text.contains("--ssl-mode=VERIFY_IDENTITY") && text.contains(&format!("--ssl-ca={ca}")),
+        "{text}"
+    );
 
     // The printed mysql command line works as printed (minus the shell).
     let mut cli = handle.topology().dist().mysql_client_tokio_command();
@@ -49,6 +56,8 @@ async fn sandbox_start_serves_clients_and_stop_cleans_up() {
         &format!("-P{port}"),
         "-uapp",
         "-papppw",
+        "--ssl-mode=VERIFY_IDENTITY",
+        &format!("--ssl-ca={ca}"),
         "--batch",
         "-e",
         "SELECT 40 + 2",

@@ -1,9 +1,10 @@
 //! One connection from causeway to a MySQL server (the client side of the
 //! protocol).
 //!
-//! Owns the login (caching_sha2_password fast path, RSA full
-//! authentication against a server whose cache is cold, auth switch to
-//! mysql_native_password), the session setup every backend connection gets
+//! Owns the login (TLS per `[backend_tls] mode`, caching_sha2_password
+//! fast path, full authentication against a server whose cache is cold:
+//! the cleartext password over TLS, RSA only on a plaintext link, auth
+//! switch to mysql_native_password), the session setup every backend connection gets
 //! (`session_track_gtids`, so commits report the executed GTID set in their
 //! OK packets with no extra round trip), and simple request/response commands
 //! used by the proxy itself (INIT_DB, RESET_CONNECTION, SET). Client traffic
@@ -13,7 +14,11 @@
 //! reusable only when no reply is pending (a command was sent and its reply
 //! not read to its end), nothing is buffered, and it was never marked
 //! broken. The pool refuses every other connection, so one client's
-//! abandoned result can never be read by the next.
+//! abandoned result can never be read by the next. And it records the
+//! session state a connection carries for `transaction` pool mode: its
+//! schema, the replayed `SET`s applied to it, whether it carries state
+//! nothing describes (`tainted`, reset before reuse), and the statements
+//! prepared on it (`super::stmt_cache`).
 
 use mysql_common::constants::CapabilityFlags;
 use socket2::{SockRef, TcpKeepalive};
@@ -25,8 +30,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::protocol::handshake::{self, CACHING_SHA2, NATIVE};
 use crate::protocol::messages::{self, track};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
+use crate::tls::BackendTls;
 
 use super::reply::{self, Reply};
+use super::stmt_cache::StmtCache;
 
 /// Idle time before the first TCP keepalive probe on a backend socket.
 pub const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
@@ -69,6 +76,17 @@ pub enum BackendError {
         /// What was wrong.
         detail: String,
     },
+    /// TLS could not be set up as `[backend_tls] mode` requires (the
+    /// server does not offer it, or its certificate did not verify).
+    #[error("backend {server}: TLS (backend_tls.mode = {mode}): {detail}")]
+    Tls {
+        /// Backend name.
+        server: String,
+        /// The mode in force.
+        mode: causeway_config::TlsMode,
+        /// What failed, e.g. "invalid peer certificate: UnknownIssuer".
+        detail: String,
+    },
     /// No connection slot became free in time.
     #[error("backend {server}: connection pool exhausted ({max} connections)")]
     PoolExhausted {
@@ -85,7 +103,9 @@ impl BackendError {
     pub fn is_connect_failure(&self) -> bool {
         matches!(
             self,
-            BackendError::Timeout { .. } | BackendError::PoolExhausted { .. }
+            BackendError::Timeout { .. }
+                | BackendError::PoolExhausted { .. }
+                | BackendError::Tls { .. }
         )
     }
 }
@@ -139,6 +159,18 @@ pub struct BackendConn {
     /// `crate::workers`).
     home: std::thread::ThreadId,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The replayed `SET` statements whose effect this connection carries
+    /// since its last reset (its session-variable state, compared by the
+    /// pool and by sessions in `transaction` pool mode).
+    pub sets: Vec<String>,
+    /// Set when the connection carries state that cannot be described by
+    /// `db` and `sets` (a pinned session's user variables, temporary
+    /// tables, locks...): it is reset before anyone else uses it.
+    pub tainted: bool,
+    /// Statements prepared on this connection, by SQL text.
+    pub stmts: StmtCache,
+    /// True until its first borrower has seen it (learns the version).
+    pub fresh: bool,
 }
 
 /// Capabilities causeway always asks a backend for.
@@ -156,8 +188,12 @@ pub fn base_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_SESSION_TRACK
 }
 
-/// SQL run once on every new backend connection and after every reset.
-pub const SETUP_SQL: &str = "SET SESSION session_track_gtids = ALL_GTIDS";
+/// SQL run once on every new backend connection and after every reset:
+/// commits report their GTIDs, and every change of session state is
+/// reported (`SESSION_TRACK_STATE_CHANGE`), so a session in `transaction`
+/// pool mode notices state it did not parse.
+pub const SETUP_SQL: &str =
+    "SET SESSION session_track_gtids = ALL_GTIDS, session_track_state_change = ON";
 
 impl BackendConn {
     /// A connection over an already connected socket, for unit tests of
@@ -181,7 +217,17 @@ impl BackendConn {
             pending: false,
             home: std::thread::current().id(),
             permit: None,
+            sets: Vec::new(),
+            tainted: false,
+            stmts: StmtCache::default(),
+            fresh: true,
         }
+    }
+
+    /// The thread whose event loop drives the socket (using it from
+    /// another one moves it, see [`Self::bring_home`]).
+    pub fn home(&self) -> std::thread::ThreadId {
+        self.home
     }
 
     /// Moves the socket to the calling thread's event loop if it is driven
@@ -196,7 +242,8 @@ impl BackendConn {
         Ok(())
     }
 
-    /// Connects and logs in, bounded by `timeout`.
+    /// Connects and logs in over plain TCP, bounded by `timeout` (tests
+    /// and tools; the proxy's own links use [`Self::connect_with`]).
     pub async fn connect(
         server: &str,
         addr: &str,
@@ -205,8 +252,21 @@ impl BackendConn {
         db: Option<&str>,
         timeout: Duration,
     ) -> Result<BackendConn, BackendError> {
-        match tokio::time::timeout(timeout, Self::connect_inner(server, addr, login, key, db)).await
-        {
+        let plain = BackendTls::default();
+        Self::connect_with(server, addr, login, (key, db), timeout, &plain).await
+    }
+
+    /// Connects and logs in, bounded by `timeout`, with TLS as `tls` says.
+    pub async fn connect_with(
+        server: &str,
+        addr: &str,
+        login: &Login,
+        (key, db): (LinkKey, Option<&str>),
+        timeout: Duration,
+        tls: &BackendTls,
+    ) -> Result<BackendConn, BackendError> {
+        let inner = Self::connect_inner(server, addr, login, key, db, tls);
+        match tokio::time::timeout(timeout, inner).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout {
                 server: server.to_string(),
@@ -221,6 +281,7 @@ impl BackendConn {
         login: &Login,
         key: LinkKey,
         db: Option<&str>,
+        tls: &BackendTls,
     ) -> Result<BackendConn, BackendError> {
         let io_err = |source: PacketError| BackendError::Io {
             server: server.to_string(),
@@ -259,7 +320,17 @@ impl BackendConn {
         }
         let auth = handshake::scramble(&plugin, &nonce, &login.password).unwrap_or_default();
         let mut seq = greet.seq.wrapping_add(1);
-        let resp = handshake::client_hello(caps, key.collation, &login.user, &auth, db, &plugin);
+        let link = LinkTls {
+            server,
+            addr,
+            tls,
+            offered: hello.caps.contains(CapabilityFlags::CLIENT_SSL),
+        };
+        let hello_caps = link
+            .start(&mut io, &mut seq, caps, (key.collation, db.is_some()))
+            .await?;
+        let resp =
+            handshake::client_hello(hello_caps, key.collation, &login.user, &auth, db, &plugin);
         io.send(&mut seq, &resp).await.map_err(io_err)?;
         loop {
             let p = io.read_packet().await.map_err(io_err)?;
@@ -294,6 +365,13 @@ impl BackendConn {
                 }
                 Some(0x01) if plugin == CACHING_SHA2 => match p.payload.get(1) {
                     Some(0x03) => {} // fast auth succeeded; OK follows
+                    Some(0x04) if io.is_tls() => {
+                        // full authentication over TLS: the cleartext
+                        // password, as MySQL clients send it; no RSA key
+                        let mut pw = login.password.as_bytes().to_vec();
+                        pw.push(0);
+                        io.send(&mut seq, &pw).await.map_err(io_err)?;
+                    }
                     Some(0x04) => {
                         // full authentication without TLS: ask for the RSA key
                         io.send(&mut seq, &[0x02]).await.map_err(io_err)?;
@@ -325,6 +403,10 @@ impl BackendConn {
             pending: false,
             home: std::thread::current().id(),
             permit: None,
+            sets: Vec::new(),
+            tainted: false,
+            stmts: StmtCache::default(),
+            fresh: true,
         };
         conn.query_ok(SETUP_SQL)
             .await?
@@ -366,7 +448,10 @@ impl BackendConn {
             return false;
         }
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        match SockRef::from(self.io.stream()).peek(&mut probe) {
+        let Some(tcp) = self.io.tcp() else {
+            return false;
+        };
+        match SockRef::from(tcp).peek(&mut probe) {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
             // bytes nobody asked for, or the server closed the connection
             Ok(_) => false,
@@ -565,6 +650,10 @@ impl BackendConn {
         if r.is_err() {
             self.broken = true;
         }
+        // the server closed every prepared statement and forgot the SETs
+        self.stmts.clear();
+        self.sets.clear();
+        self.tainted = false;
         r
     }
 
@@ -581,6 +670,25 @@ impl BackendConn {
             self.query_ok(&format!("SET NAMES {charset} COLLATE {collation}"))
                 .await?
                 .map_err(to_err)?;
+        }
+        Ok(())
+    }
+
+    /// Closes prepared statements `ids` (COM_STMT_CLOSE has no reply).
+    pub async fn close_stmts(&mut self, ids: &[u32]) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            let mut p = [0x19, 0, 0, 0, 0];
+            if let Some(dst) = p.get_mut(1..5) {
+                dst.copy_from_slice(&id.to_le_bytes());
+            }
+            let mut seq = 0;
+            self.io.queue(&mut seq, &p);
+        }
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_err(e));
         }
         Ok(())
     }
@@ -606,6 +714,80 @@ fn set_keepalive(stream: &TcpStream, server: &str) {
         .with_interval(KEEPALIVE_INTERVAL);
     if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&ka) {
         tracing::debug!(backend = %server, error = %e, "cannot enable TCP keepalive");
+    }
+}
+
+/// The TLS step of one backend login.
+struct LinkTls<'a> {
+    server: &'a str,
+    addr: &'a str,
+    tls: &'a BackendTls,
+    /// The server's greeting announced CLIENT_SSL.
+    offered: bool,
+}
+
+impl LinkTls<'_> {
+    fn error(&self, detail: String) -> BackendError {
+        BackendError::Tls {
+            server: self.server.to_string(),
+            mode: self.tls.mode,
+            detail,
+        }
+    }
+
+    /// Switches `io` to TLS when the mode asks for it and the server
+    /// offers it (an SSLRequest, then the TLS handshake); refuses when the
+    /// mode requires TLS and the server does not offer it. Returns the
+    /// capabilities the handshake response must carry.
+    async fn start(
+        &self,
+        io: &mut PacketConn,
+        seq: &mut u8,
+        caps: CapabilityFlags,
+        (collation, with_db): (u8, bool),
+    ) -> Result<CapabilityFlags, BackendError> {
+        let Some(connector) = self.tls.connector() else {
+            return Ok(caps);
+        };
+        if !self.offered {
+            if self.tls.mode.requires() {
+                return Err(self.error("the server does not offer TLS".into()));
+            }
+            return Ok(caps);
+        }
+        let name = BackendTls::server_name(self.addr)
+            .ok_or_else(|| self.error(format!("no host name or IP address in '{}'", self.addr)))?;
+        let caps = caps | CapabilityFlags::CLIENT_SSL;
+        // the same capabilities as the handshake response that follows
+        // (MySQL refuses a mismatch with 1043)
+        let mut sent = caps;
+        sent.set(CapabilityFlags::CLIENT_CONNECT_WITH_DB, with_db);
+        let mut req = Vec::with_capacity(32);
+        req.extend_from_slice(&sent.bits().to_le_bytes());
+        req.extend_from_slice(&(1u32 << 30).to_le_bytes());
+        req.push(collation);
+        req.extend_from_slice(&[0u8; 23]);
+        io.send(seq, &req)
+            .await
+            .map_err(|source| BackendError::Io {
+                server: self.server.to_string(),
+                source,
+            })?;
+        io.connect_tls(connector, name)
+            .await
+            .map_err(|e| self.error(format!("handshake failed: {}", tls_cause(&e))))?;
+        Ok(caps)
+    }
+}
+
+/// The innermost cause of a failed TLS handshake (rustls' own error,
+/// e.g. "invalid peer certificate: UnknownIssuer").
+fn tls_cause(e: &PacketError) -> String {
+    match e {
+        PacketError::Io(io) => io
+            .get_ref()
+            .map_or_else(|| io.to_string(), |inner| inner.to_string()),
+        other => other.to_string(),
     }
 }
 

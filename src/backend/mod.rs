@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod pool;
 pub mod reply;
+pub mod stmt_cache;
 
 pub use conn::{BackendConn, BackendError, LinkKey, Login};
 pub use pool::{Pool, PoolConfig};

@@ -14,12 +14,19 @@
 //! closes an idle connection of another key (or of its own key that it
 //! cannot use) to free a slot before it waits or fails. Idle connections of
 //! one user or collation therefore never lock out another.
+//!
+//! Sharing (`transaction` pool mode): a connection is also handed back as
+//! is, with its session state recorded on it (schema, replayed `SET`s),
+//! by [`Pool::release_kept`]; the next borrower prefers an idle connection
+//! whose state already matches its own. Borrowers that find every slot
+//! taken wait in a FIFO queue and are handed returning connections in
+//! arrival order, up to the connect timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{BackendConn, BackendError, LinkKey, Login};
 
@@ -32,6 +39,8 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
+    /// TLS towards this server (`[backend_tls]`).
+    pub tls: crate::tls::BackendTls,
 }
 
 /// Shortest and longest pause between two reaper sweeps.
@@ -53,6 +62,24 @@ pub struct Pool {
     idle_added: Notify,
     /// Whether a reaper task is running.
     reaper: AtomicBool,
+    /// Borrowers waiting for a connection, oldest first.
+    waiters: Mutex<VecDeque<Waiter>>,
+    /// When idle connections were last swept for expiry on the acquire
+    /// path (ms since `born`); the reaper sweeps in between.
+    swept_ms: AtomicU64,
+    born: Instant,
+    /// `causeway_pool_wait_seconds{backend}`, made at the first acquire
+    /// (after the metrics recorder is installed).
+    wait_seconds: OnceLock<metrics::Histogram>,
+}
+
+/// A borrower waiting for a returning connection.
+#[derive(Debug)]
+struct Waiter {
+    key: LinkKey,
+    /// Whether it will select a schema (it can then take any schema).
+    has_db: bool,
+    tx: oneshot::Sender<BackendConn>,
 }
 
 impl Pool {
@@ -68,6 +95,10 @@ impl Pool {
             reclaimed: AtomicU64::new(0),
             idle_added: Notify::new(),
             reaper: AtomicBool::new(false),
+            waiters: Mutex::new(VecDeque::new()),
+            wait_seconds: OnceLock::new(),
+            swept_ms: AtomicU64::new(0),
+            born: Instant::now(),
         })
     }
 
@@ -104,6 +135,12 @@ impl Pool {
             .unwrap_or(0)
     }
 
+    /// Connections handed out to sessions now.
+    pub fn in_use_connections(&self) -> usize {
+        self.open_connections()
+            .saturating_sub(self.idle_connections())
+    }
+
     /// Idle connections closed so far to free a slot for another key.
     pub fn reclaimed_total(&self) -> u64 {
         self.reclaimed.load(Ordering::Relaxed)
@@ -111,14 +148,36 @@ impl Pool {
 
     /// An idle connection for `key`, or a new one. When every slot is taken
     /// it first closes an idle connection it cannot use (another key's) to
-    /// free one; failing that it waits up to the connect timeout for a slot
-    /// or a usable idle connection, or with `wait == false` fails at once
-    /// (a read that can go elsewhere).
+    /// free one; failing that it waits, in a FIFO queue, up to the connect
+    /// timeout for a slot or a returning connection, or with `wait ==
+    /// false` fails at once (a read that can go elsewhere). Among idle
+    /// connections it prefers one in schema `db` whose replayed `SET`s are
+    /// `sets` (see [`state_score`]). The time spent is recorded in
+    /// `causeway_pool_wait_seconds`.
     pub async fn acquire(
         &self,
         login: &Login,
         key: &LinkKey,
         db: Option<&str>,
+        sets: &[String],
+        wait: bool,
+    ) -> Result<BackendConn, BackendError> {
+        let started = tokio::time::Instant::now();
+        let r = self.acquire_inner(login, key, db, sets, wait).await;
+        self.wait_seconds
+            .get_or_init(|| {
+                metrics::histogram!(crate::metrics::POOL_WAIT_SECONDS, "backend" => self.name.clone())
+            })
+            .record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn acquire_inner(
+        &self,
+        login: &Login,
+        key: &LinkKey,
+        db: Option<&str>,
+        sets: &[String],
         wait: bool,
     ) -> Result<BackendConn, BackendError> {
         let exhausted = || BackendError::PoolExhausted {
@@ -132,7 +191,7 @@ impl Pool {
             let notified = self.idle_added.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(mut conn) = self.take_idle(key, db) {
+            if let Some(mut conn) = self.take_idle(key, db, sets) {
                 // on failure the connection is closed and the pass repeated
                 if conn.bring_home().is_ok() {
                     return Ok(conn);
@@ -148,7 +207,24 @@ impl Pool {
             if !wait {
                 return Err(exhausted());
             }
+            let (tx, rx) = oneshot::channel();
+            if let Ok(mut w) = self.waiters.lock() {
+                w.push_back(Waiter {
+                    key: key.clone(),
+                    has_db: db.is_some(),
+                    tx,
+                });
+            }
             tokio::select! {
+                c = rx => match c {
+                    Ok(mut conn) => {
+                        if conn.bring_home().is_ok() {
+                            return Ok(conn);
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
+                },
                 p = self.slots.clone().acquire_owned() => break p.map_err(|_| exhausted())?,
                 _ = &mut notified => continue,
                 _ = tokio::time::sleep_until(deadline) => return Err(exhausted()),
@@ -164,13 +240,13 @@ impl Pool {
         db: Option<&str>,
         permit: OwnedSemaphorePermit,
     ) -> Result<BackendConn, BackendError> {
-        let mut conn = BackendConn::connect(
+        let mut conn = BackendConn::connect_with(
             &self.name,
             &self.addr,
             login,
-            key.clone(),
-            db,
+            (key.clone(), db),
             self.cfg.connect_timeout,
+            &self.cfg.tls,
         )
         .await?;
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -189,16 +265,21 @@ impl Pool {
     /// for a session without a schema only one without a schema, otherwise
     /// any (see [`Self::usable`]). Expired connections of every key are
     /// closed on the way.
-    fn take_idle(&self, key: &LinkKey, db: Option<&str>) -> Option<BackendConn> {
+    fn take_idle(&self, key: &LinkKey, db: Option<&str>, sets: &[String]) -> Option<BackendConn> {
         let mut expired = Vec::new();
         let taken = {
             let mut idle = self.idle.lock().ok()?;
-            self.sweep(&mut idle, &mut expired);
+            // at most every REAP_MIN: a statement does not scan every idle
+            // connection's clock
+            let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let last = self.swept_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= REAP_MIN.as_millis() as u64 {
+                self.swept_ms.store(now, Ordering::Relaxed);
+                self.sweep(&mut idle, &mut expired);
+            }
+            let here = std::thread::current().id();
             idle.get_mut(key).and_then(|list| {
-                let pos = list
-                    .iter()
-                    .rposition(|c| c.db.as_deref() == db)
-                    .or_else(|| list.iter().rposition(|c| Self::usable(c, key, db)))?;
+                let pos = best_idle(list, key, db, sets, here)?;
                 Some(list.swap_remove(pos))
             })
         };
@@ -263,6 +344,55 @@ impl Pool {
         true
     }
 
+    /// Gives a connection back as is, its session state (schema, `sets`)
+    /// recorded on it, for the next borrower (`transaction` pool mode).
+    /// A connection whose state is not known (broken, a reply pending,
+    /// bytes buffered) is closed; a tainted one is reset first (see
+    /// [`Self::release`]).
+    pub fn release_kept(self: &Arc<Self>, conn: BackendConn) {
+        if conn.tainted || !conn.reusable() {
+            self.release(conn);
+            return;
+        }
+        self.make_idle(conn);
+    }
+
+    /// Hands `conn` to the oldest waiter that can use it, else makes it
+    /// idle and wakes waiters of other keys (they may reclaim it).
+    fn make_idle(self: &Arc<Self>, mut conn: BackendConn) {
+        conn.idle_since = Instant::now();
+        if let Ok(mut waiters) = self.waiters.lock() {
+            let mut i = 0;
+            while i < waiters.len() {
+                let fits = waiters.get(i).map(|w| {
+                    (
+                        w.tx.is_closed(),
+                        w.key == conn.key && (w.has_db || conn.db.is_none()),
+                    )
+                });
+                match fits {
+                    Some((true, _)) => {
+                        waiters.remove(i);
+                    }
+                    Some((false, true)) => {
+                        let Some(w) = waiters.remove(i) else { break };
+                        match w.tx.send(conn) {
+                            Ok(()) => return,
+                            Err(back) => conn = back,
+                        }
+                    }
+                    Some((false, false)) => i += 1,
+                    None => break,
+                }
+            }
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.entry(conn.key.clone()).or_default().push(conn);
+        }
+        self.idle_added.notify_waiters();
+        self.ensure_reaper();
+    }
+
     /// Gives a connection back. A connection whose state is not known
     /// (broken, a reply pending, bytes buffered) is closed; others are reset
     /// in the background and then become idle.
@@ -283,12 +413,7 @@ impl Pool {
                 tracing::debug!(backend = %pool.name, thread_id = conn.thread_id, "reset failed; connection closed");
                 return;
             }
-            conn.idle_since = Instant::now();
-            if let Ok(mut idle) = pool.idle.lock() {
-                idle.entry(conn.key.clone()).or_default().push(conn);
-            }
-            pool.idle_added.notify_waiters();
-            pool.ensure_reaper();
+            pool.make_idle(conn);
         });
     }
 
@@ -334,4 +459,47 @@ impl Pool {
             idle.clear();
         }
     }
+}
+
+/// The position in `list` of the idle connection to hand out: usable for
+/// `key`/`db`, the best state match (see [`state_score`]), then one driven
+/// by thread `here` (no socket move), then the most recently returned. The
+/// scan, newest first, stops at a perfect match.
+fn best_idle(
+    list: &[BackendConn],
+    key: &LinkKey,
+    db: Option<&str>,
+    sets: &[String],
+    here: std::thread::ThreadId,
+) -> Option<usize> {
+    const PERFECT: (u8, bool) = (5, true);
+    let mut best: Option<((u8, bool), usize)> = None;
+    for (i, c) in list.iter().enumerate().rev() {
+        if !Pool::usable(c, key, db) {
+            continue;
+        }
+        let rank = (state_score(c, db, sets), c.home() == here);
+        if best.map_or(true, |(r, _)| rank > r) {
+            best = Some((rank, i));
+            if rank == PERFECT {
+                break;
+            }
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// How well idle connection `c` matches a borrower in schema `db` whose
+/// replayed `SET`s are `sets`: 4 for the same `SET`s, 2 when its `SET`s
+/// are a prefix of them (the rest is applied), 0 otherwise (reset first);
+/// plus 1 for the same schema.
+pub fn state_score(c: &BackendConn, db: Option<&str>, sets: &[String]) -> u8 {
+    let s = if c.sets.as_slice() == sets {
+        4
+    } else if sets.starts_with(&c.sets) {
+        2
+    } else {
+        0
+    };
+    s + u8::from(c.db.as_deref() == db)
 }

@@ -32,6 +32,9 @@ impl Session {
         cmd: &Cmd<'_>,
         expect: Expect,
     ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        if self.cursor.pool().is_some_and(|p| p.watermark) {
+            return self.read_after_watermark(b, token, cmd, expect).await;
+        }
         let missing = token.difference(&b.state.view.load().gtid_executed);
         if missing.is_empty() {
             metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::REPLICA).increment(1);
@@ -48,7 +51,7 @@ impl Session {
                 let Some(h) = self.held.get_mut(idx) else {
                     return (self.reply_err(&lost_wait()).await, None, None);
                 };
-                let client = self.client.stream();
+                let client = self.client.tcp();
                 let waited = tokio::select! {
                     r = h.conn.pipelined_wait(&wait, &payload) => r,
                     k = registry::next_kill(&mut kills) => {
@@ -95,14 +98,20 @@ impl Session {
 
     /// A causal read whose replica did not reach the token in time: the
     /// primary, or an error, per `on_timeout`.
-    async fn wait_missed(
+    pub(super) async fn wait_missed(
         &mut self,
         token: &GtidSet,
         cmd: &Cmd<'_>,
         expect: Expect,
     ) -> (Flow, Option<Sent>, Option<Outcome>) {
         let timeout = self.settings.wait_timeout;
-        match self.settings.on_timeout {
+        // a read routed to a named pool follows the pool's on_timeout
+        let pool = self
+            .cursor
+            .pool()
+            .map(|p| (p.on_timeout, p.name.to_string()));
+        let on_timeout = pool.as_ref().map_or(self.settings.on_timeout, |p| p.0);
+        match on_timeout {
             OnTimeout::Primary => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
                 let p = Arc::clone(&self.topo.primary);
@@ -114,9 +123,11 @@ impl Session {
                     1105,
                     "HY000",
                     format!(
-                        "causeway: no replica reached consistency token '{}' within {} ms (causeway.on_timeout = 'error')",
+                        "causeway: no {} reached consistency token '{}' within {} ms ({} = 'error')",
+                        pool.as_ref().map_or("replica".to_string(), |p| format!("member of pool '{}'", p.1)),
                         crate::consistency::clip_value(&token.to_string()),
-                        timeout.as_millis()
+                        timeout.as_millis(),
+                        if pool.is_some() { "the pool's on_timeout" } else { "causeway.on_timeout" },
                     ),
                 );
                 (self.reply_err(&err).await, None, None)
@@ -141,9 +152,9 @@ impl Session {
         if let (Some(thread_id), Some(login)) = (thread_id, login) {
             let timeout = self.topo.config.server.connect_timeout();
             // the whole thread: the pipelined read must not run either
-            match registry::kill_on_backend(&b.config.address, &login, thread_id, true, timeout)
-                .await
-            {
+            let tls = &b.pool.config().tls;
+            let addr = &b.config.address;
+            match registry::kill_on_backend(addr, &login, thread_id, true, timeout, tls).await {
                 Ok(()) => {
                     tracing::debug!(conn = self.id, backend = %b.name(), thread_id, ?why, "causal wait ended on the replica")
                 }
@@ -174,7 +185,10 @@ enum Interrupt {
 /// Resolves when the client has closed its connection (end of stream or a
 /// socket error). Looks without consuming: if the client sent more bytes
 /// (a pipelined command), it is still there and this never resolves.
-async fn client_gone(stream: &tokio::net::TcpStream) {
+async fn client_gone(stream: Option<&tokio::net::TcpStream>) {
+    let Some(stream) = stream else {
+        return std::future::pending().await;
+    };
     let mut byte = [0u8; 1];
     if let Ok(n) = stream.peek(&mut byte).await {
         if n > 0 {

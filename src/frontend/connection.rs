@@ -100,7 +100,8 @@ impl Session {
         if proxy.is_shutting_down() {
             return;
         }
-        let login = login::login(&mut client, &topo.config, id, &version, &peer_host);
+        let tls = topo.client_tls.as_ref();
+        let login = login::login(&mut client, (&topo.config, tls), id, &version, &peer_host);
         let login = tokio::select! {
             r = tokio::time::timeout_at(deadline, login) => r,
             _ = stop.changed() => return,
@@ -131,7 +132,14 @@ impl Session {
         match ready {
             Ok(true) => {
                 let compression = compression.map_or("none", |a| a.name());
-                tracing::debug!(conn = id, user = %session.user.name, compression, "client logged in");
+                let tls = session.client.tls_version().unwrap_or("none");
+                tracing::debug!(
+                    conn = id,
+                    user = %session.user.name,
+                    tls,
+                    compression,
+                    "client logged in"
+                );
                 let _registered = session.proxy.register(id, Arc::clone(&session.shared));
                 session.serve().await;
             }
@@ -176,6 +184,13 @@ impl Session {
             may_retry: false,
             retryable: None,
             cursor: Picker::new(u64::from(id), cfg.routing.read_balance),
+            cache_written: Vec::new(),
+            mode: cfg.server.pool_mode,
+            kill_seen: 0,
+            stmt_holds: Vec::new(),
+            state_changed: false,
+            warned: false,
+            diag_hold: None,
             shared,
             client,
             proxy,
@@ -185,7 +200,10 @@ impl Session {
     /// Checks the schema named at login and sends the login's OK; false
     /// when the client was refused or is gone.
     async fn finish_login(&mut self, mut seq: u8) -> bool {
-        if let Err(err) = self.check_initial_db().await {
+        let checked = self.check_initial_db().await;
+        // transaction mode: the schema check's connection goes back at once
+        self.end_of_command();
+        if let Err(err) = checked {
             let _ = self.client.send(&mut seq, &err.encode()).await;
             return false;
         }
@@ -234,7 +252,11 @@ impl Session {
             {
                 break;
             }
+            // diagnostics of the previous statement are read by this one only
+            self.diag_hold = None;
             let flow = self.dispatch(&pkt.payload).await;
+            // transaction mode: connections no longer needed go back now
+            self.end_of_command();
             // the reply's last bytes go out only now, after the session's
             // bookkeeping, so whoever sees the answer also sees its metrics
             if self.client.flush().await.is_err() {

@@ -1,10 +1,14 @@
 //! The connection phase towards clients: greeting, authentication against
-//! the configured users, auth switch, and COM_CHANGE_USER.
+//! the configured users, auth switch, and COM_CHANGE_USER; with `[tls]`,
+//! the switch to TLS (SSLRequest, TLS handshake, then the handshake
+//! response over TLS) and `require = true`'s refusal of plaintext (3159).
 //!
 //! causeway knows each user's plaintext password (from its config), so the
 //! `caching_sha2_password` fast path always applies: a correct scramble is
 //! accepted with "fast auth success", a wrong one is refused with MySQL's
-//! own 1045 / 28000 error. A client that answered with another plugin than
+//! own 1045 / 28000 error (over TLS a wrong scramble gets MySQL's full
+//! authentication instead: the client sends its cleartext password, no
+//! RSA). A client that answered with another plugin than
 //! the user's is switched to it with an AuthSwitchRequest, as MySQL does.
 
 use causeway_config::{Config, User};
@@ -13,6 +17,7 @@ use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use crate::protocol::handshake::{self, ClientHello, Reader, CACHING_SHA2};
 use crate::protocol::packet::{Packet, PRE_AUTH_MAX_PAYLOAD};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
+use crate::tls::ServerTls;
 
 /// Errors of the connection phase.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,17 @@ pub fn access_denied(user: &str, host: &str, with_password: bool) -> ErrPacket {
             "Access denied for user '{user}'@'{host}' (using password: {})",
             if with_password { "YES" } else { "NO" }
         ),
+    )
+}
+
+/// MySQL's ER_SECURE_TRANSPORT_REQUIRED (3159 / HY000), for a client that
+/// did not switch to TLS while `[tls] require = true`.
+pub fn secure_transport_required() -> ErrPacket {
+    ErrPacket::new(
+        3159,
+        "HY000",
+        "Connections using insecure transport are prohibited while \
+         --require_secure_transport=ON (causeway: [tls] require = true).",
     )
 }
 
@@ -84,17 +100,33 @@ fn wants_tls(payload: &[u8]) -> bool {
 /// its OK: the caller sends it (after checking the initial schema).
 pub async fn login(
     client: &mut PacketConn,
-    config: &Config,
+    (config, tls): (&Config, Option<&ServerTls>),
     connection_id: u32,
     server_version: &str,
     peer_host: &str,
 ) -> Result<(Authenticated, u8), LoginError> {
     let mut nonce = handshake::new_nonce();
     let mut seq = 0u8;
-    let greet = handshake::greeting(server_version, connection_id, &nonce, 255, CACHING_SHA2);
+    let greet = handshake::greeting(
+        server_version,
+        connection_id,
+        &nonce,
+        255,
+        CACHING_SHA2,
+        tls.is_some(),
+    );
     client.send(&mut seq, &greet).await?;
-    let p = read_unauthenticated(client).await?;
+    let mut p = read_unauthenticated(client).await?;
+    if let Some(tls) = tls.filter(|_| wants_tls(&p.payload)) {
+        client.accept_tls(tls.acceptor()).await?;
+        p = read_unauthenticated(client).await?;
+    }
     seq = p.seq.wrapping_add(1);
+    if tls.is_some_and(|t| t.require) && !client.is_tls() {
+        let err = secure_transport_required();
+        client.send(&mut seq, &err.encode()).await?;
+        return Err(LoginError::Refused(err));
+    }
     let hello = match handshake::parse_client_hello(&p.payload) {
         Ok(h) => h,
         Err(e) => {
@@ -102,7 +134,7 @@ pub async fn login(
                 ErrPacket::new(
                     3159,
                     "HY000",
-                    "causeway does not offer TLS yet; connect with ssl-mode=DISABLED",
+                    "causeway is not configured for TLS (no [tls] section); connect with ssl-mode=DISABLED",
                 )
             } else {
                 ErrPacket::new(1043, "08S01", format!("Bad handshake: {e}"))
@@ -121,12 +153,17 @@ pub async fn login(
         user.as_ref(),
     )
     .await?;
-    let ok = user
+    let mut ok = user
         .as_ref()
         .is_some_and(|u| handshake::verify(plugin, &nonce, &u.password, &response));
+    let mut fast = true;
+    if !ok && plugin == CACHING_SHA2 && client.is_tls() && !is_empty_response(&response) {
+        fast = false;
+        ok = full_auth(client, &mut seq, user.as_ref()).await?;
+    }
     match user {
         Some(user) if ok => {
-            if plugin == CACHING_SHA2 && !is_empty_response(&response) {
+            if fast && plugin == CACHING_SHA2 && !is_empty_response(&response) {
                 client.queue(&mut seq, &[0x01, 0x03]);
             }
             Ok((Authenticated { user, hello, nonce }, seq))
@@ -165,6 +202,21 @@ async fn authenticate(
     let p = read_unauthenticated(client).await?;
     *seq = p.seq.wrapping_add(1);
     Ok((p.payload.to_vec(), wanted))
+}
+
+/// caching_sha2_password's full authentication over TLS: asks for the
+/// password, which the client sends in clear (NUL-terminated) inside the
+/// TLS link, and compares it with the user's. Never used on plaintext.
+async fn full_auth(
+    client: &mut PacketConn,
+    seq: &mut u8,
+    user: Option<&User>,
+) -> Result<bool, LoginError> {
+    client.send(seq, &[0x01, 0x04]).await?;
+    let p = read_unauthenticated(client).await?;
+    *seq = p.seq.wrapping_add(1);
+    let pw = p.payload.strip_suffix(&[0]).unwrap_or(&p.payload);
+    Ok(user.is_some_and(|u| handshake::constant_time_eq(pw, u.password.as_bytes())))
 }
 
 fn is_empty_response(r: &[u8]) -> bool {

@@ -1,14 +1,17 @@
 //! The proxy's side towards clients: login and the per-connection session.
 
 mod admin_rows;
+mod cached;
 mod causal;
 mod connection;
 mod floor;
 pub mod local;
 pub mod login;
+mod multiplex;
 mod prepared;
 mod query;
 pub mod registry;
+pub mod rules;
 pub mod session;
 mod sets;
 pub mod stmt;

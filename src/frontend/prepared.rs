@@ -6,14 +6,19 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cached::{Before, CacheStmt};
 use super::query::Sent;
 use super::session::{stmt_id_of, Flow, Session};
-use super::stmt::{with_stmt_id, Copy, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
+use super::stmt::{
+    types_blob, with_stmt_id, ExecuteLayout, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS,
+};
+use crate::backend::stmt_cache::{sets_fingerprint, PrepState, STMT_CACHE_MAX};
 use crate::consistency::{self, Choice};
 use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{self, Expect};
 use crate::router::Target;
 use crate::topology::Backend;
+use causeway_config::PoolMode;
 use mysql_common::constants::CapabilityFlags;
 
 /// A command to run on whichever backend routing picks.
@@ -43,6 +48,47 @@ fn unknown_stmt(id: u32, what: &str) -> ErrPacket {
         "HY000",
         format!("Unknown prepared statement handler ({id}) given to {what}"),
     )
+}
+
+/// Most statements kept per backend connection: bounded in `transaction`
+/// pool mode, where connections are shared; in `session` mode a statement
+/// lives until the client closes it (the session caps the count).
+fn cache_max(mode: PoolMode) -> usize {
+    match mode {
+        PoolMode::Transaction => STMT_CACHE_MAX,
+        PoolMode::Session => usize::MAX,
+    }
+}
+
+/// A COM_STMT_EXECUTE payload for backend statement `bid`: the id
+/// replaced, and the parameter types the client bound earlier added when
+/// it omits them (the backend statement may be shared with other clients,
+/// whose types it would otherwise use). Remembers the types the client
+/// sends. With query attributes (`qa`, the client negotiated
+/// CLIENT_QUERY_ATTRIBUTES) the payload may carry a parameter count and
+/// each type its name ([`ExecuteLayout::of_qa`]); the remembered types are
+/// added in that layout, as many as the payload counts (the parameters
+/// come first, attributes after them), or not at all when fewer were
+/// bound. `None` when the payload is too short to hold a statement id; any
+/// other shape is passed on for the server to judge.
+fn execute_payload_for(stmt: &mut Stmt, payload: &[u8], bid: u32, qa: bool) -> Option<Vec<u8>> {
+    let layout = ExecuteLayout::of_qa(payload, stmt.params, qa);
+    if let Some(t) = layout.types {
+        stmt.types = Some(t.to_vec());
+    }
+    let mut out = with_stmt_id(payload, bid)?;
+    let types = stmt
+        .types
+        .as_deref()
+        .and_then(|t| types_blob(t, layout.count, qa));
+    if let (Some(at), Some(types)) = (layout.unbound_flag_at, types) {
+        if let Some(flag) = out.get_mut(at) {
+            *flag = 1;
+            let after = at.saturating_add(1).min(out.len());
+            out.splice(after..after, types.iter().copied());
+        }
+    }
+    Some(out)
 }
 
 /// 1461 / 42000, as MySQL answers beyond `max_prepared_stmt_count` (with
@@ -85,53 +131,71 @@ impl Session {
             Cmd::Raw(p) => Ok((idx, Cow::Borrowed(*p))),
             Cmd::Execute(id, p) => {
                 let id = *id;
-                let stmt = self
-                    .stmts
-                    .get(id)
-                    .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
-                if stmt.copy_on(b.name()).is_none() {
-                    let prepare = stmt.prepare.clone();
-                    let Some(h) = self.held.get_mut(idx) else {
-                        return Err(super::session::lost_backend(b.name()));
-                    };
-                    let mut seq = 0;
-                    h.conn.io.queue(&mut seq, &prepare);
-                    let sent = h.conn.io.flush().await;
-                    let out = match sent {
-                        Ok(()) => relay::discard(&mut h.conn, &mut self.client, Expect::Prepare)
-                            .await
-                            .ok(),
-                        Err(_) => None,
-                    };
-                    let Some(out) = out else {
-                        self.drop_conn(idx);
-                        return Err(super::session::lost_backend(b.name()));
-                    };
-                    if let Some(err) = out.error {
-                        return Err(err);
-                    }
-                    let Some((bid, _, _)) = out.prepared else {
-                        return Err(super::session::lost_backend(b.name()));
-                    };
-                    if let Some(s) = self.stmts.get_mut(id) {
-                        s.copies.push(Copy {
-                            backend: b.name().to_string(),
-                            id: bid,
-                            executed: false,
-                        });
-                    }
-                }
+                let bid = self.ensure_prepared(idx, id, b.name()).await?;
                 let stmt = self
                     .stmts
                     .get_mut(id)
                     .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
                 stmt.last_backend = Some(b.name().to_string());
-                let payload = stmt
-                    .execute_payload_qa(p, b.name(), self.caps.contains(qa))
+                let payload = execute_payload_for(stmt, p, bid, self.caps.contains(qa))
                     .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
                 Ok((idx, Cow::Owned(payload)))
             }
         }
+    }
+
+    /// The id of client statement `id` on held connection `idx`, preparing
+    /// it there first unless that connection already has it (by SQL text).
+    async fn ensure_prepared(
+        &mut self,
+        idx: usize,
+        id: u32,
+        backend: &str,
+    ) -> Result<u32, ErrPacket> {
+        let max = cache_max(self.mode);
+        let stmt = self
+            .stmts
+            .get(id)
+            .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
+        let Some(h) = self.held.get_mut(idx) else {
+            return Err(super::session::lost_backend(backend));
+        };
+        let state = PrepState {
+            db: h.conn.db.as_deref(),
+            sets: sets_fingerprint(&h.conn.sets),
+        };
+        if let Some(bid) = h.conn.stmts.get(&stmt.prepare, state) {
+            return Ok(bid);
+        }
+        let mut seq = 0;
+        h.conn.io.queue(&mut seq, &stmt.prepare);
+        let sent = h.conn.io.flush().await;
+        let out = match sent {
+            Ok(()) => relay::discard(&mut h.conn, &mut self.client, Expect::Prepare)
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        let Some(out) = out else {
+            self.drop_conn(idx);
+            return Err(super::session::lost_backend(backend));
+        };
+        if let Some(err) = out.error {
+            return Err(err);
+        }
+        let Some((bid, _, _)) = out.prepared else {
+            return Err(super::session::lost_backend(backend));
+        };
+        let state = PrepState {
+            db: h.conn.db.as_deref(),
+            sets: sets_fingerprint(&h.conn.sets),
+        };
+        let close = h.conn.stmts.insert(&stmt.prepare, state, bid, max);
+        if h.conn.close_stmts(&close).await.is_err() {
+            self.drop_conn(idx);
+            return Err(super::session::lost_backend(backend));
+        }
+        Ok(bid)
     }
 
     /// COM_STMT_PREPARE: prepared on the backend its statement would run on.
@@ -181,20 +245,27 @@ impl Session {
             .forward(&b, payload, Expect::Prepare, Some(client_id))
             .await;
         if let Some((bid, _cols, params)) = outcome.and_then(|o| o.prepared) {
+            let max = cache_max(self.mode);
+            if let Some(h) = self.held.iter_mut().find(|h| h.conn.server == b.name()) {
+                let state = PrepState {
+                    db: h.conn.db.as_deref(),
+                    sets: sets_fingerprint(&h.conn.sets),
+                };
+                let close = h.conn.stmts.insert(payload, state, bid, max);
+                if h.conn.close_stmts(&close).await.is_err() {
+                    h.conn.broken = true;
+                }
+            }
             self.stmts.insert(
                 client_id,
                 Stmt {
                     prepare: payload.to_vec(),
                     class,
                     params,
-                    copies: vec![Copy {
-                        backend: b.name().to_string(),
-                        id: bid,
-                        executed: false,
-                    }],
+                    copies: Vec::new(),
                     types: None,
                     long_data_on: None,
-                    last_backend: None,
+                    last_backend: Some(b.name().to_string()),
                 },
             );
         }
@@ -210,6 +281,15 @@ impl Session {
                 .await;
         };
         let class = stmt.class.clone();
+        // the cache key's statement part: text, remembered types, payload
+        let keyed = (self.proxy.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
+            let text = String::from_utf8_lossy(stmt.prepare.get(1..).unwrap_or_default());
+            // types the payload does not carry are the ones bound before
+            let bound_at = 10 + usize::from(stmt.params).div_ceil(8);
+            let carried = stmt.params == 0 || payload.get(bound_at) == Some(&1);
+            let types = if carried { None } else { stmt.types.clone() };
+            (text.into_owned(), types.unwrap_or_default())
+        });
         let target = match &stmt.long_data_on {
             Some(b) => Target::Backend(b.clone()),
             None => self.route.decide(&class).0,
@@ -217,8 +297,26 @@ impl Session {
         if self.route.trx.is_none() {
             self.topo = self.proxy.topology.load_full();
         }
-        let token = std::mem::take(&mut self.settings.token);
         let mode = self.settings.mode;
+        let (target, mode) = match self.apply_stmt_rules(id, &class, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let token = std::mem::take(&mut self.settings.token);
+        let mut fill = None;
+        if let Some((sql, types)) = &keyed {
+            let params = payload.get(5..).unwrap_or_default();
+            let stmt = CacheStmt::Execute { sql, types, params };
+            match self.cache_before(stmt, &class, &target, mode, &token).await {
+                Before::Hit(flow) => {
+                    self.restore_token(token);
+                    self.end_rules();
+                    return flow;
+                }
+                Before::Fill(f) => fill = Some(f),
+                Before::Skip => {}
+            }
+        }
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(
@@ -230,65 +328,89 @@ impl Session {
             )
             .await;
         self.restore_token(token);
+        self.end_rules();
+        let sql = keyed.as_ref().map_or("", |k| k.0.as_str());
+        self.cache_after(fill, &class, sql, sent.as_ref(), outcome.as_ref());
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }
+        self.stmt_holds.retain(|(i, _)| *i != id);
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
             let sent: Sent = sent;
+            // a cursor lives on this connection until reset or close
+            let cursor = payload.get(5).is_some_and(|f| f & 0x07 != 0);
+            if cursor && outcome.error.is_none() {
+                self.stmt_holds.push((id, sent.backend.name().to_string()));
+            }
             self.after_statement(&class, "", &sent, &outcome, started);
         }
         flow
     }
 
-    /// COM_STMT_SEND_LONG_DATA: no reply; the execution must then run where
-    /// the data went.
+    /// COM_STMT_SEND_LONG_DATA: no reply. Sent to the primary (where the
+    /// execution must then run), whose connection the session keeps until
+    /// that execution.
     pub(super) async fn long_data(&mut self, payload: &[u8]) -> Flow {
         let id = stmt_id_of(payload);
         let Some(stmt) = self.stmts.get(id) else {
             return Flow::Continue;
         };
-        let Some(backend) = stmt
-            .long_data_on
-            .clone()
-            .or_else(|| stmt.home().map(str::to_string))
-        else {
+        let backend = match &stmt.long_data_on {
+            Some(name) => self.topo.backend(name).cloned(),
+            None => None,
+        }
+        .unwrap_or_else(|| Arc::clone(&self.topo.primary));
+        let Ok(idx) = self.conn_for(&backend).await else {
             return Flow::Continue;
         };
-        let Some(copy) = stmt.copy_on(&backend).cloned() else {
+        let Ok(bid) = self.ensure_prepared(idx, id, backend.name()).await else {
             return Flow::Continue;
         };
         if let Some(s) = self.stmts.get_mut(id) {
-            s.long_data_on = Some(backend.clone());
+            s.long_data_on = Some(backend.name().to_string());
         }
-        self.send_no_reply(&backend, payload, copy.id).await;
-        Flow::Continue
-    }
-
-    /// COM_STMT_CLOSE: closes every copy; no reply.
-    pub(super) async fn close_stmt(&mut self, payload: &[u8]) -> Flow {
-        if let Some(stmt) = self.stmts.remove(stmt_id_of(payload)) {
-            for c in stmt.copies {
-                self.send_no_reply(&c.backend, payload, c.id).await;
+        if !self.stmt_holds.iter().any(|(i, _)| *i == id) {
+            self.stmt_holds.push((id, backend.name().to_string()));
+        }
+        if let (Some(h), Some(mut p)) = (self.held.get_mut(idx), Some(payload.to_vec())) {
+            if let Some(dst) = p.get_mut(1..5) {
+                dst.copy_from_slice(&bid.to_le_bytes());
+                let mut seq = 0;
+                h.conn.io.queue(&mut seq, &p);
+                if h.conn.io.flush().await.is_err() {
+                    h.conn.broken = true;
+                }
             }
         }
         Flow::Continue
     }
 
-    async fn send_no_reply(&mut self, backend: &str, payload: &[u8], backend_id: u32) {
-        if let Some(h) = self.held.iter_mut().find(|h| h.conn.server == backend) {
-            let Some(p) = with_stmt_id(payload, backend_id) else {
-                return;
-            };
-            let mut seq = 0;
-            h.conn.io.queue(&mut seq, &p);
-            if h.conn.io.flush().await.is_err() {
+    /// COM_STMT_CLOSE: no reply. The statement is closed on the held
+    /// connections that have it, unless another statement of the session
+    /// has the same text; connections given back keep it in their cache.
+    pub(super) async fn close_stmt(&mut self, payload: &[u8]) -> Flow {
+        let id = stmt_id_of(payload);
+        self.stmt_holds.retain(|(i, _)| *i != id);
+        let Some(stmt) = self.stmts.remove(id) else {
+            return Flow::Continue;
+        };
+        if self.stmts.has_text(&stmt.prepare) {
+            return Flow::Continue;
+        }
+        for h in &mut self.held {
+            let ids = h.conn.stmts.remove(&stmt.prepare);
+            // close_stmts sends nothing for no ids
+            if h.conn.close_stmts(&ids).await.is_err() {
                 h.conn.broken = true;
             }
         }
+        Flow::Continue
     }
 
-    /// COM_STMT_FETCH and COM_STMT_RESET: to the backend of the last
-    /// execution.
+    /// COM_STMT_FETCH and COM_STMT_RESET: to the connection of the
+    /// statement's cursor or long data, else of its last execution when it
+    /// is still held. A RESET with no such connection has nothing to reset
+    /// on any backend; a FETCH gets MySQL's 1421 (no open cursor).
     pub(super) async fn stmt_follow_up(
         &mut self,
         payload: &[u8],
@@ -296,28 +418,134 @@ impl Session {
         what: &str,
     ) -> Flow {
         let id = stmt_id_of(payload);
+        let is_reset = payload.first() == Some(&0x1A);
+        let held_for = self
+            .stmt_holds
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, b)| b.clone());
         let Some(stmt) = self.stmts.get_mut(id) else {
             return self.reply_err(&unknown_stmt(id, what)).await;
         };
-        if payload.first() == Some(&0x1A) {
+        if is_reset {
             stmt.long_data_on = None;
         }
-        let backend = stmt
-            .last_backend
-            .clone()
-            .or_else(|| stmt.home().map(str::to_string))
-            .unwrap_or_default();
-        let Some(copy) = stmt.copy_on(&backend).cloned() else {
-            return self.reply_err(&unknown_stmt(id, what)).await;
+        let backend = held_for.or_else(|| stmt.last_backend.clone());
+        let prepare = &stmt.prepare;
+        let found = backend.and_then(|name| {
+            self.held.iter_mut().enumerate().find_map(|(i, h)| {
+                if h.conn.server != name {
+                    return None;
+                }
+                let state = PrepState {
+                    db: h.conn.db.as_deref(),
+                    sets: sets_fingerprint(&h.conn.sets),
+                };
+                h.conn.stmts.get(prepare, state).map(|bid| (i, bid))
+            })
+        });
+        if is_reset {
+            self.stmt_holds.retain(|(i, _)| *i != id);
+        }
+        let Some((idx, bid)) = found else {
+            if is_reset {
+                return self.reply_ok().await;
+            }
+            let err = ErrPacket::new(
+                1421,
+                "HY000",
+                format!("The statement ({id}) has no open cursor."),
+            );
+            return self.reply_err(&err).await;
         };
-        let Some(idx) = self.held.iter().position(|h| h.conn.server == backend) else {
-            return self
-                .reply_err(&super::session::lost_backend(&backend))
-                .await;
-        };
-        let Some(p) = with_stmt_id(payload, copy.id) else {
+        let Some(p) = with_stmt_id(payload, bid) else {
             return self.reply_err(&unknown_stmt(id, what)).await;
         };
         self.forward_on(idx, &p, expect, None).await.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(params: u16) -> Stmt {
+        Stmt {
+            prepare: vec![0x16],
+            class: causeway_classify::classify("SELECT ?"),
+            params,
+            copies: Vec::new(),
+            types: None,
+            long_data_on: None,
+            last_backend: None,
+        }
+    }
+
+    #[test]
+    fn executions_carry_the_clients_own_types() {
+        let mut s = stmt(1);
+        // id=1, flags=0, iter=1, null bitmap 0, bound=1, LONGLONG, value
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        let out = execute_payload_for(&mut s, &with_types, 7, false).unwrap();
+        assert_eq!(&out[1..5], &7u32.to_le_bytes());
+        assert_eq!(&out[5..], &with_types[5..]);
+        // types omitted: this client's types are added (the backend
+        // statement may have seen another client's)
+        let mut without = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = execute_payload_for(&mut s, &without, 9, false).unwrap();
+        assert_eq!(&out[1..5], &9u32.to_le_bytes());
+        assert_eq!(out[11], 1);
+        assert_eq!(&out[12..14], &[8, 0]);
+        assert_eq!(&out[14..], &6i64.to_le_bytes());
+    }
+
+    #[test]
+    fn short_payloads_never_panic() {
+        let mut s = stmt(3);
+        for len in 0..16 {
+            let p: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for qa in [false, true] {
+                let out = execute_payload_for(&mut s, &p, 1, qa);
+                assert_eq!(out.is_none(), len < 5, "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn query_attribute_executions_carry_types_with_names() {
+        let mut s = stmt(1);
+        // flags PARAMETER_COUNT_AVAILABLE, count 2 (1 parameter + 1
+        // attribute), bitmap, bound=1, LONGLONG "" and STRING "n1", values
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 1];
+        let blob = [8, 0, 0, 0xFE, 0, 2, b'n', b'1'];
+        with_types.extend_from_slice(&blob);
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        with_types.extend_from_slice(b"\x02v1");
+        let out = execute_payload_for(&mut s, &with_types, 7, true).unwrap();
+        assert_eq!(&out[1..5], &7u32.to_le_bytes());
+        assert_eq!(&out[5..], &with_types[5..]);
+        assert_eq!(s.types.as_deref(), Some(&blob[..]));
+        // types omitted, one entry (the parameter): its type and name
+        let mut without = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 1, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = execute_payload_for(&mut s, &without, 9, true).unwrap();
+        assert_eq!(&out[1..5], &9u32.to_le_bytes());
+        assert_eq!(out[12], 1, "types bound again");
+        assert_eq!(&out[13..16], &blob[..3]);
+        assert_eq!(&out[16..], &6i64.to_le_bytes());
+        // omitted with both entries: the whole blob
+        let mut two = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 0];
+        two.extend_from_slice(&6i64.to_le_bytes());
+        two.extend_from_slice(b"\x02v2");
+        let out = execute_payload_for(&mut s, &two, 9, true).unwrap();
+        assert_eq!(&out[13..21], &blob[..]);
+        assert_eq!(&out[21..], &two[13..]);
+        // more entries than were bound: forwarded as it is
+        let mut three = two.clone();
+        three[10] = 3;
+        let out = execute_payload_for(&mut s, &three, 9, true).unwrap();
+        assert_eq!(&out[5..], &three[5..]);
     }
 }

@@ -11,6 +11,7 @@ use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cached::{Before, CacheStmt};
 use super::local;
 use super::prepared::Cmd;
 use super::registry::{self, Kill};
@@ -34,6 +35,8 @@ pub(super) enum Via {
     Waited,
     /// The primary, for a read no replica could serve.
     Fallback,
+    /// Answered from the cache (the backend is the primary, unused).
+    Cache,
 }
 
 /// Where a statement was sent, for `@@causeway.last_route` and bookkeeping.
@@ -47,6 +50,7 @@ impl Sent {
     /// `primary`, `primary:fallback`, `replica:NAME` or `replica:NAME:waited`.
     pub fn label(&self) -> String {
         match (self.backend.role, self.via) {
+            (_, Via::Cache) => "cache".to_string(),
             (Role::Primary, Via::Fallback) => "primary:fallback".to_string(),
             (Role::Primary, _) => "primary".to_string(),
             (Role::Replica, Via::Waited) => format!("replica:{}:waited", self.backend.name()),
@@ -84,6 +88,9 @@ impl Session {
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
         let sql = std::str::from_utf8(sql_bytes).unwrap_or("/* binary */ DO 0");
+        if let Some(column) = super::multiplex::connection_id_query(sql) {
+            return self.reply_connection_id(&column).await;
+        }
         let c = classify(sql);
         let replayable = c.effects.set_session && is_single_statement(sql);
         if replayable {
@@ -100,6 +107,11 @@ impl Session {
             return self
                 .reply_err(&ErrPacket::new(code, state, e.to_string()))
                 .await;
+        }
+        if c.reason == causeway_classify::Reason::Causeway
+            && crate::cache::admin::is_show_cache(sql)
+        {
+            return self.show_cache().await;
         }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
@@ -125,6 +137,10 @@ impl Session {
             }
         }
         let (target, reason) = self.route.decide(&c);
+        let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
         let (token, borrowed) = match stmt_token {
             Some(mut t) => {
                 t.union(&self.settings.token);
@@ -132,13 +148,29 @@ impl Session {
             }
             None => (std::mem::take(&mut self.settings.token), true),
         };
+        let fill = match self
+            .cache_before(CacheStmt::Text(sql), &c, &target, mode, &token)
+            .await
+        {
+            Before::Hit(flow) => {
+                self.end_rules();
+                if borrowed {
+                    self.restore_token(token);
+                }
+                return flow;
+            }
+            Before::Fill(f) => Some(f),
+            Before::Skip => None,
+        };
         let started = Instant::now();
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
+        self.end_rules();
         if borrowed {
             self.restore_token(token);
         }
+        self.cache_after(fill, &c, sql, sent.as_ref(), outcome.as_ref());
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
             tracing::debug!(conn = self.id, route = %sent.label(), reason, "statement routed");
             self.after_statement(&c, sql, &sent, &outcome, started);
@@ -175,7 +207,11 @@ impl Session {
         let done = self.route_cmd(target, mode, token, cmd, expect).await;
         if let (Some(sent), Some(_)) = (&done.1, &done.2) {
             match (sent.backend.role, sent.via) {
-                (Role::Replica, _) => self.cursor.saw(&sent.backend, false),
+                // a read a rule sent to a named pool is not a monotonic-reads step
+                (Role::Replica, _) if self.cursor.pool().is_none() => {
+                    self.cursor.saw(&sent.backend, false)
+                }
+                (Role::Replica, _) => {}
                 (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
                 (Role::Primary, _) => {}
             }
@@ -239,6 +275,9 @@ impl Session {
                 )
             }
             Choice::Primary(why) => {
+                if let Some(flow) = self.pool_unavailable(why).await {
+                    return (flow, None, None);
+                }
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty()
                     && mode != Consistency::Strong
@@ -333,7 +372,10 @@ impl Session {
                     let need = need.as_ref().unwrap_or(token);
                     return self.read_after_wait(b, need, cmd, expect).await;
                 }
-                Choice::Primary(_) => {
+                Choice::Primary(why) => {
+                    if let Some(flow) = self.pool_unavailable(why).await {
+                        return (flow, None, None);
+                    }
                     let p = Arc::clone(&self.topo.primary);
                     return self.send_to(p, Via::Fallback, cmd, expect).await;
                 }
@@ -353,6 +395,7 @@ impl Session {
     ) {
         let is_primary = sent.backend.role == Role::Primary;
         let ok = outcome.error.is_none();
+        let was_pinned = self.route.pinned.is_some();
         self.route.after(
             c,
             sent.backend.name(),
@@ -388,11 +431,14 @@ impl Session {
                     .find(|h| h.conn.server == sent.backend.name())
                 {
                     h.applied_sets = n;
+                    h.conn.sets.clone_from(&self.sets);
                 }
             } else {
                 self.route.pin("SET inside a multi-statement");
             }
         }
+        self.note_pin(c, was_pinned, sent.backend.name());
+        self.keep_diagnostics(!ok, sent.backend.name());
         let handles = sent.backend.metrics();
         if sent.via == Via::Fallback {
             handles.fallbacks.increment(1);
@@ -438,6 +484,7 @@ impl Session {
                 self.settings = next;
                 self.reply_ok().await
             }
+            Some(CausewayCommand::ShowRules) => self.show_rules().await,
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
                     let err = ErrPacket::new(
@@ -506,6 +553,7 @@ impl Session {
             self.reply_err(&err).await;
             return Flow::Quit;
         }
+        target.begin_kill();
         if let Some((addr, thread_id)) = target.running() {
             let login = target.login.lock().map(|l| l.clone()).ok();
             if let Some(login) = login {
@@ -515,7 +563,10 @@ impl Session {
                     collation: 255,
                 };
                 let timeout = self.topo.config.server.connect_timeout();
-                match BackendConn::connect("kill", &addr, &login, key, None, timeout).await {
+                let tls = &self.topo.primary.pool.config().tls;
+                match BackendConn::connect_with("kill", &addr, &login, (key, None), timeout, tls)
+                    .await
+                {
                     Ok(mut c) => {
                         // 1094: the statement finished meanwhile; fine
                         let _ = c.query_ok(&format!("KILL QUERY {thread_id}")).await;
@@ -537,7 +588,7 @@ impl Session {
         self.reply_ok().await
     }
 
-    async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
+    pub(super) async fn reply_rows(&mut self, cols: &[&str], rows: &[Vec<Option<String>>]) -> Flow {
         let status = self.status & 0x0003;
         let payloads = local::text_result_set(self.caps, status, cols, rows);
         let mut seq = 1;

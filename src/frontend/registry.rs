@@ -58,6 +58,7 @@ pub async fn kill_on_backend(
     thread_id: u32,
     whole_connection: bool,
     timeout: Duration,
+    tls: &crate::tls::BackendTls,
 ) -> Result<(), RegistryError> {
     let key = LinkKey {
         user: login.user.clone(),
@@ -70,7 +71,8 @@ pub async fn kill_on_backend(
         format!("KILL QUERY {thread_id}")
     };
     let work = async {
-        let mut c = BackendConn::connect("kill", addr, login, key, None, timeout).await?;
+        let mut c =
+            BackendConn::connect_with("kill", addr, login, (key, None), timeout, tls).await?;
         c.query_ok(&sql).await.map(|_| ())
     };
     match tokio::time::timeout(timeout, work).await {
@@ -131,6 +133,12 @@ pub struct SessionShared {
     running: AtomicU64,
     /// Addresses of held backend connections, by slot.
     addrs: Mutex<Vec<String>>,
+    /// Bumped by every KILL before it looks for the running statement, so
+    /// a session in `transaction` pool mode can tell that a KILL QUERY may
+    /// still be on its way to a connection it is about to give back (it
+    /// closes that connection instead: the KILL must never reach another
+    /// client's statement).
+    kill_epoch: AtomicU64,
     /// Set by KILL CONNECTION.
     pub killed: AtomicBool,
     /// Woken by KILL CONNECTION.
@@ -146,6 +154,7 @@ impl SessionShared {
             user: Mutex::new(user.to_string()),
             login: Mutex::new(login),
             running: AtomicU64::new(0),
+            kill_epoch: AtomicU64::new(0),
             addrs: Mutex::new(Vec::new()),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
@@ -175,9 +184,21 @@ impl SessionShared {
         );
     }
 
-    /// Marks the session idle.
+    /// Marks the session idle. Sequentially consistent with
+    /// [`Self::begin_kill`] and [`Self::running`]: a KILL that saw the
+    /// statement running has bumped the epoch before this store.
     pub fn idle(&self) {
-        self.running.store(0, Ordering::Release);
+        self.running.store(0, Ordering::SeqCst);
+    }
+
+    /// Called by a KILL before [`Self::running`].
+    pub fn begin_kill(&self) {
+        self.kill_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many KILLs have looked for this session's running statement.
+    pub fn kill_epoch(&self) -> u64 {
+        self.kill_epoch.load(Ordering::SeqCst)
     }
 
     /// A receiver of the KILLs published from now on; subscribe before
@@ -205,7 +226,7 @@ impl SessionShared {
 
     /// The backend address and thread id running now.
     pub fn running(&self) -> Option<(String, u32)> {
-        let v = self.running.load(Ordering::Acquire);
+        let v = self.running.load(Ordering::SeqCst);
         if v == 0 {
             return None;
         }

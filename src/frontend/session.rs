@@ -1,12 +1,14 @@
 //! One client session: the per-connection task.
 //!
 //! Owns the client socket after login, the backend connections the session
-//! holds (at most one per backend, kept for the session's life and returned
-//! to their pools, reset, when it ends), the prepared-statement map, and
+//! holds (at most one per backend; in `session` pool mode kept for the
+//! session's life and returned to their pools, reset, when it ends; in
+//! `transaction` pool mode given back after each statement unless the
+//! session needs them, see `multiplex`), the prepared-statement map, and
 //! command dispatch. Every statement passes through `route`, the
 //! per-statement backend decision point.
 
-use causeway_config::User;
+use causeway_config::{PoolMode, User};
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -73,6 +75,27 @@ pub struct Session {
     pub(super) shared: Arc<SessionShared>,
     /// Weighted replica choice (see `crate::consistency::Picker`).
     pub(super) cursor: Picker,
+    /// Tables written in the open transaction (the cache invalidates them
+    /// again when it ends).
+    pub(super) cache_written: Vec<String>,
+    /// How this session shares backend connections (fixed at login).
+    pub(super) mode: PoolMode,
+    /// The KILL epoch (see `SessionShared::kill_epoch`) last seen when
+    /// connections were given back.
+    pub(super) kill_seen: u64,
+    /// Prepared statements that need their backend connection kept: long
+    /// data sent and not yet executed, or an open cursor (client id,
+    /// backend name).
+    pub(super) stmt_holds: Vec<(u32, String)>,
+    /// Set when a reply of the running command reported a session-state
+    /// change (SESSION_TRACK_STATE_CHANGE).
+    pub(super) state_changed: bool,
+    /// Set when an OK of the running command counted warnings.
+    pub(super) warned: bool,
+    /// Backend whose connection is kept for one more command because the
+    /// last statement there left warnings or an error (`SHOW WARNINGS`,
+    /// `GET DIAGNOSTICS` must read them on the same connection).
+    pub(super) diag_hold: Option<String>,
 }
 
 impl Session {
@@ -199,6 +222,8 @@ impl Session {
     ) -> (Flow, Option<Outcome>) {
         let caps = self.caps;
         let token = &mut self.settings.token;
+        let changed = &mut self.state_changed;
+        let warned = &mut self.warned;
         let h = &mut self.held[idx];
         // only the primary's GTID sets advance the token: a replica's set
         // says what it has, not what the session wrote
@@ -209,7 +234,15 @@ impl Session {
             caps,
             expect,
             stmt_id,
-            &mut |ok, _final| from_primary && merge_token(ok, token),
+            &mut |ok, _final| {
+                if ok.state_entries().any(|(ty, _)| ty == track::STATE_CHANGE) {
+                    *changed = true;
+                }
+                if ok.warnings > 0 {
+                    *warned = true;
+                }
+                from_primary && merge_token(ok, token)
+            },
         )
         .await;
         self.shared.idle();
@@ -276,17 +309,24 @@ impl Session {
                 };
                 // a read that may go elsewhere does not wait for a slot
                 let wait = !self.may_retry;
-                let conn = backend
+                let mut conn = backend
                     .pool
-                    .acquire(&login, &key, self.db.as_deref(), wait)
+                    .acquire(&login, &key, self.db.as_deref(), &self.sets, wait)
                     .await
                     .map_err(|e| backend_error(&e, backend))?;
-                self.proxy.learn_server_version(&conn.version);
+                if !self.sets.starts_with(&conn.sets) {
+                    // another client's SETs: back to a clean state first
+                    conn.reset().await.map_err(|e| backend_error(&e, backend))?;
+                }
+                let applied_sets = conn.sets.len();
+                if std::mem::take(&mut conn.fresh) {
+                    self.proxy.learn_server_version(&conn.version);
+                }
                 let slot = self.shared.slot(&backend.config.address);
                 self.held.push(Held {
                     pool: Arc::clone(&backend.pool),
                     conn,
-                    applied_sets: 0,
+                    applied_sets,
                     slot,
                 });
                 self.held.len() - 1
@@ -304,16 +344,25 @@ impl Session {
                 }
             }
         }
+        let behind = self.held[idx].applied_sets < self.sets.len();
         while self.held[idx].applied_sets < self.sets.len() {
             let sql = self.sets[self.held[idx].applied_sets].clone();
             match self.held[idx].conn.query_ok(&sql).await {
                 Ok(Ok(_)) => self.held[idx].applied_sets += 1,
-                Ok(Err(err)) => return Err(err),
+                Ok(Err(err)) => {
+                    // partly applied: its state is described by nothing
+                    self.held[idx].conn.tainted = true;
+                    return Err(err);
+                }
                 Err(e) => {
                     self.drop_conn(idx);
                     return Err(backend_error(&e, backend));
                 }
             }
+        }
+        if behind {
+            // up to date: its state is the session's list
+            self.held[idx].conn.sets.clone_from(&self.sets);
         }
         backend.state.queries.fetch_add(1, Ordering::Relaxed);
         Ok(idx)
@@ -331,7 +380,7 @@ impl Session {
     /// Hands every held backend connection back to its pool, which resets
     /// and keeps only those whose state is known (see
     /// `BackendConn::reusable`) and closes the rest.
-    fn release_all(&mut self) {
+    pub(super) fn release_all(&mut self) {
         for h in self.held.drain(..) {
             h.pool.release(h.conn);
         }
@@ -381,6 +430,7 @@ impl Session {
         ) {
             let on = u16::from_le_bytes([lo, hi]) == 0;
             self.caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
+            self.option_changed(on);
         }
         flow
     }
@@ -444,6 +494,7 @@ impl Session {
     fn reset_state(&mut self) {
         self.release_all();
         self.stmts.clear();
+        self.stmt_holds.clear();
         self.sets.clear();
         self.route = RouteState::default();
         self.settings = Settings::from_config(&self.topo.config);

@@ -179,7 +179,7 @@ impl<'a> ExecuteLayout<'a> {
 
 /// The bound types at the start of `rest`: 2 bytes per parameter, each
 /// followed by a lenenc name with query attributes. None when short.
-fn types_blob(rest: &[u8], count: usize, qa: bool) -> Option<&[u8]> {
+pub fn types_blob(rest: &[u8], count: usize, qa: bool) -> Option<&[u8]> {
     if !qa {
         return rest.get(..count.checked_mul(2)?);
     }
@@ -249,6 +249,11 @@ impl StmtMap {
         let old = self.map.remove(&id)?;
         self.bytes = self.bytes.saturating_sub(old.prepare.len());
         Some(old)
+    }
+
+    /// Whether a statement was prepared from `prepare` (the same text).
+    pub fn has_text(&self, prepare: &[u8]) -> bool {
+        self.map.values().any(|s| s.prepare == prepare)
     }
 
     /// Forgets everything.

@@ -121,9 +121,11 @@ impl ProbeError {
     }
 }
 
-/// Opens a monitor connection (TCP, no statement cache), bounded by the
-/// connect timeout.
+/// Opens a monitor connection (TCP, no statement cache, TLS as
+/// `[backend_tls] mode` says), bounded by the connect timeout.
 pub async fn connect(s: &Settings) -> Result<Conn, ProbeError> {
+    let ssl = crate::tls::client::monitor_opts(&s.tls);
+    let fallback = s.tls.mode == causeway_config::TlsMode::Preferred;
     let opts = OptsBuilder::default()
         .ip_or_hostname(s.host.clone())
         .tcp_port(s.port)
@@ -133,7 +135,16 @@ pub async fn connect(s: &Settings) -> Result<Conn, ProbeError> {
         .stmt_cache_size(0)
         .tcp_nodelay(true)
         .tcp_keepalive(Some(10_000u32));
-    match tokio::time::timeout(s.connect_timeout, Conn::new(opts)).await {
+    let connect = async {
+        match Conn::new(opts.clone().ssl_opts(ssl)).await {
+            // preferred: plaintext when the server offers no TLS
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if fallback => Conn::new(opts).await,
+            r => r,
+        }
+    };
+    match tokio::time::timeout(s.connect_timeout, connect).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ProbeError::ConnectTimeout {
             address: s.address.clone(),
@@ -168,6 +179,26 @@ pub async fn gtid_executed(conn: &mut Conn, timeout: Duration) -> Result<GtidSet
     const WHAT: &str = "SELECT @@GLOBAL.gtid_executed";
     let text: Option<String> = bounded(WHAT, timeout, conn.query_first(WHAT)).await?;
     parse_gtid(text.ok_or(ProbeError::NoRow(WHAT))?)
+}
+
+/// A pool's `watermark_query`: its first column of its first row is the
+/// primary GTID set the store reflects (NULL: nothing yet), parsed within
+/// the bounds of a client token.
+pub async fn watermark(
+    conn: &mut Conn,
+    query: &str,
+    timeout: Duration,
+) -> Result<GtidSet, ProbeError> {
+    const WHAT: &str = "watermark_query";
+    let row: Option<Row> = bounded(WHAT, timeout, conn.query_first(query)).await?;
+    let row = row.ok_or(ProbeError::NoRow(WHAT))?;
+    let text: Option<String> = row
+        .get_opt::<Option<String>, _>(0)
+        .and_then(Result::ok)
+        .flatten();
+    let text = text.unwrap_or_default();
+    GtidSet::parse_limited(&text, &causeway_gtid::Limits::TOKEN)
+        .map_err(|source| ProbeError::Gtid { text, source })
 }
 
 /// What the health check's first query reads.

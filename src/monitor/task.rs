@@ -46,6 +46,12 @@ pub struct Settings {
     pub budget_ms: u64,
     /// Lag hysteresis in ms.
     pub hysteresis_ms: u64,
+    /// The `watermark_query` of the backend's pool: run instead of reading
+    /// `@@gtid_executed`; the store is not a GTID replica (no read-only,
+    /// replication or source checks).
+    pub watermark_query: Option<String>,
+    /// `[backend_tls]`: the monitor's connections follow the same mode.
+    pub tls: causeway_config::BackendTls,
 }
 
 impl std::fmt::Debug for Settings {
@@ -61,6 +67,7 @@ impl std::fmt::Debug for Settings {
             .field("connect_timeout", &self.connect_timeout)
             .field("budget_ms", &self.budget_ms)
             .field("hysteresis_ms", &self.hysteresis_ms)
+            .field("watermark_query", &self.watermark_query)
             .finish()
     }
 }
@@ -82,6 +89,13 @@ impl Settings {
             connect_timeout: m.connect_timeout().max(Duration::from_millis(1)),
             budget_ms: config.max_lag_for(backend).as_millis() as u64,
             hysteresis_ms: config.routing.lag_hysteresis_ms,
+            watermark_query: match role {
+                Role::Replica if !backend.in_default_pool() => {
+                    config.pool(&backend.pool).watermark_query
+                }
+                _ => None,
+            },
+            tls: config.backend_tls.clone(),
         }
     }
 
@@ -90,6 +104,7 @@ impl Settings {
             && self.port == other.port
             && self.user == other.user
             && self.password == other.password
+            && self.tls == other.tls
     }
 }
 
@@ -184,6 +199,20 @@ struct Reading {
 async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
     let t = s.connect_timeout;
     let sent = Instant::now();
+    if let Some(q) = &s.watermark_query {
+        // a read model fed by CDC: its watermark is its executed set
+        let gtid = probe::watermark(conn, q, t).await?;
+        return Ok(Reading {
+            health,
+            gtid,
+            sent,
+            at: Instant::now(),
+            read_only: None,
+            server_uuid: None,
+            source_uuids: None,
+            replication: health.then_some(Ok(true)),
+        });
+    }
     let (gtid, read_only, server_uuid) = if health {
         let h = probe::gtid_and_read_only(conn, t).await?;
         (h.gtid, Some(h.read_only), Some(h.server_uuid))
@@ -558,7 +587,7 @@ impl Task {
     /// returns the source-mismatch fact for the view. Routing is not
     /// changed by either (they are reported, not acted on).
     fn safety(&mut self, s: &Settings) -> Option<bool> {
-        if s.role != Role::Replica {
+        if s.role != Role::Replica || s.watermark_query.is_some() {
             return None;
         }
         let measured = self.reachable && self.last_health.is_some();

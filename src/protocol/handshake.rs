@@ -91,14 +91,20 @@ pub fn new_nonce() -> [u8; 20] {
     n
 }
 
-/// Builds the server greeting (HandshakeV10) payload.
+/// Builds the server greeting (HandshakeV10) payload; `tls` adds
+/// CLIENT_SSL to the capabilities offered.
 pub fn greeting(
     server_version: &str,
     connection_id: u32,
     nonce: &[u8; 20],
     collation: u8,
     plugin: &str,
+    tls: bool,
 ) -> Vec<u8> {
+    let mut caps = server_capabilities();
+    if tls {
+        caps |= CapabilityFlags::CLIENT_SSL;
+    }
     let mut s1 = [0u8; 8];
     s1.copy_from_slice(&nonce[..8]);
     let mut s2 = nonce[8..].to_vec();
@@ -109,7 +115,7 @@ pub fn greeting(
         connection_id,
         s1,
         Some(s2),
-        server_capabilities(),
+        caps,
         collation,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         Some(plugin.as_bytes()),
@@ -318,7 +324,8 @@ pub fn verify(plugin: &str, nonce: &[u8], password: &str, response: &[u8]) -> bo
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -437,13 +444,17 @@ mod tests {
     #[test]
     fn greeting_parses_back() {
         let nonce = new_nonce();
-        let g = greeting("9.7.4-causeway", 42, &nonce, 255, CACHING_SHA2);
+        let g = greeting("9.7.4-causeway", 42, &nonce, 255, CACHING_SHA2, false);
         let hello = parse_server_hello(&g).unwrap();
         assert_eq!(hello.version, "9.7.4-causeway");
         assert_eq!(hello.connection_id, 42);
         assert_eq!(hello.nonce, nonce.to_vec());
         assert_eq!(hello.plugin, CACHING_SHA2);
         assert!(hello.caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK));
+        assert!(!hello.caps.contains(CapabilityFlags::CLIENT_SSL));
+        let g = greeting("9.7.4-causeway", 42, &nonce, 255, CACHING_SHA2, true);
+        let hello = parse_server_hello(&g).unwrap();
+        assert!(hello.caps.contains(CapabilityFlags::CLIENT_SSL));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod handshake;
 pub mod messages;
 pub mod packet;
 pub mod query_attrs;
+pub mod stream;
 
 pub use messages::{Err as ErrPacket, Ok as OkPacket};
 pub use packet::{Packet, PacketConn, PacketError};

@@ -7,9 +7,13 @@
 //! that is flushed once per response flight. It also owns the limit on a
 //! logical payload (checked from each 4-byte header alone, before any of the
 //! payload is buffered) and the TCP options every proxy socket gets
-//! ([`tune_socket`]: no Nagle delay, keepalive). Towards a client that
-//! negotiated compression the bytes pass through `super::compress`
-//! ([`PacketConn::start_compression`]); the framing above is the same.
+//! ([`tune_socket`]: no Nagle delay, keepalive). The byte stream is plain
+//! TCP or TLS over TCP ([`Stream`]); the switch to TLS happens in place
+//! ([`PacketConn::accept_tls`], [`PacketConn::connect_tls`]) with the
+//! buffers kept, as the MySQL protocol switches mid-handshake. Towards a
+//! client that negotiated compression the bytes pass through
+//! `super::compress` ([`PacketConn::start_compression`]) above the TLS
+//! layer (compressed bytes get encrypted); the framing above is the same.
 //!
 //! The relay (see `crate::relay`) works on the raw buffers directly so that
 //! result rows are copied from one socket to the other without decoding.
@@ -19,6 +23,10 @@ use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use super::stream::{feed, switching, Stream};
 
 use super::compress::{Algorithm, Compress, CompressError};
 
@@ -101,12 +109,17 @@ pub struct Packet {
 /// A framed MySQL connection: socket plus read and write buffers.
 #[derive(Debug)]
 pub struct PacketConn {
-    stream: Compress<TcpStream>,
+    stream: Compress<Stream>,
     /// Bytes read from the socket and not yet consumed.
     pub rbuf: BytesMut,
     /// Bytes queued for the socket.
     pub wbuf: BytesMut,
     max_payload: usize,
+    /// While set, a copy of every byte flushed (the cache captures a reply
+    /// as relayed); dropped, not grown, past `capture_limit`.
+    pub capture: Option<Vec<u8>>,
+    /// Largest capture kept.
+    pub capture_limit: usize,
 }
 
 impl PacketConn {
@@ -114,10 +127,12 @@ impl PacketConn {
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
         Self {
-            stream: Compress::new(stream),
+            stream: Compress::new(Stream::Tcp(stream)),
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             max_payload: DEFAULT_MAX_PAYLOAD,
+            capture: None,
+            capture_limit: 0,
         }
     }
 
@@ -150,7 +165,7 @@ impl PacketConn {
     /// kept.
     pub fn reregister(&mut self) -> io::Result<()> {
         use std::os::fd::AsFd;
-        let tcp = self.stream.get_mut();
+        let tcp = self.stream.get_mut().tcp_mut().ok_or_else(switching)?;
         let fd = tcp.as_fd().try_clone_to_owned()?;
         let std = std::net::TcpStream::from(fd);
         std.set_nonblocking(true)?;
@@ -158,9 +173,66 @@ impl PacketConn {
         Ok(())
     }
 
-    /// The underlying socket.
-    pub fn stream(&self) -> &TcpStream {
-        self.stream.get_ref()
+    /// The underlying socket (None only while switching to TLS).
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        self.stream.get_ref().tcp()
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream.get_ref(), Stream::Tls(_))
+    }
+
+    /// The negotiated TLS protocol version, e.g. "TLSv1.3".
+    pub fn tls_version(&self) -> Option<&'static str> {
+        match self.stream.get_ref() {
+            Stream::Tls(s) => match s.get_ref().1.protocol_version()? {
+                rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+                rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+                _ => Some("TLS"),
+            },
+            _ => None,
+        }
+    }
+
+    /// Switches to TLS as the server side (after a client's SSLRequest).
+    /// Bytes the client sent after its SSLRequest and that were already
+    /// read (the start of its TLS handshake) are handed to TLS first.
+    pub async fn accept_tls(&mut self, acceptor: &TlsAcceptor) -> Result<(), PacketError> {
+        let Stream::Tcp(tcp) = std::mem::replace(self.stream.get_mut(), Stream::Switching) else {
+            return Err(PacketError::Io(switching()));
+        };
+        let early = self.rbuf.split();
+        let mut fed = Ok(());
+        // the closure runs here, before the handshake is polled
+        let accept = acceptor.accept_with(tcp, |tls| fed = feed(tls, &early));
+        fed?;
+        let tls = accept.await?;
+        *self.stream.get_mut() = Stream::Tls(Box::new(TlsStream::Server(tls)));
+        Ok(())
+    }
+
+    /// Switches to TLS as the client side (after sending an SSLRequest).
+    /// Nothing may be buffered: the server sends nothing before the TLS
+    /// handshake.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> Result<(), PacketError> {
+        if !self.rbuf.is_empty() {
+            return Err(PacketError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the server sent bytes before the TLS handshake",
+            )));
+        }
+        self.flush().await?;
+        let Stream::Tcp(tcp) = std::mem::replace(self.stream.get_mut(), Stream::Switching) else {
+            return Err(PacketError::Io(switching()));
+        };
+        let tls = connector.connect(name, tcp).await?;
+        *self.stream.get_mut() = Stream::Tls(Box::new(TlsStream::Client(tls)));
+        Ok(())
     }
 
     /// Reads more bytes into the read buffer; `Closed` at end of stream.
@@ -293,9 +365,17 @@ impl PacketConn {
     /// Writes everything queued to the socket.
     pub async fn flush(&mut self) -> Result<(), PacketError> {
         if !self.wbuf.is_empty() {
+            if let Some(c) = &mut self.capture {
+                if c.len().saturating_add(self.wbuf.len()) > self.capture_limit {
+                    self.capture = None;
+                } else {
+                    c.extend_from_slice(&self.wbuf);
+                }
+            }
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
-            // the compressed layer sends its last bytes at the flush
+            // the compressed layer sends its last bytes at the flush, and
+            // TLS may keep records it could not write yet
             self.stream.flush().await?;
         }
         Ok(())
@@ -508,6 +588,57 @@ mod tests {
         peer.write_all(&[0xFF, 0xFF, 0xFF, 0, 1, 2]).await.unwrap();
         drop(peer);
         assert!(matches!(conn.read_packet().await, Err(PacketError::Closed)));
+    }
+
+    /// Server and client sides of a TLS switch, with the client's SSL
+    /// request and its TLS ClientHello arriving in one read.
+    #[tokio::test]
+    async fn tls_switch_keeps_early_bytes_and_frames_both_ways() {
+        let dir = std::env::temp_dir().join(format!("cw-packet-tls-{}", std::process::id()));
+        let files = causeway_sandbox::certs::generate(&dir).unwrap();
+        let server = crate::tls::ServerTls::load(&causeway_config::Tls {
+            cert: files.cert.to_string_lossy().into_owned(),
+            key: files.key.to_string_lossy().into_owned(),
+            require: true,
+        })
+        .unwrap();
+        let client_tls = crate::tls::BackendTls::from_config(&causeway_config::BackendTls {
+            mode: causeway_config::TlsMode::VerifyIdentity,
+            ca: Some(files.ca.to_string_lossy().into_owned()),
+        })
+        .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = PacketConn::new(TcpStream::connect(addr).await.unwrap());
+            // queued, not flushed: connect_tls sends it with the ClientHello
+            c.queue(&mut 1, b"ssl request");
+            let name = crate::tls::BackendTls::server_name(&addr.to_string()).unwrap();
+            c.connect_tls(client_tls.connector().unwrap(), name)
+                .await
+                .unwrap();
+            assert_eq!(c.tls_version(), Some("TLSv1.3"));
+            let big = vec![9u8; MAX_PAYLOAD + 10];
+            c.send(&mut 2, &big).await.unwrap();
+            let p = c.read_packet().await.unwrap();
+            assert_eq!(&p.payload[..], b"pong");
+        });
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut s = PacketConn::new(tcp);
+        // wait until the TLS ClientHello is buffered behind the request
+        while s.rbuf.len() <= HEADER + 11 {
+            s.fill().await.unwrap();
+        }
+        let req = s.read_packet().await.unwrap();
+        assert_eq!(&req.payload[..], b"ssl request");
+        assert!(!s.rbuf.is_empty(), "early TLS bytes are buffered");
+        s.accept_tls(server.acceptor()).await.unwrap();
+        assert!(s.is_tls() && s.rbuf.is_empty());
+        let p = s.read_packet().await.unwrap();
+        assert_eq!(p.payload.len(), MAX_PAYLOAD + 10);
+        s.send(&mut 3, b"pong").await.unwrap();
+        client.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     proptest::proptest! {

@@ -29,6 +29,8 @@ pub enum CausewayCommand {
     Set(Vec<(String, String)>),
     /// `SHOW CAUSEWAY BACKENDS`.
     ShowBackends,
+    /// `SHOW CAUSEWAY RULES`.
+    ShowRules,
 }
 
 /// The causeway variable name in `@@[session.]causeway.x`, lower-cased.
@@ -59,8 +61,16 @@ pub fn causeway_command(sql: &str) -> Option<CausewayCommand> {
     if is_kw(first, "SHOW") {
         let a = st.next()?.tok;
         let b = st.next()?.tok;
-        return (is_kw(a, "CAUSEWAY") && is_kw(b, "BACKENDS") && st.next().is_none())
-            .then_some(CausewayCommand::ShowBackends);
+        if !is_kw(a, "CAUSEWAY") || st.next().is_some() {
+            return None;
+        }
+        return if is_kw(b, "BACKENDS") {
+            Some(CausewayCommand::ShowBackends)
+        } else if is_kw(b, "RULES") {
+            Some(CausewayCommand::ShowRules)
+        } else {
+            None
+        };
     }
     if is_kw(first, "SELECT") {
         return get(&mut st).map(CausewayCommand::Get);

@@ -114,6 +114,7 @@
 //! temporary table classifies as a read. The session layer pins sessions
 //! that set [`Effects::temp_table`].
 
+mod cacheable;
 mod causeway;
 mod fast;
 mod funcs;
@@ -123,11 +124,14 @@ mod parsed;
 mod replay;
 mod scan;
 mod session;
+mod tables;
 
+pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
 pub use replay::set_targets;
+pub use tables::{tables, TableRef, Tables};
 
 /// Where a statement may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,7 +2,7 @@
 //!
 //! This crate owns loading (`Config::from_file`, `Config::from_str_named`),
 //! the data model (`model.rs`), `host:port` parsing (`address.rs`),
-//! semantic validation (`validate.rs`) and error reporting with file and
+//! the TLS sections (`tls.rs`), semantic validation (`validate.rs`) and error reporting with file and
 //! line (`error.rs`). The documented example lives in `conf/causeway.toml`
 //! at the repository root.
 //!
@@ -27,20 +27,29 @@
 //! ```
 
 mod address;
+mod cache;
 mod error;
 mod model;
+mod rules;
+mod tls;
 mod validate;
 
 use std::path::Path;
 use std::time::Duration;
 
 pub use address::split_host_port;
+pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB};
 pub use error::ConfigError;
 pub use model::{
-    Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError,
+    Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError, PoolMode,
     ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,
     MIN_CLIENT_PACKET,
 };
+pub use rules::{
+    compile_pattern, split_table_name, ParseRouteError, Pool, Rule, RuleRoute, DEFAULT_POOL,
+    MAX_PATTERN_LEN, REGEX_SIZE_LIMIT,
+};
+pub use tls::{BackendTls, Tls, TlsMode};
 
 impl Config {
     /// Read, parse and validate a configuration file. Messages name the
@@ -83,6 +92,15 @@ impl Config {
         std::iter::once(&self.primary)
             .chain(&self.replicas)
             .find(|b| b.name == name)
+    }
+
+    /// The settings of pool `name`: its `[[pools]]` entry or the defaults.
+    pub fn pool(&self, name: &str) -> Pool {
+        self.pools
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .unwrap_or_else(|| Pool::implicit(name))
     }
 
     /// The effective lag budget of a backend (its override or the routing default).

@@ -42,6 +42,21 @@ pub struct Config {
     /// `[routing]`: read-consistency policy.
     #[serde(default)]
     pub routing: Routing,
+    /// `[cache]`: the result cache tier (off by default).
+    #[serde(default)]
+    pub cache: crate::cache::Cache,
+    /// `[[pools]]`: optional settings of named replica pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::rules::Pool>,
+    /// `[[rules]]`: query rules, evaluated in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::rules::Rule>,
+    /// `[tls]`: TLS towards clients; absent = no TLS offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::Tls>,
+    /// `[backend_tls]`: TLS towards the MySQL servers.
+    #[serde(default)]
+    pub backend_tls: crate::tls::BackendTls,
 }
 
 /// `[server]` section.
@@ -79,6 +94,10 @@ pub struct Server {
     /// Most sockets that may be in the handshake at once; more are refused
     /// with 1040. They never count against `max_connections` (> 0).
     pub max_pending_logins: u32,
+    /// How clients share backend connections: `transaction` (a client
+    /// holds one only for a statement or a transaction, or while pinned)
+    /// or `session` (a client keeps its connections until it disconnects).
+    pub pool_mode: PoolMode,
 }
 
 /// Smallest `max_client_packet` (MySQL's minimum `max_allowed_packet`).
@@ -102,6 +121,7 @@ impl Default for Server {
             login_timeout_ms: 10_000,
             client_idle_timeout_ms: 0,
             max_pending_logins: 1024,
+            pool_mode: PoolMode::Transaction,
         }
     }
 }
@@ -249,6 +269,15 @@ pub struct Backend {
     /// Per-replica override of `[routing] max_lag_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lag_ms: Option<u64>,
+    /// The read pool this replica belongs to (default `"default"`, the
+    /// general read pool). A replica in a named pool takes no general
+    /// reads: only statements a `[[rules]]` entry routes to `pool:NAME`.
+    /// Always `"default"` for the primary.
+    #[serde(
+        default = "crate::rules::default_pool_name",
+        skip_serializing_if = "crate::rules::is_default_pool"
+    )]
+    pub pool: String,
 }
 
 /// Maximum allowed replica weight.
@@ -259,6 +288,11 @@ fn default_weight() -> u32 {
 }
 
 impl Backend {
+    /// Whether this backend belongs to the general read pool.
+    pub fn in_default_pool(&self) -> bool {
+        self.pool == crate::rules::DEFAULT_POOL
+    }
+
     /// The lag budget for this backend: its own `max_lag_ms` or the routing
     /// default.
     pub fn max_lag(&self, routing: &Routing) -> Duration {
@@ -296,6 +330,7 @@ fn deserialize_primary<'de, D: Deserializer<'de>>(d: D) -> Result<Backend, D::Er
         address: p.address,
         weight: 1,
         max_lag_ms: None,
+        pool: crate::rules::DEFAULT_POOL.to_string(),
     })
 }
 
@@ -434,6 +469,8 @@ pub struct ParseEnumError {
     pub expected: &'static str,
 }
 
+/// Implements `ALL`, `as_str`, case-insensitive `FromStr`, `Display` and
+/// serde as a lowercase string for a fieldless enum.
 macro_rules! string_enum {
     ($ty:ident, $what:literal, $expected:literal, $($var:ident => $s:literal),+ $(,)?) => {
         impl $ty {
@@ -489,6 +526,8 @@ pub enum Consistency {
     Strong,
 }
 
+pub(crate) use string_enum;
+
 string_enum!(Consistency, "consistency", "eventual, causal, strong",
     Eventual => "eventual", Causal => "causal", Strong => "strong");
 
@@ -518,3 +557,17 @@ pub enum ReadBalance {
 
 string_enum!(ReadBalance, "read_balance", "session, statement",
     Session => "session", Statement => "statement");
+
+/// `[server] pool_mode`: how clients share backend connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PoolMode {
+    /// A client holds a backend connection only for one autocommit
+    /// statement or one transaction (or while its session is pinned).
+    #[default]
+    Transaction,
+    /// A client keeps its backend connections until it disconnects.
+    Session,
+}
+
+string_enum!(PoolMode, "pool_mode", "transaction, session",
+    Transaction => "transaction", Session => "session");

@@ -138,6 +138,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     positive(m.gtid_interval_ms, &["monitor", "gtid_interval_ms"])?;
     positive(m.connect_timeout_ms, &["monitor", "connect_timeout_ms"])?;
 
+    // [tls] and [backend_tls]
+    crate::tls::validate(c.tls.as_ref(), &c.backend_tls)?;
+
     // [routing]
     let r = &c.routing;
     positive(r.max_lag_ms, &["routing", "max_lag_ms"])?;
@@ -157,7 +160,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             ),
         );
     }
-    Ok(())
+    if let Err((field, message)) = crate::cache::check(&c.cache) {
+        return fail(key(&["cache", field]), message);
+    }
+
+    // replicas[].pool, [[pools]], [[rules]]
+    crate::rules::validate(c)
 }
 
 /// The client-facing bounds of `[server]`.

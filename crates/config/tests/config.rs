@@ -280,7 +280,7 @@ fn unknown_key_in_array_table() {
     let e = err(&text);
     assert_eq!(
         e.to_string(),
-        "t.toml:19: unknown key 'weigth' in [[replicas]] (expected one of name, address, weight, max_lag_ms)"
+        "t.toml:19: unknown key 'weigth' in [[replicas]] (expected one of name, address, weight, max_lag_ms, pool)"
     );
     let text = MINIMAL.replace(
         "password = \"apppw\"",
@@ -560,10 +560,77 @@ proptest! {
             address: format!("replica-{i}.local:{port}"),
             weight: *w,
             max_lag_ms: lag,
+            pool: if i % 2 == 0 { "default".to_string() } else { "olap".to_string() },
         }).collect();
         let text = c.to_toml_string();
         let back = parse(&text).unwrap();
         prop_assert_eq!(&back, &c);
         prop_assert_eq!(&back.user(&user).unwrap().password, &pw);
     }
+}
+
+#[test]
+fn tls_sections_default_parse_and_round_trip() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.tls.is_none());
+    assert_eq!(c.backend_tls.mode, causeway_config::TlsMode::Preferred);
+    assert_eq!(c.backend_tls.ca, None);
+    let text = format!(
+        "{MINIMAL}[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nrequire = true\n\
+         [backend_tls]\nmode = \"VERIFY_IDENTITY\"\nca = \"/ca.pem\"\n"
+    );
+    let c = parse(&text).unwrap();
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!(
+        (tls.cert.as_str(), tls.key.as_str(), tls.require),
+        ("/c.pem", "/k.pem", true)
+    );
+    assert_eq!(c.backend_tls.mode, causeway_config::TlsMode::VerifyIdentity);
+    let again = parse(&c.to_toml_string()).unwrap();
+    assert_eq!(again, c);
+    // require defaults to false
+    let text = format!("{MINIMAL}[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n");
+    assert!(!parse(&text).unwrap().tls.unwrap().require);
+}
+
+#[test]
+fn tls_errors_name_file_line_and_key() {
+    let text = format!("{MINIMAL}[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nrequired = true\n");
+    assert_err(
+        &text,
+        Some(15),
+        &["t.toml:15: unknown key 'required' in [tls]"],
+    );
+    let text = format!("{MINIMAL}[tls]\ncert = \"/c.pem\"\n");
+    let shown = err(&text).to_string();
+    assert!(shown.contains("key"), "{shown}");
+    let text = format!("{MINIMAL}[backend_tls]\nmode = \"verify_ca\"\n");
+    assert_err(
+        &text,
+        Some(13),
+        &[
+            "t.toml:13",
+            "backend_tls.mode",
+            "'verify_ca' needs backend_tls.ca",
+        ],
+    );
+    let text = format!("{MINIMAL}[backend_tls]\nmode = \"verify\"\n");
+    assert_err(
+        &text,
+        Some(13),
+        &[
+            "invalid mode 'verify'",
+            "disabled, preferred, required, verify_ca, verify_identity",
+        ],
+    );
+    let text = format!("{MINIMAL}[backend_tls]\nmode = \"disabled\"\nca = \"/ca.pem\"\n");
+    assert_err(&text, Some(14), &["backend_tls.ca", "never uses it"]);
+    let text = format!("{MINIMAL}[backend_tls]\nmode = \"required\"\nverify = true\n");
+    assert_err(&text, Some(14), &["unknown key 'verify' in [backend_tls]"]);
+    let text = format!("{MINIMAL}[tls]\ncert = \"\"\nkey = \"/k.pem\"\n");
+    assert_err(
+        &text,
+        Some(13),
+        &["tls.cert", "must name a PEM certificate file"],
+    );
 }

@@ -14,7 +14,9 @@
 //! Datadirs are copied from a template initialized once per machine. Every
 //! mysqld dies with the process that started it (`PR_SET_PDEATHSIG`) and is
 //! killed, with its directory removed, when the [`Topology`] is dropped.
+//! Throwaway TLS certificates for the proxy come from [`certs`].
 
+pub mod certs;
 pub mod dist;
 pub mod process;
 pub mod replication;
@@ -23,6 +25,7 @@ pub mod template;
 pub mod topology;
 pub mod users;
 
+pub use certs::{Ca, CertError, CertFiles};
 pub use dist::{DistError, MysqlDist};
 pub use replication::{ReplicaStatus, ReplicationError};
 pub use server::{Server, ServerError};

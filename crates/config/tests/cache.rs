@@ -1,0 +1,86 @@
+//! The `[cache]` section: defaults, every key, validation with file, line
+//! and key, unknown keys refused.
+
+use causeway_config::{Config, Invalidation};
+
+const MINIMAL: &str = r#"[[users]]
+name = "app"
+password = "apppw"
+
+[primary]
+name = "primary"
+address = "127.0.0.1:3306"
+
+[monitor]
+user = "monitor"
+password = "monitorpw"
+"#;
+
+fn parse(extra: &str) -> Result<Config, causeway_config::ConfigError> {
+    Config::from_str_named(&format!("{MINIMAL}{extra}"), "t.toml")
+}
+
+#[test]
+fn defaults_off() {
+    let c = parse("").unwrap();
+    assert!(!c.cache.enabled);
+    assert_eq!(c.cache.max_memory_mb, 256);
+    assert_eq!(c.cache.max_bytes(), 256 * 1024 * 1024);
+    assert_eq!(c.cache.invalidation, Invalidation::Binlog);
+    // a disabled cache needs no reader account
+    assert!(c.cache.user.is_empty());
+}
+
+#[test]
+fn every_key_read_and_round_trips() {
+    let c = parse(
+        "\n[cache]\nenabled = true\nmax_memory_mb = 64\ninvalidation = \"ttl\"\nuser = \"repl\"\npassword = \"replpw\"\n",
+    )
+    .unwrap();
+    assert!(c.cache.enabled);
+    assert_eq!(c.cache.max_memory_mb, 64);
+    assert_eq!(c.cache.invalidation, Invalidation::Ttl);
+    assert_eq!(c.cache.user, "repl");
+    assert_eq!(c.cache.password, "replpw");
+    let text = toml::to_string(&c).unwrap();
+    let back = Config::from_str_named(&text, "round.toml").unwrap();
+    assert_eq!(back.cache, c.cache);
+}
+
+#[test]
+fn invalid_values_name_file_line_and_key() {
+    let cases = [
+        (
+            "\n[cache]\nenabled = true\nmax_memory_mb = 0\nuser = \"r\"\n",
+            "cache.max_memory_mb",
+            Some(15),
+        ),
+        (
+            "\n[cache]\nenabled = true\nmax_memory_mb = 2000000\nuser = \"r\"\n",
+            "cache.max_memory_mb",
+            Some(15),
+        ),
+        ("\n[cache]\nenabled = true\n", "cache.user", None),
+        (
+            "\n[cache]\ninvalidation = \"sometimes\"\n",
+            "invalidation",
+            Some(14),
+        ),
+        ("\n[cache]\nttl = 5\n", "ttl", Some(14)),
+    ];
+    for (extra, key, line) in cases {
+        let e = parse(extra).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("t.toml"), "{shown}");
+        assert!(shown.contains(key), "{shown} lacks {key}");
+        // a missing key has no line of its own
+        assert_eq!(e.line(), line, "{shown}");
+    }
+}
+
+#[test]
+fn ttl_mode_needs_no_account() {
+    let c = parse("\n[cache]\nenabled = true\ninvalidation = \"ttl\"\n").unwrap();
+    assert!(c.cache.enabled);
+    assert_eq!(c.cache.invalidation, Invalidation::Ttl);
+}
