@@ -569,3 +569,34 @@ async fn reload_with_unreadable_certificate_keeps_the_old_one() {
     let (tls, _) = raw_tls(proxy.port(), &certs.files.ca).await;
     assert_eq!(peer_cert(&tls), certs.cert_der());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_over_tls_matches_direct() {
+    let certs = Certs::new("compressed");
+    let section = certs.section(true);
+    let proxy = support::start_proxy_with(|t| t + &section).await;
+    let mut direct = support::direct_conn().await;
+    for c in [
+        mysql_async::Compression::fast(),
+        mysql_async::Compression::best(),
+    ] {
+        let opts = OptsBuilder::from_opts(tls_opts(proxy.port(), &certs.files.ca)).compression(c);
+        let mut proxied = mysql_async::Conn::new(opts)
+            .await
+            .expect("TLS and compression through causeway");
+        let q = format!("SELECT REPEAT('x', {BIG}) AS big, 1 AS one, 'héllo' AS s");
+        let a: Reply = dump::text(&mut direct, &q).await;
+        let b: Reply = dump::text(&mut proxied, &q).await;
+        assert_eq!(a, b, "compressed COM_QUERY over TLS differs");
+        let sql = "SELECT ? AS p, REPEAT('y', ?) AS r";
+        let params = vec![
+            mysql_async::Value::from("x"),
+            mysql_async::Value::from(100_000),
+        ];
+        let a = dump::binary(&mut direct, sql, params.clone()).await;
+        let b = dump::binary(&mut proxied, sql, params).await;
+        assert_eq!(a, b, "compressed COM_STMT_EXECUTE over TLS differs");
+        assert_eq!(b.unwrap()[0].rows.len(), 1);
+        proxied.disconnect().await.unwrap();
+    }
+}
