@@ -107,3 +107,23 @@ pub mod reload_result {
     /// The file was refused; the old configuration keeps serving.
     pub const ERROR: &str = "error";
 }
+
+/// Counter: cache lookups, labels `rule` and `result` (see
+/// [`cache_result`]).
+pub const CACHE_REQUESTS: &str = "causeway_cache_requests_total";
+/// Gauge: bytes held by the result cache.
+pub const CACHE_BYTES: &str = "causeway_cache_bytes";
+/// Counter: cache invalidations, label `reason`.
+pub const CACHE_INVALIDATIONS: &str = "causeway_cache_invalidations_total";
+/// Gauge: how far the cache's binlog reader is behind the primary, seconds.
+pub const CACHE_READER_LAG_SECONDS: &str = "causeway_cache_reader_lag_seconds";
+
+/// `result` label values of [`CACHE_REQUESTS`].
+pub mod cache_result {
+    /// Served from the cache.
+    pub const HIT: &str = "hit";
+    /// Ran on a backend; the result was offered to the cache.
+    pub const MISS: &str = "miss";
+    /// Ran on a backend without the cache (not cacheable now).
+    pub const BYPASS: &str = "bypass";
+}

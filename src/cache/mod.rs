@@ -23,15 +23,15 @@ pub use fresh::{Fresh, Ticket};
 pub use key::Key;
 
 /// Counter: cache requests by `rule` and `result` (hit, miss, bypass).
-pub const REQUESTS: &str = "causeway_cache_requests_total";
+pub const REQUESTS: &str = crate::metrics::CACHE_REQUESTS;
 /// Gauge: bytes of result packets held.
-pub const BYTES: &str = "causeway_cache_bytes";
+pub const BYTES: &str = crate::metrics::CACHE_BYTES;
 /// Counter: invalidations by `reason` (binlog_rows, binlog_ddl, write,
 /// write_unknown, restart).
-pub const INVALIDATIONS: &str = "causeway_cache_invalidations_total";
+pub const INVALIDATIONS: &str = crate::metrics::CACHE_INVALIDATIONS;
 /// Gauge: seconds since the binlog reader last had everything the monitor
 /// saw executed on the primary (0 when caught up; absent in ttl mode).
-pub const READER_LAG_SECONDS: &str = "causeway_cache_reader_lag_seconds";
+pub const READER_LAG_SECONDS: &str = crate::metrics::CACHE_READER_LAG_SECONDS;
 
 /// Errors of the cache tier.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +103,12 @@ pub struct RuleStats {
 impl RuleStats {
     fn count(&self, rule: &str, result: usize) {
         let c = self.counters.get_or_init(|| {
-            ["hit", "miss", "bypass"]
-                .map(|r| metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => r))
+            [
+                crate::metrics::cache_result::HIT,
+                crate::metrics::cache_result::MISS,
+                crate::metrics::cache_result::BYPASS,
+            ]
+            .map(|r| metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => r))
         });
         let n = match result {
             0 => &self.hits,
