@@ -21,26 +21,12 @@ ROUNDS=${AB_ROUNDS:-3}
 BALANCE=${AB_BALANCE:-session}
 TOPOLOGY=${AB_TOPOLOGY:-${CARGO_TARGET_DIR:-/tmp/target-bench}/release/topology}
 CHROOT=${CAUSEWAY_CHROOT:-/var/tmp/causeway/sid-root}
-WORK=$(mktemp -d /tmp/causeway-ab.XXXXXX)
-PIDS=()
-cleanup() {
-    set +e
-    exec 3>&- 2>/dev/null
-    for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    echo "logs kept in $WORK" >&2
-}
-trap cleanup EXIT
-
-mkfifo "$WORK/topo.in"
-"$TOPOLOGY" <"$WORK/topo.in" >"$WORK/topology.json" 2>"$WORK/topology.err" &
-PIDS+=($!)
-exec 3>"$WORK/topo.in"
-for _ in $(seq 600); do [[ -s $WORK/topology.json ]] && break; sleep 0.2; done
-[[ -s $WORK/topology.json ]] || { cat "$WORK/topology.err" >&2; exit 1; }
-read -r PRIMARY R1 R2 PA PB < <(python3 -c '
-import json,sys; t=json.load(open(sys.argv[1]))
-print(t["primary"], *t["replicas"][:2], *t["free_ports"][:2])' "$WORK/topology.json")
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init causeway-ab
+start_topology "$TOPOLOGY"
+PA=$FREE1
+PB=$FREE2
 
 start() { # bin port name
     cat >"$WORK/$3.toml" <<CONF

@@ -26,27 +26,13 @@ POOL=${MODES_POOL:-256}
 MODES=${MODES_MODES:-transaction session}
 TOPOLOGY=${AB_TOPOLOGY:-${CARGO_TARGET_DIR:-/tmp/target-bench}/release/topology}
 CHROOT=${CAUSEWAY_CHROOT:-/var/tmp/causeway/sid-root}
-WORK=$(mktemp -d /tmp/causeway-modes.XXXXXX)
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init causeway-modes
 OUT=$(dirname "$0")/results/$(date -u +%Y-%m-%dT%H-%M-%SZ)-modes.md
-PIDS=()
-cleanup() {
-    set +e
-    exec 3>&- 2>/dev/null
-    for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    echo "logs kept in $WORK" >&2
-}
-trap cleanup EXIT
-
-mkfifo "$WORK/topo.in"
-"$TOPOLOGY" <"$WORK/topo.in" >"$WORK/topology.json" 2>"$WORK/topology.err" &
-PIDS+=($!)
-exec 3>"$WORK/topo.in"
-for _ in $(seq 600); do [[ -s $WORK/topology.json ]] && break; sleep 0.2; done
-[[ -s $WORK/topology.json ]] || { cat "$WORK/topology.err" >&2; exit 1; }
-read -r PRIMARY R1 R2 PT PS < <(python3 -c '
-import json,sys; t=json.load(open(sys.argv[1]))
-print(t["primary"], *t["replicas"][:2], *t["free_ports"][:2])' "$WORK/topology.json")
+start_topology "$TOPOLOGY"
+PT=$FREE1
+PS=$FREE2
 
 mysql_root() { chroot "$CHROOT" mysql -h127.0.0.1 -P"$1" -uroot -N -e "$2" 2>/dev/null; }
 for m in transaction session; do
