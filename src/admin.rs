@@ -42,7 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::metrics as m;
-use crate::proxy::Proxy;
+use crate::shared::Shared;
 use crate::topology::Topology;
 
 /// Errors of the admin endpoint.
@@ -104,10 +104,10 @@ pub fn install_recorder() -> PrometheusHandle {
 }
 
 /// Sets the topology-derived gauges from `proxy`'s current snapshot.
-pub fn update_gauges(proxy: &Proxy) {
-    let topo = proxy.topology.load();
+pub fn update_gauges(shared: &Shared) {
+    let topo = shared.topology.load();
     backend_gauges(&topo);
-    metrics::gauge!(m::CLIENT_CONNECTIONS).set(proxy.clients.load(Ordering::Relaxed) as f64);
+    metrics::gauge!(m::CLIENT_CONNECTIONS).set(shared.clients.load(Ordering::Relaxed) as f64);
 }
 
 fn backend_gauges(topo: &Topology) {
@@ -139,11 +139,11 @@ fn backend_gauges(topo: &Topology) {
 }
 
 /// Whether the proxy is ready for traffic, with the reason when it is not.
-pub fn readiness(proxy: &Proxy) -> Result<(), String> {
-    if proxy.is_shutting_down() {
+pub fn readiness(shared: &Shared) -> Result<(), String> {
+    if shared.is_shutting_down() {
         return Err("shutting down".to_string());
     }
-    let topo = proxy.topology.load();
+    let topo = shared.topology.load();
     let p = &topo.primary;
     let v = p.state.view.load();
     if v.measured_at.is_none() {
@@ -176,10 +176,10 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
 
 /// Serves the admin endpoint on `listener` for `proxy` until it shuts
 /// down, refreshing gauges every [`GAUGE_INTERVAL`].
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let handle = install_recorder();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut stop = proxy.shutdown_signal();
+    let mut stop = shared.shutdown_signal();
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -190,9 +190,9 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
                         tracing::debug!(%peer, "admin connection limit reached; closing");
                         continue;
                     };
-                    let (proxy, handle) = (Arc::clone(&proxy), handle.clone());
+                    let (shared, handle) = (Arc::clone(&shared), handle.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = answer(proxy, handle, stream).await {
+                        if let Err(e) = answer(shared, handle, stream).await {
                             tracing::debug!(%peer, error = %e, "admin request failed");
                         }
                         drop(slot);
@@ -204,7 +204,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
                 }
             },
             _ = tick.tick() => {
-                update_gauges(&proxy);
+                update_gauges(&shared);
                 handle.run_upkeep();
             }
             _ = stop.changed() => break,
@@ -215,12 +215,12 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
 
 /// Serves one connection: one request, then close.
 async fn answer(
-    proxy: Arc<Proxy>,
+    shared: Arc<Shared>,
     handle: PrometheusHandle,
     stream: TcpStream,
 ) -> Result<(), AdminError> {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let resp = respond(&proxy, &handle, req.method(), req.uri().path());
+        let resp = respond(&shared, &handle, req.method(), req.uri().path());
         async move { Ok::<_, std::convert::Infallible>(resp) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -241,7 +241,7 @@ const JSON: &str = "application/json";
 
 /// The status, content type and body for `method` on `path`.
 fn route(
-    proxy: &Proxy,
+    shared: &Shared,
     handle: &PrometheusHandle,
     method: &Method,
     path: &str,
@@ -255,7 +255,7 @@ fn route(
     }
     match path {
         "/metrics" => {
-            update_gauges(proxy);
+            update_gauges(shared);
             handle.run_upkeep();
             (
                 StatusCode::OK,
@@ -264,7 +264,7 @@ fn route(
             )
         }
         "/healthz" => (StatusCode::OK, TEXT, "ok\n".into()),
-        "/readyz" => match readiness(proxy) {
+        "/readyz" => match readiness(shared) {
             Ok(()) => (StatusCode::OK, TEXT, "ready\n".into()),
             Err(why) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -272,12 +272,12 @@ fn route(
                 format!("not ready: {why}\n"),
             ),
         },
-        "/api/backends" => (StatusCode::OK, JSON, api::backends(&proxy.topology.load())),
-        "/api/sessions" => (StatusCode::OK, JSON, api::sessions(proxy)),
+        "/api/backends" => (StatusCode::OK, JSON, api::backends(&shared.topology.load())),
+        "/api/sessions" => (StatusCode::OK, JSON, api::sessions(shared)),
         "/api/config" => (
             StatusCode::OK,
             JSON,
-            api::config(&proxy.topology.load().config),
+            api::config(&shared.topology.load().config),
         ),
         _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
     }
@@ -286,12 +286,12 @@ fn route(
 /// The response: `Content-Length` always set (also for HEAD, whose body is
 /// left out), `Connection: close`.
 fn respond(
-    proxy: &Proxy,
+    shared: &Shared,
     handle: &PrometheusHandle,
     method: &Method,
     path: &str,
 ) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = route(proxy, handle, method, path);
+    let (status, ctype, body) = route(shared, handle, method, path);
     let len = body.len();
     let body = if method == Method::HEAD {
         Bytes::new()

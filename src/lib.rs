@@ -17,6 +17,7 @@ pub mod reload;
 pub mod router;
 pub mod rules;
 pub mod sandbox_cmd;
+pub mod shared;
 pub mod tls;
 pub mod topology;
 pub mod workers;

@@ -1,12 +1,12 @@
-//! Hot reload of the configuration file (SIGHUP, or
-//! [`Proxy::reload_from`](crate::proxy::Proxy::reload_from) in tests).
-//!
-//! This module owns one reload: read and validate the file
-//! (`causeway_config`), build a complete new [`Topology`] from it and the
-//! current one (unchanged backends keep their pool and monitored state),
-//! publish it with a single `ArcSwap::store`, re-sync the monitor, close the
-//! idle connections of pools that left the topology, and count the result
-//! in `causeway_reloads_total{result}`.
+//! The steps of a hot reload of the configuration file (SIGHUP) that need
+//! only the old and new snapshots; `proxy.rs` drives a reload
+//! (reads and validates the file with `causeway_config`, builds a complete
+//! new [`Topology`] from it and the current one, where unchanged backends
+//! keep their pool and monitored state, publishes it with a single
+//! `ArcSwap::store` and re-syncs the monitor). This module says what
+//! changed ([`diff`]), closes the idle connections of pools that left the
+//! topology ([`release_left_pools`]) and logs and counts the result in
+//! `causeway_reloads_total{result}` ([`record`]).
 //!
 //! A file that does not parse or validate changes nothing: the old topology
 //! keeps serving and the error names the file, line and key. Sessions in a
@@ -17,12 +17,11 @@
 //! `[admin] enabled` are read only at startup: a change is reported in
 //! [`ReloadSummary::restart_required`] and logged as a warning.
 
-use causeway_config::{Config, ConfigError};
+use causeway_config::ConfigError;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::metrics as m;
-use crate::proxy::Proxy;
 use crate::topology::{Topology, TopologyError};
 
 /// Why a reload changed nothing.
@@ -70,12 +69,10 @@ impl std::fmt::Display for ReloadSummary {
     }
 }
 
-/// Reloads `proxy` from the file at `path`; see the module docs.
-pub fn reload_from(proxy: &Proxy, path: &Path) -> Result<ReloadSummary, ReloadError> {
-    let result = Config::from_file(path)
-        .map_err(ReloadError::from)
-        .and_then(|cfg| apply(proxy, cfg));
-    match &result {
+/// Logs and counts (`causeway_reloads_total{result}`) the outcome of a
+/// reload from `path`.
+pub fn record(path: &Path, result: &Result<ReloadSummary, ReloadError>) {
+    match result {
         Ok(summary) => {
             metrics::counter!(m::RELOADS, "result" => m::reload_result::OK).increment(1);
             tracing::info!(file = %path.display(), %summary, "configuration reloaded");
@@ -91,28 +88,16 @@ pub fn reload_from(proxy: &Proxy, path: &Path) -> Result<ReloadSummary, ReloadEr
             tracing::error!(file = %path.display(), error = %e, "configuration reload failed");
         }
     }
-    result
 }
 
-/// Publishes a topology built from `config` (already validated). Does not
-/// count metrics; [`reload_from`] does.
-pub fn apply(proxy: &Proxy, config: Config) -> Result<ReloadSummary, ReloadError> {
-    let _serial = proxy.reload_guard();
-    if proxy.is_shutting_down() {
-        return Err(ReloadError::ShuttingDown);
-    }
-    let old = proxy.topology.load_full();
-    let new = Arc::new(Topology::build(Arc::new(config), Some(&old))?);
-    proxy.topology.store(Arc::clone(&new));
-    proxy.monitor().sync(&new);
-    let summary = diff(&old, &new);
+/// Closes the idle connections of `old`'s pools that `new` no longer
+/// uses; sessions still holding connections from them keep those.
+pub fn release_left_pools(old: &Topology, new: &Topology) {
     for b in old.backends() {
         if !new.backends().any(|n| Arc::ptr_eq(&n.pool, &b.pool)) {
-            // sessions still holding connections keep them; idle ones close
             b.pool.clear_idle();
         }
     }
-    Ok(summary)
 }
 
 /// What changed between two snapshots.
@@ -158,6 +143,7 @@ pub fn diff(old: &Topology, new: &Topology) -> ReloadSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use causeway_config::Config;
 
     fn topo(replicas: &[(&str, u32)], listen: &str, prev: Option<&Topology>) -> Topology {
         let mut text = format!(

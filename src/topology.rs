@@ -266,8 +266,9 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds a snapshot from `config`, reusing pools from `previous` for
-    /// backends whose address is unchanged.
+    /// Builds a snapshot from `config`, reusing the pool and monitored
+    /// state from `previous` for backends whose name, address, role and
+    /// pool settings are unchanged.
     pub fn build(
         config: Arc<Config>,
         previous: Option<&Topology>,
@@ -294,9 +295,7 @@ impl Topology {
             let same = old.get(cfg.name.as_str()).filter(|b| {
                 b.config.address == cfg.address
                     && b.role == role
-                    && b.pool.config().max == pool_cfg.max
-                    && b.pool.config().connect_timeout == pool_cfg.connect_timeout
-                    && b.pool.config().tls == pool_cfg.tls
+                    && same_pool_settings(b.pool.config(), &pool_cfg)
             });
             let (pool, state) = match same {
                 Some(b) => (Arc::clone(&b.pool), Arc::clone(&b.state)),
@@ -347,5 +346,62 @@ impl Topology {
     }
 }
 
-/// The current topology, swappable as a whole.
-pub type SharedTopology = ArcSwap<Topology>;
+/// Whether a pool made with `have` serves a snapshot that asks for `want`.
+/// Every setting counts (the destructuring makes a new one a compile error
+/// here until it is decided).
+fn same_pool_settings(have: &PoolConfig, want: &PoolConfig) -> bool {
+    let PoolConfig {
+        max,
+        connect_timeout,
+        idle_timeout,
+        tls,
+    } = want;
+    have.max == *max
+        && have.connect_timeout == *connect_timeout
+        && have.idle_timeout == *idle_timeout
+        && have.tls == *tls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(server: &str, prev: Option<&Topology>) -> Topology {
+        let text = format!(
+            "[server]\nlisten='127.0.0.1:0'\n{server}\n[[users]]\nname='a'\n\
+             [primary]\nname='p'\naddress='127.0.0.1:1'\n\
+             [[replicas]]\nname='r1'\naddress='127.0.0.1:2'\n\
+             [monitor]\nuser='m'\n"
+        );
+        let cfg = Config::from_str_named(&text, "t.toml").unwrap();
+        Topology::build(Arc::new(cfg), prev).unwrap()
+    }
+
+    fn reused(old: &Topology, new: &Topology) -> Vec<bool> {
+        old.backends()
+            .zip(new.backends())
+            .map(|(o, n)| Arc::ptr_eq(&o.pool, &n.pool) && Arc::ptr_eq(&o.state, &n.state))
+            .collect()
+    }
+
+    #[test]
+    fn every_pool_setting_decides_whether_a_pool_is_reused() {
+        let base = build("pool_idle_timeout_ms = 60000", None);
+        let same = build("pool_idle_timeout_ms = 60000", Some(&base));
+        assert_eq!(reused(&base, &same), [true, true]);
+        assert_eq!(same.generation, 2);
+        for changed in [
+            "pool_idle_timeout_ms = 1000",
+            "pool_idle_timeout_ms = 60000\npool_max_per_backend = 3",
+            "pool_idle_timeout_ms = 60000\nconnect_timeout_ms = 777",
+        ] {
+            let next = build(changed, Some(&base));
+            assert_eq!(reused(&base, &next), [false, false], "{changed}");
+        }
+        let idle = build("pool_idle_timeout_ms = 1000", Some(&base));
+        assert_eq!(
+            idle.primary.pool.config().idle_timeout,
+            std::time::Duration::from_millis(1000)
+        );
+    }
+}

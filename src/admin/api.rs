@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use crate::proxy::Proxy;
+use crate::shared::Shared;
 use crate::topology::{Role, Topology};
 
 /// Errors of this module (none: serializing these types cannot fail, and
@@ -136,10 +136,10 @@ pub struct SessionsJson {
 }
 
 /// `/api/sessions`.
-pub fn sessions(proxy: &Proxy) -> String {
+pub fn sessions(shared: &Shared) -> String {
     let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut total = 0usize;
-    proxy.sessions.for_each(|_, s| {
+    shared.sessions.for_each(|_, s| {
         let user = s
             .user
             .lock()
@@ -154,7 +154,7 @@ pub fn sessions(proxy: &Proxy) -> String {
         total += 1;
     });
     to_json(&SessionsJson {
-        clients: proxy.clients.load(Ordering::Relaxed),
+        clients: shared.clients.load(Ordering::Relaxed),
         sessions: total,
         by_user: counts
             .into_iter()

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::{Cache, INVALIDATIONS, READER_LAG_SECONDS};
-use crate::proxy::Proxy;
+use crate::shared::Shared;
 
 /// Errors of the binlog reader.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +50,9 @@ const SILENT: Duration = Duration::from_secs(5);
 
 /// Starts the reader of `proxy`'s cache (binlog mode); it ends with the
 /// proxy.
-pub fn spawn(proxy: &Arc<Proxy>, cache: Arc<Cache>) {
-    let weak = Arc::downgrade(proxy);
-    let mut shutdown = proxy.shutdown_signal();
+pub fn spawn(shared: &Arc<Shared>, cache: Arc<Cache>) {
+    let weak = Arc::downgrade(shared);
+    let mut shutdown = shared.shutdown_signal();
     tokio::spawn(async move {
         loop {
             let run = follow(&weak, &cache);
@@ -102,9 +102,9 @@ fn sids(set: &GtidSet) -> Result<Vec<mysql_async::Sid<'static>>, ReaderError> {
     Ok(out)
 }
 
-async fn follow(proxy: &Weak<Proxy>, cache: &Arc<Cache>) -> Result<(), ReaderError> {
+async fn follow(shared: &Weak<Shared>, cache: &Arc<Cache>) -> Result<(), ReaderError> {
     let (addr, primary_state) = {
-        let p = proxy.upgrade().ok_or(ReaderError::Ended)?;
+        let p = shared.upgrade().ok_or(ReaderError::Ended)?;
         let topo = p.topology.load();
         (
             topo.primary.config.address.clone(),
@@ -161,7 +161,7 @@ async fn follow(proxy: &Weak<Proxy>, cache: &Arc<Cache>) -> Result<(), ReaderErr
                 }
                 // a reload or failover named another primary: follow it
                 // (the restart drops every entry)
-                let moved = proxy
+                let moved = shared
                     .upgrade()
                     .map_or(true, |p| p.topology.load().primary.config.address != addr);
                 if moved {

@@ -6,7 +6,7 @@
 //! the close.
 //!
 //! Everything counted for the connection is held by a Drop guard (see
-//! `crate::proxy`), so it is released however the task ends.
+//! `crate::shared`), so it is released however the task ends.
 
 use causeway_config::Server;
 use mysql_common::constants::StatusFlags;
@@ -25,8 +25,8 @@ use crate::consistency::{Picker, Settings};
 use crate::protocol::compress;
 use crate::protocol::packet::tune_socket;
 use crate::protocol::{ErrPacket, PacketConn, PacketError};
-use crate::proxy::Proxy;
 use crate::router::RouteState;
+use crate::shared::Shared;
 use crate::topology::Topology;
 
 /// How long the rest of an oversized packet is read (and dropped) so the
@@ -81,7 +81,7 @@ async fn sleep_or_never(d: Option<Duration>) {
 impl Session {
     /// Runs a client connection from greeting to close. `id` is its
     /// connection id.
-    pub async fn run(proxy: Arc<Proxy>, id: u32, stream: TcpStream, peer: SocketAddr) {
+    pub async fn run(proxy: Arc<Shared>, id: u32, stream: TcpStream, peer: SocketAddr) {
         if let Err(e) = tune_socket(&stream) {
             tracing::debug!(conn = id, error = %e, "cannot set client socket options");
         }
@@ -150,7 +150,7 @@ impl Session {
     }
 
     fn new(
-        proxy: Arc<Proxy>,
+        proxy: Arc<Shared>,
         id: u32,
         client: PacketConn,
         peer_host: String,
@@ -280,6 +280,15 @@ impl Session {
         );
         self.client.set_max_payload(max);
         idle.filter(|_| !self.in_transaction())
+    }
+
+    /// Takes the current topology snapshot for the next statement, unless
+    /// a transaction is open: a transaction keeps the snapshot it started
+    /// with, so a reload never moves it.
+    pub(super) fn refresh_topology(&mut self) {
+        if self.route.trx.is_none() {
+            self.topo = self.proxy.topology.load_full();
+        }
     }
 
     /// Whether the client has a transaction open.

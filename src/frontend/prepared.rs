@@ -213,9 +213,7 @@ impl Session {
         }
         let sql = String::from_utf8_lossy(sql_bytes);
         let class = causeway_classify::classify(&sql);
-        if self.route.trx.is_none() {
-            self.topo = self.proxy.topology.load_full();
-        }
+        self.refresh_topology();
         let b = match self.route.decide(&class).0 {
             // Prepared on a replica only if it already has the session's
             // token (it may lack the schema or tables otherwise); else on the
@@ -294,9 +292,7 @@ impl Session {
             Some(b) => Target::Backend(b.clone()),
             None => self.route.decide(&class).0,
         };
-        if self.route.trx.is_none() {
-            self.topo = self.proxy.topology.load_full();
-        }
+        self.refresh_topology();
         let mode = self.settings.mode;
         let (target, mode) = match self.apply_stmt_rules(id, &class, target, mode).await {
             Ok(routed) => routed,

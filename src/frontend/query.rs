@@ -98,9 +98,7 @@ impl Session {
                 return self.reply_err(&err).await;
             }
         }
-        if self.route.trx.is_none() {
-            self.topo = self.proxy.topology.load_full();
-        }
+        self.refresh_topology();
         // hostile-sized causeway options are refused before their parsers run
         if let Err(e) = consistency::check_options_len(sql, c.effects.causeway_var) {
             let (code, state) = e.code();

@@ -21,9 +21,9 @@ use crate::consistency::{Picker, Settings};
 use crate::protocol::handshake;
 use crate::protocol::messages::{self, put_lenenc_str, track};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn};
-use crate::proxy::Proxy;
 use crate::relay::{self, Expect, Outcome, RelayError};
 use crate::router::RouteState;
+use crate::shared::Shared;
 use crate::topology::{Backend, Topology};
 
 /// What the dispatcher tells the loop.
@@ -44,7 +44,7 @@ pub(super) struct Held {
 
 /// A logged-in client session.
 pub struct Session {
-    pub(super) proxy: Arc<Proxy>,
+    pub(super) proxy: Arc<Shared>,
     pub(super) id: u32,
     pub(super) client: PacketConn,
     pub(super) peer_host: String,
