@@ -456,7 +456,7 @@ impl<'h> Reply<'h> {
     /// A prepare OK: statement id, columns, params; the id is replaced by
     /// the one the client knows.
     fn prepare_ok(&mut self, payload: &[u8]) -> Step {
-        let u16_at = |p: usize| payload.get(p..p + 2).map_or(0, |b| read_u16(b));
+        let u16_at = |p: usize| payload.get(p..p + 2).map_or(0, read_u16);
         let id = messages::stmt_id(payload).unwrap_or(0);
         let (cols, params) = (u16_at(5), u16_at(7));
         self.out.prepared = Some((id, cols, params));

@@ -544,9 +544,15 @@ mod tests {
             collation_names(255),
             Some(("utf8mb4".into(), "utf8mb4_0900_ai_ci".into()))
         );
+        // SET NAMES must name the charset as the server knows it
         assert_eq!(
-            collation_names(33).map(|c| c.0),
-            Some("utf8mb3".to_string()).or(Some("utf8".into()))
+            collation_names(33),
+            Some(("utf8mb3".into(), "utf8mb3_general_ci".into()))
         );
+        assert_eq!(
+            collation_names(8),
+            Some(("latin1".into(), "latin1_swedish_ci".into()))
+        );
+        assert_eq!(collation_names(0), None, "no collation has id 0");
     }
 }

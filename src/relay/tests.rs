@@ -43,6 +43,12 @@ fn harness(deprecate_eof: bool) -> Harness {
     }
 }
 
+/// Takes one end of a connection out of the harness (a closed stream is
+/// left in its place), to move it into a task or to drop it.
+fn take(end: &mut DuplexStream) -> DuplexStream {
+    std::mem::replace(end, duplex(1).0)
+}
+
 /// Packets as a server sends them, sequence ids from 1.
 fn packets(payloads: &[&[u8]]) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -80,17 +86,9 @@ fn err_packet() -> Vec<u8> {
     ErrPacket::new(1146, "42S02", "Table 'test.nope' doesn't exist").encode()
 }
 
+/// Relays the reply to `expect`, with the link's capabilities on both sides.
 async fn run(h: &mut Harness, expect: Expect, stmt_id: Option<u32>) -> Result<Outcome, RelayError> {
     let caps = h.backend.caps;
-    run_as(h, caps, expect, stmt_id).await
-}
-
-async fn run_as(
-    h: &mut Harness,
-    caps: CapabilityFlags,
-    expect: Expect,
-    stmt_id: Option<u32>,
-) -> Result<Outcome, RelayError> {
     let mut hook = |_: &mut OkPacket, _| false;
     let fut = relay(
         &mut h.backend,
@@ -232,7 +230,7 @@ async fn local_infile_pumps_the_client_file_to_the_backend() {
     // the client sends its file (and nothing else) once asked
     h.app.write_all(&file).await.unwrap();
     h.server.write_all(&request).await.unwrap();
-    let mut server = h.server;
+    let mut server = take(&mut h.server);
     let expected_file = file.to_vec();
     let done_bytes = done.to_vec();
     let script = tokio::spawn(async move {
@@ -241,8 +239,6 @@ async fn local_infile_pumps_the_client_file_to_the_backend() {
         server.write_all(&done_bytes).await.unwrap();
         (got, server)
     });
-    let (ours, _) = duplex(1);
-    h.server = ours;
     let out = run(&mut h, Expect::Query, None).await.unwrap();
     let (got, _server) = script.await.unwrap();
     assert_eq!(got, file.to_vec(), "the backend got the file as sent");
@@ -370,22 +366,18 @@ async fn a_payload_over_16_mib_is_forwarded_whole() {
     let big = vec![7u8; MAX_PAYLOAD + 10];
     let reply = packets(&[&[1], &coldef("a"), &eof(0, 0), &big, &eof(0, AUTOCOMMIT)]);
     let mut h = harness(false);
-    let mut server = h.server;
+    let mut server = take(&mut h.server);
     let script = reply.clone();
     let writer = tokio::spawn(async move {
         server.write_all(&script).await.unwrap();
         server
     });
-    let (placeholder, _) = duplex(1);
-    h.server = placeholder;
-    let mut app = h.app;
+    let mut app = take(&mut h.app);
     let reader = tokio::spawn(async move {
         let mut got = vec![0u8; reply.len()];
         app.read_exact(&mut got).await.unwrap();
         got == reply
     });
-    let (placeholder, _) = duplex(1);
-    h.app = placeholder;
     let out = run(&mut h, Expect::Query, None).await.unwrap();
     h.client.flush().await.unwrap();
     assert!(reader.await.unwrap(), "the client got the reply unchanged");
@@ -494,8 +486,7 @@ async fn a_truncated_reply_leaves_the_connection_pending_and_unusable() {
 async fn a_backend_gone_mid_reply_breaks_the_connection() {
     let mut h = harness(false);
     h.server.write_all(&result_set(10, false)).await.unwrap();
-    let (placeholder, _) = duplex(1);
-    drop(std::mem::replace(&mut h.server, placeholder));
+    drop(take(&mut h.server));
     let r = run(&mut h, Expect::Query, None).await;
     assert!(
         matches!(r, Err(RelayError::Backend { sent: true, .. })),
@@ -508,8 +499,7 @@ async fn a_backend_gone_mid_reply_breaks_the_connection() {
 #[tokio::test]
 async fn a_backend_gone_before_any_byte_was_sent() {
     let mut h = harness(false);
-    let (placeholder, _) = duplex(1);
-    drop(std::mem::replace(&mut h.server, placeholder));
+    drop(take(&mut h.server));
     let r = run(&mut h, Expect::Query, None).await;
     assert!(
         matches!(r, Err(RelayError::Backend { sent: false, .. })),
@@ -524,8 +514,7 @@ async fn a_client_gone_mid_reply_breaks_the_connection() {
     let mut h = harness(false);
     // half a result: the relay flushes it to the client before reading on
     h.server.write_all(&result_set(10, false)).await.unwrap();
-    let (placeholder, _) = duplex(1);
-    drop(std::mem::replace(&mut h.app, placeholder));
+    drop(take(&mut h.app));
     let r = run(&mut h, Expect::Query, None).await;
     assert!(matches!(r, Err(RelayError::Client(_))), "{r:?}");
     assert!(h.backend.broken && !h.backend.reusable());
