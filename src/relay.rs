@@ -8,10 +8,10 @@
 //! client's capabilities differ from the backend link's (a client without
 //! CLIENT_SESSION_TRACK) or the session adds its consistency token.
 //!
-//! The state machine ([`Reply`]) is pure: it sees one packet at a time and
+//! The state machine (`Reply`) is pure: it sees one packet at a time and
 //! says what the client gets (the backend's bytes, or a rewritten packet)
 //! and what comes next, one small function per reply state. The driver
-//! ([`relay_packets`]) moves bytes between the two connections; both are
+//! (`relay_packets`) moves bytes between the two connections; both are
 //! generic over their byte streams, so the unit tests run the relay over
 //! in-memory streams.
 //!
@@ -171,7 +171,10 @@ async fn relay_packets<B: ByteStream, C: ByteStream>(
             let infile = step.send == ToClient::Infile;
             match step.send {
                 ToClient::Verbatim | ToClient::Infile => client.wbuf.extend_from_slice(raw),
-                ToClient::Rewritten(payload) => client.queue(&mut { seq }, &payload),
+                ToClient::Rewritten(payload) => {
+                    let mut seq = seq;
+                    client.queue(&mut seq, &payload);
+                }
             }
             if let Some(ok) = &step.ok {
                 backend.observe_ok(ok);
