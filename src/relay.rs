@@ -8,6 +8,13 @@
 //! client's capabilities differ from the backend link's (a client without
 //! CLIENT_SESSION_TRACK) or the session adds its consistency token.
 //!
+//! The state machine (`Reply`) is pure: it sees one packet at a time and
+//! says what the client gets (the backend's bytes, or a rewritten packet)
+//! and what comes next, one small function per reply state. The driver
+//! (`relay_packets`) moves bytes between the two connections; both are
+//! generic over their byte streams, so the unit tests run the relay over
+//! in-memory streams.
+//!
 //! A relay that does not read the reply to its end, for whatever reason,
 //! leaves the backend connection marked as having a reply pending (and, on
 //! an error, broken): such a connection is closed, never pooled.
@@ -18,6 +25,7 @@ use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use crate::backend::BackendConn;
 use crate::protocol::messages::{self, read_lenenc};
 use crate::protocol::packet::{complete_packet_len, HEADER, MAX_PAYLOAD};
+use crate::protocol::stream::ByteStream;
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
 
 /// Errors while relaying.
@@ -71,8 +79,6 @@ pub struct Outcome {
     pub gtids: Option<String>,
     /// For a prepare: backend statement id, columns, params.
     pub prepared: Option<(u32, u16, u16)>,
-    /// Whether any OK packet (not a terminator of rows) was seen.
-    pub saw_ok: bool,
 }
 
 impl Outcome {
@@ -86,73 +92,49 @@ impl Outcome {
 /// client; returns true when it changed the packet.
 pub type OkHook<'a> = &'a mut (dyn FnMut(&mut OkPacket, bool) -> bool + Send);
 
-#[derive(Debug, Clone, Copy)]
-enum St {
-    First,
-    Cols(u64),
-    ColsEof,
-    Rows,
-    PrepParams(u16, u16),
-    PrepParamsEof(u16),
-    PrepCols(u16),
-    PrepColsEof,
-    Done,
-}
-
 /// Relays one reply from `backend` to `client`.
 ///
 /// `client_stmt_id` replaces the statement id of a prepare reply. `on_ok` is
 /// called for every OK packet with `final = true` for the one that ends the
 /// reply. Long replies stream to the client as they arrive; the reply's last
 /// bytes are left queued in `client.wbuf` for the caller to flush.
-pub async fn relay(
-    backend: &mut BackendConn,
-    client: &mut PacketConn,
+pub async fn relay<B: ByteStream, C: ByteStream>(
+    backend: &mut BackendConn<B>,
+    client: &mut PacketConn<C>,
     client_caps: CapabilityFlags,
     expect: Expect,
     client_stmt_id: Option<u32>,
     on_ok: OkHook<'_>,
 ) -> Result<Outcome, RelayError> {
-    relay_to(
-        backend,
-        client,
-        client_caps,
+    let opts = ReplyOpts {
         expect,
+        client_caps,
+        link_caps: backend.caps,
         client_stmt_id,
-        on_ok,
-        false,
-    )
-    .await
+    };
+    relay_to(backend, client, Reply::new(opts, on_ok), false).await
 }
 
 /// Reads one reply from `backend` and throws it away (a read whose result
 /// must not reach the client, e.g. after a failed consistency wait).
-pub async fn discard(
-    backend: &mut BackendConn,
-    scratch: &mut PacketConn,
+pub async fn discard<B: ByteStream, C: ByteStream>(
+    backend: &mut BackendConn<B>,
+    scratch: &mut PacketConn<C>,
     expect: Expect,
 ) -> Result<Outcome, RelayError> {
-    let caps = backend.caps;
-    relay_to(
-        backend,
-        scratch,
-        caps,
+    let opts = ReplyOpts {
         expect,
-        None,
-        &mut |_, _| false,
-        true,
-    )
-    .await
+        client_caps: backend.caps,
+        link_caps: backend.caps,
+        client_stmt_id: None,
+    };
+    relay_to(backend, scratch, Reply::new(opts, &mut |_, _| false), true).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn relay_to(
-    backend: &mut BackendConn,
-    client: &mut PacketConn,
-    client_caps: CapabilityFlags,
-    expect: Expect,
-    client_stmt_id: Option<u32>,
-    on_ok: OkHook<'_>,
+async fn relay_to<B: ByteStream, C: ByteStream>(
+    backend: &mut BackendConn<B>,
+    client: &mut PacketConn<C>,
+    reply: Reply<'_>,
     discard: bool,
 ) -> Result<Outcome, RelayError> {
     // Until the reply has been read to its end the connection's state is
@@ -160,16 +142,7 @@ async fn relay_to(
     // failure, the future being dropped) leaves it pending, so it is never
     // pooled; errors also mark it broken.
     backend.begin_reply();
-    let r = relay_packets(
-        backend,
-        client,
-        client_caps,
-        expect,
-        client_stmt_id,
-        on_ok,
-        discard,
-    )
-    .await;
+    let r = relay_packets(backend, client, reply, discard).await;
     match r {
         Ok(_) => backend.end_reply(),
         Err(_) => backend.broken = true,
@@ -177,198 +150,50 @@ async fn relay_to(
     r
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn relay_packets(
-    backend: &mut BackendConn,
-    client: &mut PacketConn,
-    client_caps: CapabilityFlags,
-    expect: Expect,
-    client_stmt_id: Option<u32>,
-    on_ok: OkHook<'_>,
+/// Moves the reply's bytes: every whole packet buffered from the backend
+/// goes through the state machine and on to the client's write buffer,
+/// which is flushed before the next read from the backend (in `discard`
+/// mode it is cut back instead). The reply's last bytes stay queued.
+async fn relay_packets<B: ByteStream, C: ByteStream>(
+    backend: &mut BackendConn<B>,
+    client: &mut PacketConn<C>,
+    mut reply: Reply<'_>,
     discard: bool,
 ) -> Result<Outcome, RelayError> {
     let keep = client.wbuf.len();
-    let link_caps = backend.caps;
-    let deprecate_eof = link_caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
-    let mut out = Outcome::default();
-    let mut st = match expect {
-        Expect::Fetch => St::Rows,
-        _ => St::First,
-    };
-    let mut cont = false;
     let mut sent = false;
     loop {
         let mut pos = 0;
-        while let Some((len, seq)) = complete_packet_len(&backend.io.rbuf[pos..]) {
-            let mut seen_ok = None;
-            let total = HEADER + len;
-            let pkt_start = pos;
-            pos += total;
-            if cont {
-                cont = len == MAX_PAYLOAD;
-                client
-                    .wbuf
-                    .extend_from_slice(&backend.io.rbuf[pkt_start..pos]);
-                continue;
+        while let Some((len, seq)) = backend.io.rbuf.get(pos..).and_then(complete_packet_len) {
+            let end = pos + HEADER + len;
+            let raw = backend.io.rbuf.get(pos..end).unwrap_or_default();
+            let step = reply.packet(raw)?;
+            let infile = step.send == ToClient::Infile;
+            match step.send {
+                ToClient::Verbatim | ToClient::Infile => client.wbuf.extend_from_slice(raw),
+                ToClient::Rewritten(payload) => {
+                    let mut seq = seq;
+                    client.queue(&mut seq, &payload);
+                }
             }
-            cont = len == MAX_PAYLOAD;
-            let payload = &backend.io.rbuf[pkt_start + HEADER..pos];
-            let first = payload.first().copied().unwrap_or(0);
-            let mut verbatim = true;
-            st = match st {
-                St::First => match (expect, first) {
-                    (_, 0xFF) => {
-                        out.error = ErrPacket::parse(payload).ok();
-                        St::Done
-                    }
-                    (Expect::Statistics, _) => St::Done,
-                    (Expect::Prepare, 0x00) if payload.len() >= 12 => {
-                        let id = u32::from_le_bytes(payload[1..5].try_into().unwrap_or_default());
-                        let cols = u16::from_le_bytes([payload[5], payload[6]]);
-                        let params = u16::from_le_bytes([payload[7], payload[8]]);
-                        out.prepared = Some((id, cols, params));
-                        if let Some(cid) = client_stmt_id {
-                            verbatim = false;
-                            let mut p = payload.to_vec();
-                            p[1..5].copy_from_slice(&cid.to_le_bytes());
-                            let mut s = seq;
-                            client.queue(&mut s, &p);
-                        }
-                        next_prep_params(params, cols, deprecate_eof)
-                    }
-                    (Expect::FieldList, 0xFE) => St::Done,
-                    (Expect::FieldList, _) => St::Rows,
-                    (Expect::Query, 0xFB) => {
-                        // LOCAL INFILE request: forward it, then pump the
-                        // client's file packets to the backend.
-                        client
-                            .wbuf
-                            .extend_from_slice(&backend.io.rbuf[pkt_start..pos]);
-                        backend.io.rbuf.advance(pos);
-                        pos = 0;
-                        client.flush().await.map_err(RelayError::Client)?;
-                        sent = true;
-                        pump_infile(client, &mut backend.io).await?;
-                        continue;
-                    }
-                    (Expect::Simple, 0xFE) if len < 9 => {
-                        // an old-style EOF (COM_SET_OPTION without
-                        // CLIENT_DEPRECATE_EOF): forwarded as is
-                        out.status = messages::terminator_status(payload, false);
-                        St::Done
-                    }
-                    (_, 0x00) | (Expect::Simple, 0xFE) => {
-                        let (queued, ok) = handle_ok(
-                            payload,
-                            seq,
-                            link_caps,
-                            client,
-                            client_caps,
-                            first,
-                            &mut out,
-                            on_ok,
-                        )?;
-                        verbatim = !queued;
-                        seen_ok = Some(ok);
-                        out.saw_ok = true;
-                        more_or_done(out.status)
-                    }
-                    (Expect::Query | Expect::Execute, _) => match read_lenenc(payload) {
-                        Some((n, _)) if n > 0 => St::Cols(n),
-                        _ => return Err(RelayError::Protocol("bad column count".into())),
-                    },
-                    _ => {
-                        return Err(RelayError::Protocol(format!(
-                            "unexpected reply 0x{first:02x}"
-                        )))
-                    }
-                },
-                St::Cols(n) => {
-                    if n > 1 {
-                        St::Cols(n - 1)
-                    } else if deprecate_eof {
-                        St::Rows
-                    } else {
-                        St::ColsEof
-                    }
-                }
-                St::ColsEof => {
-                    out.status = messages::terminator_status(payload, false);
-                    if out.status & StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits() != 0 {
-                        St::Done
-                    } else {
-                        St::Rows
-                    }
-                }
-                St::Rows => {
-                    if first == 0xFF {
-                        out.error = ErrPacket::parse(payload).ok();
-                        St::Done
-                    } else if messages::is_terminator(len, first, deprecate_eof) {
-                        if deprecate_eof {
-                            let (queued, ok) = handle_ok(
-                                payload,
-                                seq,
-                                link_caps,
-                                client,
-                                client_caps,
-                                first,
-                                &mut out,
-                                on_ok,
-                            )?;
-                            verbatim = !queued;
-                            seen_ok = Some(ok);
-                        } else {
-                            out.status = messages::terminator_status(payload, false);
-                        }
-                        if out.status & StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits() != 0
-                            && expect == Expect::Execute
-                        {
-                            St::Done
-                        } else {
-                            more_or_done(out.status)
-                        }
-                    } else {
-                        St::Rows
-                    }
-                }
-                St::PrepParams(n, cols) => {
-                    if n > 1 {
-                        St::PrepParams(n - 1, cols)
-                    } else if !deprecate_eof {
-                        St::PrepParamsEof(cols)
-                    } else {
-                        next_prep_cols(cols, deprecate_eof)
-                    }
-                }
-                St::PrepParamsEof(cols) => next_prep_cols(cols, deprecate_eof),
-                St::PrepCols(n) => {
-                    if n > 1 {
-                        St::PrepCols(n - 1)
-                    } else if !deprecate_eof {
-                        St::PrepColsEof
-                    } else {
-                        St::Done
-                    }
-                }
-                St::PrepColsEof | St::Done => St::Done,
-            };
-            if let Some(ok) = seen_ok {
-                backend.observe_ok(&ok);
+            if let Some(ok) = &step.ok {
+                backend.observe_ok(ok);
             }
-            if verbatim {
-                client
-                    .wbuf
-                    .extend_from_slice(&backend.io.rbuf[pkt_start..pos]);
-            }
-            if matches!(st, St::Done) && !cont {
+            pos = end;
+            if infile {
+                backend.io.rbuf.advance(pos);
+                pos = 0;
+                client.flush().await.map_err(RelayError::Client)?;
+                sent = true;
+                pump_infile(client, &mut backend.io).await?;
+            } else if reply.done() {
                 backend.io.rbuf.advance(pos);
                 if discard {
                     client.wbuf.truncate(keep);
                 }
                 // the end of the reply stays queued: the session flushes it
                 // once its bookkeeping (routing state, metrics) is done
-                return Ok(out);
+                return Ok(reply.out);
             }
         }
         backend.io.rbuf.advance(pos);
@@ -384,73 +209,16 @@ async fn relay_packets(
     }
 }
 
-fn next_prep_params(params: u16, cols: u16, deprecate_eof: bool) -> St {
-    if params > 0 {
-        St::PrepParams(params, cols)
-    } else {
-        next_prep_cols(cols, deprecate_eof)
-    }
-}
-
-fn next_prep_cols(cols: u16, _deprecate_eof: bool) -> St {
-    if cols > 0 {
-        St::PrepCols(cols)
-    } else {
-        St::Done
-    }
-}
-
-fn more_or_done(status: u16) -> St {
-    if status & StatusFlags::SERVER_MORE_RESULTS_EXISTS.bits() != 0 {
-        St::First
-    } else {
-        St::Done
-    }
-}
-
-/// Parses an OK from the backend, lets the session see it, and queues a
-/// re-encoded copy for the client when needed. Returns true when it queued
-/// the packet itself.
-#[allow(clippy::too_many_arguments)]
-fn handle_ok(
-    payload: &[u8],
-    seq: u8,
-    link_caps: CapabilityFlags,
-    client: &mut PacketConn,
-    client_caps: CapabilityFlags,
-    header: u8,
-    out: &mut Outcome,
-    on_ok: OkHook<'_>,
-) -> Result<(bool, OkPacket), RelayError> {
-    let mut ok =
-        OkPacket::parse(payload, link_caps).map_err(|e| RelayError::Protocol(e.to_string()))?;
-    out.status = ok.status;
-    for (ty, data) in ok.state_entries() {
-        if ty == messages::track::GTIDS {
-            if let Some(g) = messages::gtids_from_state_data(data) {
-                out.gtids = Some(String::from_utf8_lossy(g).into_owned());
-            }
-        }
-    }
-    let is_final = out.status & StatusFlags::SERVER_MORE_RESULTS_EXISTS.bits() == 0;
-    let changed = on_ok(&mut ok, is_final);
-    let caps_differ = !client_caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK)
-        && (!ok.info.is_empty() || !ok.session_state.is_empty());
-    if changed || caps_differ {
-        let mut s = seq;
-        client.queue(&mut s, &ok.encode(header, client_caps));
-        return Ok((true, ok));
-    }
-    Ok((false, ok))
-}
-
 /// Forwards the client's LOCAL INFILE data packets to the backend, up to
 /// and including the empty packet that ends them.
-async fn pump_infile(client: &mut PacketConn, backend: &mut PacketConn) -> Result<(), RelayError> {
+async fn pump_infile<B: ByteStream, C: ByteStream>(
+    client: &mut PacketConn<C>,
+    backend: &mut PacketConn<B>,
+) -> Result<(), RelayError> {
     loop {
         let mut pos = 0;
         let mut done = false;
-        while let Some((len, _)) = complete_packet_len(&client.rbuf[pos..]) {
+        while let Some((len, _)) = client.rbuf.get(pos..).and_then(complete_packet_len) {
             pos += HEADER + len;
             if len == 0 {
                 done = true;
@@ -468,6 +236,318 @@ async fn pump_infile(client: &mut PacketConn, backend: &mut PacketConn) -> Resul
             return Ok(());
         }
         client.fill().await.map_err(RelayError::Client)?;
+    }
+}
+
+/// What the relay of one reply is told.
+#[derive(Debug, Clone, Copy)]
+struct ReplyOpts {
+    /// The reply shape the command asks for.
+    expect: Expect,
+    /// The client's capabilities (OK packets are re-encoded for them).
+    client_caps: CapabilityFlags,
+    /// The backend link's capabilities (the reply is shaped by them).
+    link_caps: CapabilityFlags,
+    /// The statement id the client knows a prepared statement by.
+    client_stmt_id: Option<u32>,
+}
+
+/// Where a reply is: what its next packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    /// The first packet of a reply, or of the next result of a
+    /// multi-result reply: OK, ERR, LOCAL INFILE, a column count...
+    First,
+    /// Column definitions, this many left.
+    Cols(u64),
+    /// The EOF after the column definitions (without DEPRECATE_EOF).
+    ColsEof,
+    /// Rows, until a terminator or an ERR.
+    Rows,
+    /// Parameter definitions of a prepare reply (left, then columns).
+    PrepParams(u16, u16),
+    /// The EOF after the parameters, then this many columns.
+    PrepParamsEof(u16),
+    /// Column definitions of a prepare reply, this many left.
+    PrepCols(u16),
+    /// The EOF after the prepare reply's columns.
+    PrepColsEof,
+    /// The reply ended.
+    Done,
+}
+
+/// What the client gets for one packet.
+#[derive(Debug, PartialEq, Eq)]
+enum ToClient {
+    /// The backend's bytes as they are.
+    Verbatim,
+    /// This payload instead, with the packet's sequence id.
+    Rewritten(Vec<u8>),
+    /// The backend's bytes, flushed, then the client's LOCAL INFILE data
+    /// is pumped to the backend.
+    Infile,
+}
+
+/// The effect of one packet.
+#[derive(Debug)]
+struct Step {
+    next: St,
+    send: ToClient,
+    /// An OK packet of the reply (the backend connection learns from it).
+    ok: Option<OkPacket>,
+}
+
+impl Step {
+    fn to(next: St) -> Step {
+        Step {
+            next,
+            send: ToClient::Verbatim,
+            ok: None,
+        }
+    }
+}
+
+/// The reply state machine of one command.
+struct Reply<'h> {
+    opts: ReplyOpts,
+    deprecate_eof: bool,
+    on_ok: OkHook<'h>,
+    st: St,
+    /// The last physical packet was 16 MiB: the next one continues its
+    /// payload and is forwarded as it is.
+    cont: bool,
+    out: Outcome,
+}
+
+impl<'h> Reply<'h> {
+    fn new(opts: ReplyOpts, on_ok: OkHook<'h>) -> Reply<'h> {
+        Reply {
+            opts,
+            deprecate_eof: opts
+                .link_caps
+                .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+            on_ok,
+            st: match opts.expect {
+                Expect::Fetch => St::Rows,
+                _ => St::First,
+            },
+            cont: false,
+            out: Outcome::default(),
+        }
+    }
+
+    /// Whether the reply has been read to its end.
+    fn done(&self) -> bool {
+        self.st == St::Done && !self.cont
+    }
+
+    /// Takes one physical packet (`raw`, header included).
+    fn packet(&mut self, raw: &[u8]) -> Result<Step, RelayError> {
+        let payload = raw.get(HEADER..).unwrap_or_default();
+        let continued = self.cont;
+        self.cont = payload.len() == MAX_PAYLOAD;
+        if continued {
+            return Ok(Step::to(self.st));
+        }
+        let step = match self.st {
+            St::First => self.first(payload)?,
+            St::Cols(n) => Step::to(self.column(n)),
+            St::ColsEof => Step::to(self.columns_eof(payload)),
+            St::Rows => self.row(payload)?,
+            St::PrepParams(n, cols) => Step::to(self.prepare_param(n, cols)),
+            St::PrepParamsEof(cols) => Step::to(prepare_columns(cols)),
+            St::PrepCols(n) => Step::to(self.prepare_column(n)),
+            St::PrepColsEof | St::Done => Step::to(St::Done),
+        };
+        self.st = step.next;
+        Ok(step)
+    }
+
+    /// The first packet of a reply (or of the next result).
+    fn first(&mut self, payload: &[u8]) -> Result<Step, RelayError> {
+        let first = payload.first().copied().unwrap_or(0);
+        match (self.opts.expect, first) {
+            (_, 0xFF) => Ok(self.error(payload)),
+            (Expect::Statistics, _) => Ok(Step::to(St::Done)),
+            (Expect::Prepare, 0x00) if payload.len() >= 12 => Ok(self.prepare_ok(payload)),
+            (Expect::FieldList, 0xFE) => Ok(Step::to(St::Done)),
+            (Expect::FieldList, _) => Ok(Step::to(St::Rows)),
+            // LOCAL INFILE request: forwarded, then the client's file
+            // packets go to the backend, then its OK or ERR follows
+            (Expect::Query, 0xFB) => Ok(Step {
+                next: St::First,
+                send: ToClient::Infile,
+                ok: None,
+            }),
+            (Expect::Simple, 0xFE) if payload.len() < 9 => {
+                // an old-style EOF (COM_SET_OPTION without
+                // CLIENT_DEPRECATE_EOF): forwarded as is
+                self.out.status = messages::terminator_status(payload, false);
+                Ok(Step::to(St::Done))
+            }
+            (_, 0x00) | (Expect::Simple, 0xFE) => {
+                let (send, ok) = self.ok(payload, first)?;
+                Ok(Step {
+                    next: more_or_done(self.out.status),
+                    send,
+                    ok: Some(ok),
+                })
+            }
+            (Expect::Query | Expect::Execute, _) => match read_lenenc(payload) {
+                Some((n, _)) if n > 0 => Ok(Step::to(St::Cols(n))),
+                _ => Err(RelayError::Protocol("bad column count".into())),
+            },
+            _ => Err(RelayError::Protocol(format!(
+                "unexpected reply 0x{first:02x}"
+            ))),
+        }
+    }
+
+    /// An ERR packet: it ends the reply.
+    fn error(&mut self, payload: &[u8]) -> Step {
+        self.out.error = ErrPacket::parse(payload).ok();
+        Step::to(St::Done)
+    }
+
+    /// A column definition of a result set, `n` of them left.
+    fn column(&self, n: u64) -> St {
+        if n > 1 {
+            St::Cols(n - 1)
+        } else if self.deprecate_eof {
+            St::Rows
+        } else {
+            St::ColsEof
+        }
+    }
+
+    /// The EOF after the column definitions: rows follow, unless the
+    /// statement opened a cursor (rows come with COM_STMT_FETCH).
+    fn columns_eof(&mut self, payload: &[u8]) -> St {
+        self.out.status = messages::terminator_status(payload, false);
+        if self.out.status & StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits() != 0 {
+            St::Done
+        } else {
+            St::Rows
+        }
+    }
+
+    /// A row (copied, never decoded), an ERR, or the terminator.
+    fn row(&mut self, payload: &[u8]) -> Result<Step, RelayError> {
+        let first = payload.first().copied().unwrap_or(0);
+        if first == 0xFF {
+            return Ok(self.error(payload));
+        }
+        if !messages::is_terminator(payload.len(), first, self.deprecate_eof) {
+            return Ok(Step::to(St::Rows));
+        }
+        let (send, ok) = if self.deprecate_eof {
+            let (send, ok) = self.ok(payload, first)?;
+            (send, Some(ok))
+        } else {
+            self.out.status = messages::terminator_status(payload, false);
+            (ToClient::Verbatim, None)
+        };
+        let cursor = self.out.status & StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits() != 0;
+        let next = if cursor && self.opts.expect == Expect::Execute {
+            St::Done
+        } else {
+            more_or_done(self.out.status)
+        };
+        Ok(Step { next, send, ok })
+    }
+
+    /// A prepare OK: statement id, columns, params; the id is replaced by
+    /// the one the client knows.
+    fn prepare_ok(&mut self, payload: &[u8]) -> Step {
+        let u16_at = |p: usize| payload.get(p..p + 2).map_or(0, read_u16);
+        let id = messages::stmt_id(payload).unwrap_or(0);
+        let (cols, params) = (u16_at(5), u16_at(7));
+        self.out.prepared = Some((id, cols, params));
+        let rewritten = self
+            .opts
+            .client_stmt_id
+            .and_then(|cid| messages::with_stmt_id(payload, cid));
+        Step {
+            next: if params > 0 {
+                St::PrepParams(params, cols)
+            } else {
+                prepare_columns(cols)
+            },
+            send: rewritten.map_or(ToClient::Verbatim, ToClient::Rewritten),
+            ok: None,
+        }
+    }
+
+    /// A parameter definition of a prepare reply, `n` left, then `cols`.
+    fn prepare_param(&self, n: u16, cols: u16) -> St {
+        if n > 1 {
+            St::PrepParams(n - 1, cols)
+        } else if !self.deprecate_eof {
+            St::PrepParamsEof(cols)
+        } else {
+            prepare_columns(cols)
+        }
+    }
+
+    /// A column definition of a prepare reply, `n` left.
+    fn prepare_column(&self, n: u16) -> St {
+        if n > 1 {
+            St::PrepCols(n - 1)
+        } else if !self.deprecate_eof {
+            St::PrepColsEof
+        } else {
+            St::Done
+        }
+    }
+
+    /// Parses an OK from the backend (0x00, or 0xFE ending rows) and lets
+    /// the session see it; the client gets a re-encoded copy when the
+    /// session changed it or the client cannot read its session state.
+    fn ok(&mut self, payload: &[u8], header: u8) -> Result<(ToClient, OkPacket), RelayError> {
+        let mut ok = OkPacket::parse(payload, self.opts.link_caps)
+            .map_err(|e| RelayError::Protocol(e.to_string()))?;
+        self.out.status = ok.status;
+        for (ty, data) in ok.state_entries() {
+            if ty == messages::track::GTIDS {
+                if let Some(g) = messages::gtids_from_state_data(data) {
+                    self.out.gtids = Some(String::from_utf8_lossy(g).into_owned());
+                }
+            }
+        }
+        let is_final = ok.status & StatusFlags::SERVER_MORE_RESULTS_EXISTS.bits() == 0;
+        let changed = (self.on_ok)(&mut ok, is_final);
+        let client_caps = self.opts.client_caps;
+        let caps_differ = !client_caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK)
+            && (!ok.info.is_empty() || !ok.session_state.is_empty());
+        if changed || caps_differ {
+            return Ok((ToClient::Rewritten(ok.encode(header, client_caps)), ok));
+        }
+        Ok((ToClient::Verbatim, ok))
+    }
+}
+
+/// The column definitions of a prepare reply, if any.
+fn prepare_columns(cols: u16) -> St {
+    if cols > 0 {
+        St::PrepCols(cols)
+    } else {
+        St::Done
+    }
+}
+
+/// After an OK or a terminator: the next result, or the end.
+fn more_or_done(status: u16) -> St {
+    if status & StatusFlags::SERVER_MORE_RESULTS_EXISTS.bits() != 0 {
+        St::First
+    } else {
+        St::Done
+    }
+}
+
+fn read_u16(b: &[u8]) -> u16 {
+    match b {
+        [lo, hi] => u16::from_le_bytes([*lo, *hi]),
+        _ => 0,
     }
 }
 

@@ -12,7 +12,7 @@ use causeway::frontend::login::parse_change_user;
 use causeway::frontend::stmt::{with_stmt_id, Copy, ExecuteLayout, Stmt};
 use causeway::protocol::handshake::{client_hello, parse_client_hello, server_capabilities};
 use causeway::protocol::messages::{
-    self, read_lenenc, read_lenenc_str, terminator_status, Err as ErrPacket, Ok as OkPacket,
+    self, read_lenenc, read_lenenc_str, terminator_status, ErrPacket, OkPacket,
 };
 use causeway::protocol::packet::{complete_packet_len, write_packets, HEADER};
 use causeway::protocol::PacketConn;

@@ -9,7 +9,7 @@
 use causeway::frontend::login::parse_change_user;
 use causeway::frontend::stmt::{with_stmt_id, Copy, ExecuteLayout, Stmt};
 use causeway::protocol::handshake::parse_client_hello;
-use causeway::protocol::messages::{self, terminator_status, Err as ErrPacket, Ok as OkPacket};
+use causeway::protocol::messages::{self, terminator_status, ErrPacket, OkPacket};
 use causeway::protocol::packet::{complete_packet_len, HEADER};
 use libfuzzer_sys::fuzz_target;
 use mysql_common::constants::CapabilityFlags;

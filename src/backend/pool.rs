@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -129,10 +129,7 @@ impl Pool {
 
     /// Idle connections.
     pub fn idle_connections(&self) -> usize {
-        self.idle
-            .lock()
-            .map(|m| m.values().map(Vec::len).sum())
-            .unwrap_or(0)
+        lock(&self.idle).values().map(Vec::len).sum()
     }
 
     /// Connections handed out to sessions now.
@@ -146,14 +143,17 @@ impl Pool {
         self.reclaimed.load(Ordering::Relaxed)
     }
 
-    /// An idle connection for `key`, or a new one. When every slot is taken
-    /// it first closes an idle connection it cannot use (another key's) to
-    /// free one; failing that it waits, in a FIFO queue, up to the connect
-    /// timeout for a slot or a returning connection, or with `wait ==
-    /// false` fails at once (a read that can go elsewhere). Among idle
-    /// connections it prefers one in schema `db` whose replayed `SET`s are
-    /// `sets` (see [`state_score`]). The time spent is recorded in
-    /// `causeway_pool_wait_seconds`.
+    /// An idle connection for `key`, or a new one. Among idle connections
+    /// it takes the best match (see `best_idle`: schema `db` and replayed
+    /// `SET`s `sets`, then one this thread drives). When every slot is
+    /// taken it first closes the oldest idle connection it cannot use (of
+    /// another key, or of its own key in another schema when `db` is None)
+    /// to free one; failing that it waits, in a FIFO queue, until the
+    /// connect timeout for a slot or a returning connection, or with `wait
+    /// == false` fails at once (a read that can go elsewhere). An idle
+    /// connection that cannot move to this thread is closed and the search
+    /// repeated. The time spent, opening a new connection included, is
+    /// recorded in `causeway_pool_wait_seconds`.
     pub async fn acquire(
         &self,
         login: &Login,
@@ -208,13 +208,11 @@ impl Pool {
                 return Err(exhausted());
             }
             let (tx, rx) = oneshot::channel();
-            if let Ok(mut w) = self.waiters.lock() {
-                w.push_back(Waiter {
-                    key: key.clone(),
-                    has_db: db.is_some(),
-                    tx,
-                });
-            }
+            lock(&self.waiters).push_back(Waiter {
+                key: key.clone(),
+                has_db: db.is_some(),
+                tx,
+            });
             tokio::select! {
                 c = rx => match c {
                     Ok(mut conn) => {
@@ -268,7 +266,7 @@ impl Pool {
     fn take_idle(&self, key: &LinkKey, db: Option<&str>, sets: &[String]) -> Option<BackendConn> {
         let mut expired = Vec::new();
         let taken = {
-            let mut idle = self.idle.lock().ok()?;
+            let mut idle = lock(&self.idle);
             // at most every REAP_MIN: a statement does not scan every idle
             // connection's clock
             let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -312,9 +310,7 @@ impl Pool {
     /// free its slot. Returns whether one was closed.
     fn reclaim_one(&self, key: &LinkKey, db: Option<&str>) -> bool {
         let victim = {
-            let Ok(mut idle) = self.idle.lock() else {
-                return false;
-            };
+            let mut idle = lock(&self.idle);
             let oldest = idle
                 .iter()
                 .flat_map(|(k, list)| list.iter().enumerate().map(move |(i, c)| (k, i, c)))
@@ -361,7 +357,8 @@ impl Pool {
     /// idle and wakes waiters of other keys (they may reclaim it).
     fn make_idle(self: &Arc<Self>, mut conn: BackendConn) {
         conn.idle_since = Instant::now();
-        if let Ok(mut waiters) = self.waiters.lock() {
+        {
+            let mut waiters = lock(&self.waiters);
             let mut i = 0;
             while i < waiters.len() {
                 let fits = waiters.get(i).map(|w| {
@@ -386,9 +383,10 @@ impl Pool {
                 }
             }
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.entry(conn.key.clone()).or_default().push(conn);
-        }
+        lock(&self.idle)
+            .entry(conn.key.clone())
+            .or_default()
+            .push(conn);
         self.idle_added.notify_waiters();
         self.ensure_reaper();
     }
@@ -431,18 +429,16 @@ impl Pool {
                 tokio::time::sleep(period).await;
                 let Some(pool) = weak.upgrade() else { return };
                 let mut expired = Vec::new();
-                let done = match pool.idle.lock() {
-                    Ok(mut idle) => {
-                        pool.sweep(&mut idle, &mut expired);
-                        // cleared under the lock: a release that adds a
-                        // connection after this sees `false` and restarts us
-                        let empty = idle.is_empty();
-                        if empty {
-                            pool.reaper.store(false, Ordering::Release);
-                        }
-                        empty
+                let done = {
+                    let mut idle = lock(&pool.idle);
+                    pool.sweep(&mut idle, &mut expired);
+                    // cleared under the lock: a release that adds a
+                    // connection after this sees `false` and restarts us
+                    let empty = idle.is_empty();
+                    if empty {
+                        pool.reaper.store(false, Ordering::Release);
                     }
-                    Err(_) => true,
+                    empty
                 };
                 drop(expired);
                 if done {
@@ -455,10 +451,20 @@ impl Pool {
     /// Closes every idle connection (used when a backend leaves the
     /// topology or is found dead).
     pub fn clear_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
-        }
+        lock(&self.idle).clear();
     }
+}
+
+/// Locks one of the pool's mutexes. A mutex poisoned by a panic elsewhere
+/// is recovered, logged once and cleared, never a reason to stop pooling:
+/// what it guards (idle lists, the waiter queue) is valid between any two
+/// statements that change it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::warn!("backend pool: a lock was poisoned by a panic; recovered");
+        m.clear_poison();
+        poisoned.into_inner()
+    })
 }
 
 /// The position in `list` of the idle connection to hand out: usable for

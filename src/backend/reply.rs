@@ -101,7 +101,7 @@ fn ok_rest(payload: &[u8], caps: CapabilityFlags) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::messages::Ok as OkPacket;
+    use crate::protocol::messages::OkPacket;
     use proptest::prelude::*;
 
     fn caps() -> CapabilityFlags {

@@ -214,7 +214,7 @@ impl Session {
     /// one-packet command).
     async fn replay(&mut self, bytes: &[u8]) -> Flow {
         let out = cache::resequence(bytes, 1);
-        self.client.queue_raw(&out);
+        self.client.wbuf.extend_from_slice(&out);
         match self.client.flush().await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Quit,

@@ -368,14 +368,11 @@ impl Session {
         if !self.stmt_holds.iter().any(|(i, _)| *i == id) {
             self.stmt_holds.push((id, backend.name().to_string()));
         }
-        if let (Some(h), Some(mut p)) = (self.held.get_mut(idx), Some(payload.to_vec())) {
-            if let Some(dst) = p.get_mut(1..5) {
-                dst.copy_from_slice(&bid.to_le_bytes());
-                let mut seq = 0;
-                h.conn.io.queue(&mut seq, &p);
-                if h.conn.io.flush().await.is_err() {
-                    h.conn.broken = true;
-                }
+        if let (Some(h), Some(p)) = (self.held.get_mut(idx), with_stmt_id(payload, bid)) {
+            let mut seq = 0;
+            h.conn.io.queue(&mut seq, &p);
+            if h.conn.io.flush().await.is_err() {
+                h.conn.broken = true;
             }
         }
         Flow::Continue

@@ -19,13 +19,7 @@ pub const MAX_PREPARED_STMTS: usize = 16382;
 /// again on other backends) one session may hold.
 pub const MAX_PREPARED_BYTES: usize = 16 << 20;
 
-/// `payload` (a COM_STMT_* command) with its statement id replaced by `id`;
-/// `None` when it is too short to hold one.
-pub fn with_stmt_id(payload: &[u8], id: u32) -> Option<Vec<u8>> {
-    let mut out = payload.to_vec();
-    out.get_mut(1..5)?.copy_from_slice(&id.to_le_bytes());
-    Some(out)
-}
+pub use crate::protocol::messages::with_stmt_id;
 
 /// One backend's copy of a statement.
 #[derive(Debug, Clone)]

@@ -82,7 +82,7 @@ pub mod track {
 
 /// A decoded OK packet (header 0x00, or 0xFE as a result-set terminator).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ok {
+pub struct OkPacket {
     /// Affected rows.
     pub affected_rows: u64,
     /// Last insert id.
@@ -97,9 +97,9 @@ pub struct Ok {
     pub session_state: Vec<u8>,
 }
 
-impl Ok {
+impl OkPacket {
     /// Parses an OK payload sent under `caps` (the capabilities of that link).
-    pub fn parse(payload: &[u8], caps: CapabilityFlags) -> Result<Ok, MessageError> {
+    pub fn parse(payload: &[u8], caps: CapabilityFlags) -> Result<OkPacket, MessageError> {
         const E: MessageError = MessageError::Malformed("OK");
         let mut p = 1;
         let (affected_rows, n) = read_lenenc(payload.get(p..).ok_or(E)?).ok_or(E)?;
@@ -107,17 +107,17 @@ impl Ok {
         let (last_insert_id, n) = read_lenenc(payload.get(p..).ok_or(E)?).ok_or(E)?;
         p += n;
         let Some(&[s0, s1, w0, w1]) = payload.get(p..p + 4) else {
-            return Result::Err(E);
+            return Err(E);
         };
         let status = u16::from_le_bytes([s0, s1]);
         let warnings = u16::from_le_bytes([w0, w1]);
         p += 4;
-        let mut ok = Ok {
+        let mut ok = OkPacket {
             affected_rows,
             last_insert_id,
             status,
             warnings,
-            ..Ok::default()
+            ..OkPacket::default()
         };
         let rest = |p: usize| payload.get(p..).filter(|r| !r.is_empty());
         if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
@@ -138,7 +138,7 @@ impl Ok {
                 _ => r.to_vec(),
             };
         }
-        Result::Ok(ok)
+        Ok(ok)
     }
 
     /// Encodes this OK for a link with capabilities `caps`, with `header`
@@ -175,11 +175,6 @@ impl Ok {
         StateEntries {
             rest: &self.session_state,
         }
-    }
-
-    /// Whether the status flags say a transaction is open.
-    pub fn in_trans(&self) -> bool {
-        self.status & StatusFlags::SERVER_STATUS_IN_TRANS.bits() != 0
     }
 }
 
@@ -235,7 +230,7 @@ pub fn truncate_message(mut message: String) -> String {
 
 /// A decoded ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Err {
+pub struct ErrPacket {
     /// Error code.
     pub code: u16,
     /// Five-character SQLSTATE.
@@ -244,14 +239,14 @@ pub struct Err {
     pub message: String,
 }
 
-impl Err {
+impl ErrPacket {
     /// A new error; the message is cut to [`MAX_ERR_MESSAGE`] bytes.
     pub fn new(code: u16, state: &str, message: impl Into<String>) -> Self {
         let mut s = [b'H', b'Y', b'0', b'0', b'0'];
         for (d, c) in s.iter_mut().zip(state.bytes()) {
             *d = c;
         }
-        Err {
+        ErrPacket {
             code,
             state: s,
             message: truncate_message(message.into()),
@@ -260,10 +255,10 @@ impl Err {
 
     /// Parses an ERR payload (protocol 4.1); the message is cut to
     /// [`MAX_ERR_MESSAGE`] bytes.
-    pub fn parse(payload: &[u8]) -> Result<Err, MessageError> {
+    pub fn parse(payload: &[u8]) -> Result<ErrPacket, MessageError> {
         const E: MessageError = MessageError::Malformed("ERR");
         let Some(&[0xFF, lo, hi]) = payload.get(..3) else {
-            return Result::Err(E);
+            return Err(E);
         };
         let code = u16::from_le_bytes([lo, hi]);
         let marked = payload.get(3) == Some(&b'#');
@@ -275,7 +270,7 @@ impl Err {
             }
             _ => (*b"HY000", payload.get(3..).unwrap_or_default()),
         };
-        Result::Ok(Err {
+        Ok(ErrPacket {
             code,
             state,
             message: truncate_message(String::from_utf8_lossy(msg).into_owned()),
@@ -299,7 +294,7 @@ impl Err {
     }
 }
 
-impl std::fmt::Display for Err {
+impl std::fmt::Display for ErrPacket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -309,6 +304,22 @@ impl std::fmt::Display for Err {
             self.message
         )
     }
+}
+
+/// The statement id of a COM_STMT_* command or of a COM_STMT_PREPARE OK
+/// (bytes 1 to 4, little-endian); `None` when the payload is too short.
+pub fn stmt_id(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?))
+}
+
+/// `payload` (a COM_STMT_* command or a COM_STMT_PREPARE OK) with its
+/// statement id replaced by `id`; `None` when it is too short to hold one.
+/// The one place a statement id is patched: the proxy numbers statements
+/// for its clients, each backend numbers its own.
+pub fn with_stmt_id(payload: &[u8], id: u32) -> Option<Vec<u8>> {
+    let mut out = payload.to_vec();
+    out.get_mut(1..5)?.copy_from_slice(&id.to_le_bytes());
+    Some(out)
 }
 
 /// Builds an old-style EOF payload.
@@ -380,7 +391,7 @@ mod tests {
     #[test]
     fn ok_round_trip_with_session_state() {
         let caps = CapabilityFlags::CLIENT_SESSION_TRACK | CapabilityFlags::CLIENT_PROTOCOL_41;
-        let ok = Ok {
+        let ok = OkPacket {
             affected_rows: 3,
             last_insert_id: 300,
             status: StatusFlags::SERVER_SESSION_STATE_CHANGED.bits() | 2,
@@ -389,7 +400,7 @@ mod tests {
             session_state: gtids_state_entry("uuid:1-3"),
         };
         let enc = ok.encode(0, caps);
-        let back = Ok::parse(&enc, caps).unwrap();
+        let back = OkPacket::parse(&enc, caps).unwrap();
         assert_eq!(back, ok);
         let entries: Vec<_> = back.state_entries().collect();
         assert_eq!(entries.len(), 1);
@@ -399,15 +410,15 @@ mod tests {
 
     #[test]
     fn ok_without_session_track_drops_state_and_flag() {
-        let ok = Ok {
+        let ok = OkPacket {
             status: StatusFlags::SERVER_SESSION_STATE_CHANGED.bits(),
             info: b"hello".to_vec(),
             session_state: gtids_state_entry("x:1"),
-            ..Ok::default()
+            ..OkPacket::default()
         };
         let caps = CapabilityFlags::CLIENT_PROTOCOL_41;
         let enc = ok.encode(0, caps);
-        let back = Ok::parse(&enc, caps).unwrap();
+        let back = OkPacket::parse(&enc, caps).unwrap();
         assert_eq!(back.status, 0);
         assert_eq!(back.info, b"hello");
         assert!(back.session_state.is_empty());
@@ -415,8 +426,8 @@ mod tests {
 
     #[test]
     fn err_round_trip() {
-        let e = Err::new(1045, "28000", "Access denied");
-        let back = Err::parse(&e.encode()).unwrap();
+        let e = ErrPacket::new(1045, "28000", "Access denied");
+        let back = ErrPacket::parse(&e.encode()).unwrap();
         assert_eq!(back, e);
         assert_eq!(back.to_string(), "ERROR 1045 (28000): Access denied");
     }
@@ -424,17 +435,20 @@ mod tests {
     #[test]
     fn long_messages_are_cut_on_a_char_boundary() {
         let long = format!("Unknown database '{}'", "é".repeat(100_000));
-        let e = Err::new(1049, "42000", long.clone());
+        let e = ErrPacket::new(1049, "42000", long.clone());
         assert!(e.message.len() <= MAX_ERR_MESSAGE, "{}", e.message.len());
         assert!(e.message.ends_with("..."));
         assert!(long.starts_with(e.message.trim_end_matches("...")));
-        let back = Err::parse(&Err::new(1, "HY000", "x".repeat(600)).encode()).unwrap();
+        let back = ErrPacket::parse(&ErrPacket::new(1, "HY000", "x".repeat(600)).encode()).unwrap();
         assert_eq!(back.message.len(), MAX_ERR_MESSAGE);
         // a backend's long message is cut too
         let mut raw = vec![0xFF, 0x19, 0x04, b'#', b'4', b'2', b'0', b'0', b'0'];
         raw.extend(std::iter::repeat_n(b'y', 5000));
-        assert_eq!(Err::parse(&raw).unwrap().message.len(), MAX_ERR_MESSAGE);
-        assert_eq!(Err::new(1, "HY000", "short").message, "short");
+        assert_eq!(
+            ErrPacket::parse(&raw).unwrap().message.len(),
+            MAX_ERR_MESSAGE
+        );
+        assert_eq!(ErrPacket::new(1, "HY000", "short").message, "short");
         for n in 500..520 {
             let m = truncate_message("😀".repeat(n / 4 + 1) + &"a".repeat(n % 4));
             assert!(m.len() <= MAX_ERR_MESSAGE);
@@ -444,17 +458,51 @@ mod tests {
     #[test]
     fn malformed_packets_are_errors_not_panics() {
         for p in [&[][..], &[0xFF], &[0xFF, 1], &[0x00], &[0xFE, 0xFD, 1]] {
-            let _ = Err::parse(p);
-            let _ = Ok::parse(p, CapabilityFlags::CLIENT_SESSION_TRACK);
+            let _ = ErrPacket::parse(p);
+            let _ = OkPacket::parse(p, CapabilityFlags::CLIENT_SESSION_TRACK);
             let _ = terminator_status(p, true);
             let _ = terminator_status(p, false);
             let _ = read_lenenc_str(p);
         }
-        let ok = Ok {
+        let ok = OkPacket {
             session_state: vec![3, 0xFC, 0xFF],
-            ..Ok::default()
+            ..OkPacket::default()
         };
         assert_eq!(ok.state_entries().count(), 0);
+    }
+
+    #[test]
+    fn statement_ids_are_read_and_patched_in_place() {
+        let prepare_ok = [0x00, 7, 0, 0, 0, 2, 0, 1, 0, 0, 0, 0];
+        assert_eq!(stmt_id(&prepare_ok), Some(7));
+        let patched = with_stmt_id(&prepare_ok, 0x0102_0304).unwrap();
+        assert_eq!(&patched[..5], &[0x00, 4, 3, 2, 1]);
+        assert_eq!(&patched[5..], &prepare_ok[5..]);
+        assert_eq!(stmt_id(&patched), Some(0x0102_0304));
+        assert_eq!(with_stmt_id(&[0x19, 1, 2, 3], 5), None);
+        assert_eq!(stmt_id(&[0x19, 1, 2, 3]), None);
+        assert_eq!(
+            with_stmt_id(&[0x19, 0, 0, 0, 0], 9),
+            Some(vec![0x19, 9, 0, 0, 0])
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stmt_id_patch_round_trips(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..16),
+            id in proptest::num::u32::ANY,
+        ) {
+            match with_stmt_id(&payload, id) {
+                Some(p) => {
+                    proptest::prop_assert_eq!(stmt_id(&p), Some(id));
+                    proptest::prop_assert_eq!(p.len(), payload.len());
+                    proptest::prop_assert_eq!(p.first(), payload.first());
+                    proptest::prop_assert_eq!(p.get(5..), payload.get(5..));
+                }
+                None => proptest::prop_assert!(payload.len() < 5),
+            }
+        }
     }
 
     #[test]
@@ -464,9 +512,9 @@ mod tests {
         assert!(is_terminator(7, 0xFE, true));
         assert!(!is_terminator(0xFF_FFFF, 0xFE, true));
         assert_eq!(terminator_status(&eof(0, 0x0008), false), 0x0008);
-        let ok = Ok {
+        let ok = OkPacket {
             status: 0x22,
-            ..Ok::default()
+            ..OkPacket::default()
         };
         assert_eq!(
             terminator_status(&ok.encode(0xFE, CapabilityFlags::empty()), true),

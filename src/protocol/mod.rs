@@ -9,5 +9,5 @@ pub mod packet;
 pub mod query_attrs;
 pub mod stream;
 
-pub use messages::{Err as ErrPacket, Ok as OkPacket};
+pub use messages::{ErrPacket, OkPacket};
 pub use packet::{Packet, PacketConn, PacketError};

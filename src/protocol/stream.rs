@@ -1,7 +1,8 @@
 //! The byte stream under the packet framing (`super::packet`): plain TCP,
 //! or TLS over TCP (either side) once a connection switched. Reads and
 //! writes dispatch with one `match`, so plain TCP costs what it did before.
-//! Also owns handing bytes read before a switch to the TLS layer ([`feed`]).
+//! Also owns handing bytes read before a switch to the TLS layer ([`feed`]),
+//! and the bound every stream under the framing meets ([`ByteStream`]).
 
 use std::io;
 use std::pin::Pin;
@@ -9,6 +10,12 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
+
+/// Any byte stream the framing can run over: [`Stream`] in the proxy,
+/// in-memory streams (`tokio::io::duplex`) in unit tests.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> ByteStream for T {}
 
 /// The byte stream under the framing: plain TCP, or TLS over TCP once
 /// the connection switched.
