@@ -202,8 +202,9 @@ impl Settings {
 /// Where a read may go.
 #[derive(Debug, Clone)]
 pub enum Choice {
-    /// This replica; it already satisfies the requirement.
-    Replica(Arc<Backend>),
+    /// This backend (a replica, or whichever backend routing named); it
+    /// already satisfies the requirement.
+    Serve(Arc<Backend>),
     /// This replica, after it has applied the token (wait there first).
     WaitFor(Arc<Backend>),
     /// The primary, because no replica qualifies (reason).
@@ -337,11 +338,11 @@ pub fn choose(
         return Choice::Primary("no eligible replica");
     };
     if mode == Consistency::Eventual {
-        return Choice::Replica(b);
+        return Choice::Serve(b);
     }
     let first = readiness(&b, token, floor_in(pool, p, &b, topo));
     if let Ready::Now = first {
-        return Choice::Replica(b);
+        return Choice::Serve(b);
     }
     let others = || {
         topo.replicas
@@ -350,7 +351,7 @@ pub fn choose(
     };
     for r in others() {
         if let Ready::Now = readiness(r, token, floor_in(pool, p, r, topo)) {
-            return Choice::Replica(Arc::clone(r));
+            return Choice::Serve(Arc::clone(r));
         }
     }
     if let Ready::Wait(need) = first {
@@ -407,7 +408,7 @@ mod tests {
                 &[],
                 &mut cursor,
             );
-            let Choice::Replica(b) = c else {
+            let Choice::Serve(b) = c else {
                 panic!("replica expected")
             };
             counts[if b.name() == "r1" { 0 } else { 1 }] += 1;
@@ -417,7 +418,7 @@ mod tests {
 
     fn replica_of(c: Choice) -> String {
         match c {
-            Choice::Replica(b) => b.name().to_string(),
+            Choice::Serve(b) => b.name().to_string(),
             other => panic!("replica expected, got {other:?}"),
         }
     }
@@ -519,7 +520,7 @@ mod tests {
         let token = GtidSet::parse(&format!("{uuid}:1-10")).unwrap();
         for _ in 0..10 {
             match choose(&t, Consistency::Causal, &token, None, &[], &mut cursor) {
-                Choice::Replica(b) => assert_eq!(b.name(), "r1"),
+                Choice::Serve(b) => assert_eq!(b.name(), "r1"),
                 other => panic!("{other:?}"),
             }
         }

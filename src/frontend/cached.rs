@@ -17,7 +17,7 @@ use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::query::{Sent, Via};
+use super::route::{Sent, Via};
 use super::session::{Flow, Session};
 use crate::cache::{self, key, Cache, Lookup, Ticket};
 use crate::protocol::ErrPacket;

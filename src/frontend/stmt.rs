@@ -29,7 +29,7 @@ pub fn with_stmt_id(payload: &[u8], id: u32) -> Option<Vec<u8>> {
 
 /// One backend's copy of a statement.
 #[derive(Debug, Clone)]
-pub struct Copy {
+pub struct BackendStmt {
     /// Backend name.
     pub backend: String,
     /// Statement id there.
@@ -48,7 +48,7 @@ pub struct Stmt {
     /// Parameter count.
     pub params: u16,
     /// Copies on backends.
-    pub copies: Vec<Copy>,
+    pub copies: Vec<BackendStmt>,
     /// Last parameter types the client bound (2 bytes per parameter, each
     /// followed by its name with query attributes).
     pub types: Option<Vec<u8>>,
@@ -60,7 +60,7 @@ pub struct Stmt {
 
 impl Stmt {
     /// The copy on `backend`.
-    pub fn copy_on(&self, backend: &str) -> Option<&Copy> {
+    pub fn copy_on(&self, backend: &str) -> Option<&BackendStmt> {
         self.copies.iter().find(|c| c.backend == backend)
     }
 
@@ -283,12 +283,12 @@ mod tests {
             class: causeway_classify::classify("SELECT ?"),
             params,
             copies: vec![
-                Copy {
+                BackendStmt {
                     backend: "r1".into(),
                     id: 7,
                     executed: false,
                 },
-                Copy {
+                BackendStmt {
                     backend: "primary".into(),
                     id: 9,
                     executed: false,
