@@ -18,10 +18,11 @@ use super::route::{Sent, Via};
 use super::session::{Flow, Session};
 use super::sets;
 use crate::backend::{BackendConn, LinkKey};
-use crate::consistency;
+use crate::consistency::{self, ConsistencyError};
 use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{Expect, Outcome};
 use crate::topology::Role;
+use causeway_config::Consistency;
 use mysql_common::constants::CapabilityFlags;
 
 impl Session {
@@ -36,19 +37,7 @@ impl Session {
         // KILL the proxy cannot answer itself never reaches a backend.
         match kill_check(sql_bytes) {
             KillCheck::None => {}
-            KillCheck::Whole(text) => {
-                return match registry::parse_kill(&text) {
-                    Some(k) => self.kill(k).await,
-                    None => {
-                        let err = ErrPacket::new(
-                            1064,
-                            "42000",
-                            "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
-                        );
-                        self.reply_err(&err).await
-                    }
-                };
-            }
+            KillCheck::Whole(text) => return self.kill_text(&text).await,
             KillCheck::Embedded(what) => return self.reply_err(&unsupported_kill(what)).await,
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
@@ -68,10 +57,7 @@ impl Session {
         }
         // hostile-sized causeway options are refused before their parsers run
         if let Err(e) = consistency::check_options_len(sql, c.effects.causeway_var) {
-            let (code, state) = e.code();
-            return self
-                .reply_err(&ErrPacket::new(code, state, e.to_string()))
-                .await;
+            return self.reply_err(&option_error(&e)).await;
         }
         if c.reason == causeway_classify::Reason::Causeway
             && crate::cache::admin::is_show_cache(sql)
@@ -81,26 +67,10 @@ impl Session {
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
-        let mut mode = self.settings.mode;
-        let mut stmt_token: Option<GtidSet> = None;
-        if let Some(opts) = leading_comment_options(sql) {
-            let mut probe = self.settings.clone();
-            for (k, v) in opts {
-                let r = match k.as_str() {
-                    "token" => probe
-                        .set("token", &v)
-                        .map(|_| stmt_token = Some(probe.token.clone())),
-                    "consistency" => probe.set("consistency", &v).map(|_| mode = probe.mode),
-                    _ => Ok(()),
-                };
-                if let Err(e) = r {
-                    let (code, state) = e.code();
-                    return self
-                        .reply_err(&ErrPacket::new(code, state, e.to_string()))
-                        .await;
-                }
-            }
-        }
+        let (mode, stmt_token) = match self.statement_options(sql) {
+            Ok(options) => options,
+            Err(err) => return self.reply_err(&err).await,
+        };
         let (target, reason) = self.route.decide(&c);
         let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
             Ok(routed) => routed,
@@ -141,6 +111,27 @@ impl Session {
             self.after_statement(&c, sql, &sent, &outcome, started);
         }
         flow
+    }
+
+    /// The consistency mode, and the token to add to the session's, that a
+    /// leading `/* causeway ... */` comment sets for statement `sql` alone.
+    fn statement_options(&self, sql: &str) -> Result<(Consistency, Option<GtidSet>), ErrPacket> {
+        let mut mode = self.settings.mode;
+        let mut stmt_token: Option<GtidSet> = None;
+        if let Some(opts) = leading_comment_options(sql) {
+            let mut probe = self.settings.clone();
+            for (k, v) in opts {
+                let r = match k.as_str() {
+                    "token" => probe
+                        .set("token", &v)
+                        .map(|_| stmt_token = Some(probe.token.clone())),
+                    "consistency" => probe.set("consistency", &v).map(|_| mode = probe.mode),
+                    _ => Ok(()),
+                };
+                r.map_err(|e| option_error(&e))?;
+            }
+        }
+        Ok((mode, stmt_token))
     }
 
     /// Puts the session token back after a statement ran with it taken out
@@ -244,10 +235,7 @@ impl Session {
                 let mut next = self.settings.clone();
                 for (k, v) in &pairs {
                     if let Err(e) = next.set(k, v) {
-                        let (code, state) = e.code();
-                        return self
-                            .reply_err(&ErrPacket::new(code, state, e.to_string()))
-                            .await;
+                        return self.reply_err(&option_error(&e)).await;
                     }
                 }
                 self.settings = next;
@@ -294,6 +282,21 @@ impl Session {
             "max_lag_ms" => s.max_lag_ms.map(|v| v.to_string()),
             _ => return None,
         })
+    }
+
+    /// A whole-statement `KILL`: causeway's own, or refused (1064).
+    async fn kill_text(&mut self, text: &str) -> Flow {
+        match registry::parse_kill(text) {
+            Some(k) => self.kill(k).await,
+            None => {
+                let err = ErrPacket::new(
+                    1064,
+                    "42000",
+                    "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
+                );
+                self.reply_err(&err).await
+            }
+        }
     }
 
     /// `KILL [QUERY | CONNECTION] id` for a causeway connection id: the
@@ -381,6 +384,12 @@ pub(super) fn unsupported_kill(what: &str) -> ErrPacket {
         "42000",
         format!("This version of causeway doesn't yet support '{what}'; send KILL [CONNECTION | QUERY] <id> alone"),
     )
+}
+
+/// The client's error for a refused `@@causeway.*` value or option.
+fn option_error(e: &ConsistencyError) -> ErrPacket {
+    let (code, state) = e.code();
+    ErrPacket::new(code, state, e.to_string())
 }
 
 /// Whether `sql` holds one statement (a trailing `;` allowed), judged
