@@ -236,7 +236,6 @@ impl Session {
         // only the primary's GTID sets advance the token: a replica's set
         // says what it has, not what the session wrote
         let from_primary = h.conn.server == self.topo.primary.name();
-        let name = h.conn.server.clone();
         let result = relay::relay(
             &mut h.conn,
             &mut self.client,
@@ -273,6 +272,8 @@ impl Session {
                 sent: false,
                 source,
             }) => {
+                let name = self.held.get(idx).map(|h| h.conn.server.clone());
+                let name = name.unwrap_or_default();
                 tracing::warn!(conn = self.id, backend = %name, error = %source, "backend lost");
                 self.drop_conn(idx);
                 Err(Failure::lost(&name))
