@@ -145,7 +145,7 @@ mod tests {
 
     fn replica_of(c: Choice) -> String {
         match c {
-            Choice::Replica(b) => b.name().to_string(),
+            Choice::Serve(b) => b.name().to_string(),
             other => panic!("replica expected, got {other:?}"),
         }
     }
@@ -249,7 +249,7 @@ mod tests {
         // (whose set is unknown, empty) waits for it
         assert!(matches!(
             choose(&t, Consistency::Causal, &none, None, &[], &mut p),
-            Choice::WaitFor(_) | Choice::Replica(_)
+            Choice::WaitFor(_) | Choice::Serve(_)
         ));
     }
 }

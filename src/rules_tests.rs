@@ -205,7 +205,7 @@ route = "pool:olap"
 
     fn name(c: Choice) -> String {
         match c {
-            Choice::Replica(b) | Choice::WaitFor(b) => b.name().to_string(),
+            Choice::Serve(b) | Choice::WaitFor(b) => b.name().to_string(),
             Choice::Primary(why) => format!("primary: {why}"),
         }
     }
@@ -259,7 +259,7 @@ route = "pool:olap"
         });
         let c = choose(&t, Consistency::Causal, &token, None, &[], &mut p);
         assert!(
-            matches!(&c, Choice::Replica(b) if b.name() == "olap2"),
+            matches!(&c, Choice::Serve(b) if b.name() == "olap2"),
             "{c:?}"
         );
         // no eligible member: the primary, with a reason (on_timeout decides)

@@ -9,7 +9,7 @@
 
 use bytes::BytesMut;
 use causeway::frontend::login::parse_change_user;
-use causeway::frontend::stmt::{with_stmt_id, Copy, ExecuteLayout, Stmt};
+use causeway::frontend::stmt::{with_stmt_id, BackendStmt, ExecuteLayout, Stmt};
 use causeway::protocol::handshake::{client_hello, parse_client_hello, server_capabilities};
 use causeway::protocol::messages::{
     self, read_lenenc, read_lenenc_str, terminator_status, ErrPacket, OkPacket,
@@ -58,7 +58,7 @@ fn execute_stmt(params: u16) -> Stmt {
         prepare: vec![0x16],
         class: causeway_classify::classify("SELECT ?"),
         params,
-        copies: vec![Copy {
+        copies: vec![BackendStmt {
             backend: "b".into(),
             id: 9,
             executed: false,

@@ -354,7 +354,10 @@ impl<S: ByteStream> BackendConn<S> {
         }
         match self.read_single_value().await? {
             Ok(v) => Ok(v.as_deref() == Some(&b"0"[..])),
-            Err(_) => Ok(false),
+            Err(err) => {
+                tracing::warn!(backend = %self.server, error = %err, "WAIT_FOR_EXECUTED_GTID_SET failed; the wait counts as missed");
+                Ok(false)
+            }
         }
     }
 

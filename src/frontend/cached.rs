@@ -17,7 +17,7 @@ use causeway_gtid::GtidSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::query::{Sent, Via};
+use super::route::{Sent, Via};
 use super::session::{Flow, Session};
 use crate::cache::{self, key, Cache, Lookup, Ticket};
 use crate::protocol::ErrPacket;
@@ -142,46 +142,9 @@ impl Session {
             (_, Err(())) => None,
         };
         let causal = (mode == Consistency::Causal).then_some((token, floor.as_deref()));
-        let caps = (self.caps & crate::protocol::handshake::reply_shaping_capabilities()).bits();
-        let ctx = key::Context {
-            caps,
-            collation: self.collation,
-            backend_user: &self.user.backend_user,
-            db: self.db.as_deref(),
-            sets: &self.sets,
-        };
-        let k = match &stmt {
-            CacheStmt::Text(s) => key::build(&ctx, key::Protocol::Text, s.as_bytes(), &[]),
-            CacheStmt::Execute { sql, types, params } => key::build(
-                &ctx,
-                key::Protocol::Binary,
-                sql.as_bytes(),
-                &[types, params],
-            ),
-        };
+        let k = self.cache_key(&stmt);
         match cache.lookup(&k, &rule_name, &tables, causal) {
-            Lookup::Hit(entry) => {
-                let started = Instant::now();
-                let flow = self.replay(&entry.bytes).await;
-                self.last_route = Some(Sent {
-                    backend: Arc::clone(&self.topo.primary),
-                    via: Via::Cache,
-                });
-                if mode == Consistency::Causal {
-                    // what the session has seen: its floor and the entry
-                    self.cursor.saw(&self.topo.primary, true);
-                    if let Some(b) = entry.bound.resolve() {
-                        let mut seen = (*b).clone();
-                        if let Some(f) = &floor {
-                            seen.union(f);
-                        }
-                        self.cursor.set_bound(Arc::new(seen));
-                    }
-                }
-                metrics::histogram!(crate::metrics::STATEMENT_SECONDS, "tier" => "cache")
-                    .record(started.elapsed().as_secs_f64());
-                Before::Hit(flow)
-            }
+            Lookup::Hit(entry) => Before::Hit(self.serve_hit(&entry, mode, floor.as_deref()).await),
             Lookup::Miss(ticket) => {
                 if !self.client.wbuf.is_empty() {
                     return Before::Skip;
@@ -208,6 +171,59 @@ impl Session {
             }
             Lookup::Bypass(_) => Before::Skip,
         }
+    }
+
+    /// The cache key of `stmt` for this session: the statement and what
+    /// shapes its reply (capabilities, collation, backend user, schema,
+    /// replayed SETs).
+    fn cache_key(&self, stmt: &CacheStmt<'_>) -> key::Key {
+        let caps = (self.caps & crate::protocol::handshake::reply_shaping_capabilities()).bits();
+        let ctx = key::Context {
+            caps,
+            collation: self.collation,
+            backend_user: &self.user.backend_user,
+            db: self.db.as_deref(),
+            sets: &self.sets,
+        };
+        match stmt {
+            CacheStmt::Text(s) => key::build(&ctx, key::Protocol::Text, s.as_bytes(), &[]),
+            CacheStmt::Execute { sql, types, params } => key::build(
+                &ctx,
+                key::Protocol::Binary,
+                sql.as_bytes(),
+                &[types, params],
+            ),
+        }
+    }
+
+    /// Answers from cache entry `entry`; a causal read also records what
+    /// the session has now seen (its `floor` and the entry's bound).
+    async fn serve_hit(
+        &mut self,
+        entry: &cache::Entry,
+        mode: Consistency,
+        floor: Option<&GtidSet>,
+    ) -> Flow {
+        let started = Instant::now();
+        let flow = self.replay(&entry.bytes).await;
+        self.last_route = Some(Sent {
+            backend: Arc::clone(&self.topo.primary),
+            via: Via::Cache,
+        });
+        if mode == Consistency::Causal {
+            // what the session has seen: its floor and the entry
+            self.cursor.saw(&self.topo.primary, true);
+            if let Some(b) = entry.bound.resolve() {
+                let mut seen = (*b).clone();
+                if let Some(f) = floor {
+                    seen.union(f);
+                }
+                self.cursor.set_bound(Arc::new(seen));
+            }
+        }
+        metrics::histogram!(crate::metrics::STATEMENT_SECONDS, "tier" => "cache")
+            .record(started.elapsed().as_secs_f64());
+        flow
     }
 
     /// Writes a cached reply with sequence ids from 1 (after the client's

@@ -8,13 +8,14 @@ use causeway_config::OnTimeout;
 use causeway_gtid::GtidSet;
 use std::sync::Arc;
 
+use super::failure::Failure;
 use super::prepared::Cmd;
-use super::query::{Sent, Via};
 use super::registry;
-use super::session::{Flow, Session};
+use super::route::{Ran, Sent, Via};
+use super::session::{count_failure, Flow, Session};
 use crate::metrics::{self as m, outcome};
 use crate::protocol::ErrPacket;
-use crate::relay::{self, Expect, Outcome};
+use crate::relay::{self, Expect};
 use crate::topology::Backend;
 
 impl Session {
@@ -31,7 +32,7 @@ impl Session {
         token: &GtidSet,
         cmd: &Cmd<'_>,
         expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+    ) -> Ran {
         if self.cursor.pool().is_some_and(|p| p.watermark) {
             return self.read_after_watermark(b, token, cmd, expect).await;
         }
@@ -41,69 +42,79 @@ impl Session {
             return self.send_to(b, Via::Direct, cmd, expect).await;
         }
         let timeout = self.settings.wait_timeout;
-        if !timeout.is_zero() {
-            if let Ok((idx, payload)) = self.prepare_cmd(&b, cmd).await {
-                let wait = format!(
-                    "SELECT WAIT_FOR_EXECUTED_GTID_SET('{missing}', {:.3})",
-                    timeout.as_secs_f64()
-                );
-                let mut kills = self.shared.subscribe_kills();
-                let Some(h) = self.held.get_mut(idx) else {
-                    return (self.reply_err(&lost_wait()).await, None, None);
+        if timeout.is_zero() {
+            return self.wait_missed(token, cmd, expect, None).await;
+        }
+        let (idx, payload) = match self.prepare_cmd(&b, cmd, true).await {
+            Ok(prepared) => prepared,
+            Err(f) => {
+                tracing::warn!(conn = self.id, backend = %b.name(), error = %f.err, "causal read could not reach its replica");
+                count_failure(&f);
+                return self.wait_missed(token, cmd, expect, Some(&f.err)).await;
+            }
+        };
+        let wait = format!(
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET('{missing}', {:.3})",
+            timeout.as_secs_f64()
+        );
+        let mut kills = self.shared.subscribe_kills();
+        let Some(h) = self.held.get_mut(idx) else {
+            return (self.reply_err(&lost_wait()).await, None, None);
+        };
+        let client = self.client.tcp();
+        let waited = tokio::select! {
+            r = h.conn.pipelined_wait(&wait, &payload) => r,
+            k = registry::next_kill(&mut kills) => {
+                return (self.killed_wait(idx, &b, Interrupt::Kill(k)).await, None, None);
+            }
+            () = client_gone(client) => {
+                return (self.killed_wait(idx, &b, Interrupt::ClientGone).await, None, None);
+            }
+        };
+        match waited {
+            Ok(true) => {
+                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED).increment(1);
+                // the read runs now: KILL QUERY reaches it as usual
+                if let Some(h) = self.held.get(idx) {
+                    self.shared.start(h.slot, h.conn.thread_id);
+                }
+                let relayed = self.relay_reply(idx, expect, None).await;
+                let (flow, out) = self.settle(relayed).await;
+                let sent = Sent {
+                    backend: b,
+                    via: Via::Waited,
                 };
-                let client = self.client.tcp();
-                let waited = tokio::select! {
-                    r = h.conn.pipelined_wait(&wait, &payload) => r,
-                    k = registry::next_kill(&mut kills) => {
-                        return (self.killed_wait(idx, &b, Interrupt::Kill(k)).await, None, None);
+                return (flow, Some(sent), out);
+            }
+            Ok(false) => {
+                if let Some(h) = self.held.get_mut(idx) {
+                    if let Err(e) = relay::discard(&mut h.conn, &mut self.client, expect).await {
+                        tracing::debug!(conn = self.id, backend = %b.name(), error = %e, "discarding a read after a missed wait failed");
+                        self.drop_conn(idx);
                     }
-                    () = client_gone(client) => {
-                        return (self.killed_wait(idx, &b, Interrupt::ClientGone).await, None, None);
-                    }
-                };
-                match waited {
-                    Ok(true) => {
-                        metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED)
-                            .increment(1);
-                        // the read runs now: KILL QUERY reaches it as usual
-                        if let Some(h) = self.held.get(idx) {
-                            self.shared.start(h.slot, h.conn.thread_id);
-                        }
-                        let (flow, out) = self.relay_reply(idx, expect, None).await;
-                        return (
-                            flow,
-                            Some(Sent {
-                                backend: b,
-                                via: Via::Waited,
-                            }),
-                            out,
-                        );
-                    }
-                    Ok(false) => {
-                        if let Some(h) = self.held.get_mut(idx) {
-                            if relay::discard(&mut h.conn, &mut self.client, expect)
-                                .await
-                                .is_err()
-                            {
-                                self.drop_conn(idx);
-                            }
-                        }
-                    }
-                    Err(_) => self.drop_conn(idx),
                 }
             }
+            Err(e) => {
+                tracing::warn!(conn = self.id, backend = %b.name(), error = %e, "causal wait failed on its replica");
+                self.drop_conn(idx);
+                let f = Failure::lost(b.name());
+                count_failure(&f);
+                return self.wait_missed(token, cmd, expect, Some(&f.err)).await;
+            }
         }
-        self.wait_missed(token, cmd, expect).await
+        self.wait_missed(token, cmd, expect, None).await
     }
 
-    /// A causal read whose replica did not reach the token in time: the
-    /// primary, or an error, per `on_timeout`.
+    /// A causal read whose replica did not reach the token in time, or
+    /// could not be waited on (`failed`, the cause): the primary, or an
+    /// error, per `on_timeout`.
     pub(super) async fn wait_missed(
         &mut self,
         token: &GtidSet,
         cmd: &Cmd<'_>,
         expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+        failed: Option<&ErrPacket>,
+    ) -> Ran {
         let timeout = self.settings.wait_timeout;
         // a read routed to a named pool follows the pool's on_timeout
         let pool = self
@@ -119,15 +130,25 @@ impl Session {
             }
             OnTimeout::Error => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
+                let why = match failed {
+                    None => format!("within {} ms", timeout.as_millis()),
+                    Some(err) => format!("(the wait failed: {} {})", err.code, err.message),
+                };
                 let err = ErrPacket::new(
                     1105,
                     "HY000",
                     format!(
-                        "causeway: no {} reached consistency token '{}' within {} ms ({} = 'error')",
-                        pool.as_ref().map_or("replica".to_string(), |p| format!("member of pool '{}'", p.1)),
+                        "causeway: no {} reached consistency token '{}' {why} ({} = 'error')",
+                        pool.as_ref().map_or("replica".to_string(), |p| format!(
+                            "member of pool '{}'",
+                            p.1
+                        )),
                         crate::consistency::clip_value(&token.to_string()),
-                        timeout.as_millis(),
-                        if pool.is_some() { "the pool's on_timeout" } else { "causeway.on_timeout" },
+                        if pool.is_some() {
+                            "the pool's on_timeout"
+                        } else {
+                            "causeway.on_timeout"
+                        },
                     ),
                 );
                 (self.reply_err(&err).await, None, None)

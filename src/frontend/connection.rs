@@ -20,7 +20,6 @@ use super::login::{self, Authenticated};
 use super::registry::SessionShared;
 use super::session::{Flow, Session};
 use super::stmt::StmtMap;
-use crate::backend::Login;
 use crate::consistency::{Picker, Settings};
 use crate::protocol::compress;
 use crate::protocol::packet::tune_socket;
@@ -158,13 +157,7 @@ impl Session {
         topo: Arc<Topology>,
     ) -> Session {
         let cfg = Arc::clone(&topo.config);
-        let shared = SessionShared::new(
-            &auth.user.name,
-            Login {
-                user: auth.user.backend_user.clone(),
-                password: auth.user.backend_password.clone(),
-            },
-        );
+        let shared = SessionShared::new(&auth.user.name, super::login::backend_login(&auth.user));
         Session {
             id,
             peer_host,
@@ -181,8 +174,6 @@ impl Session {
             route: RouteState::default(),
             settings: Settings::from_config(&cfg),
             sets: Vec::new(),
-            may_retry: false,
-            retryable: None,
             cursor: Picker::new(u64::from(id), cfg.routing.read_balance),
             cache_written: Vec::new(),
             mode: cfg.server.pool_mode,

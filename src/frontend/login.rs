@@ -1,7 +1,10 @@
 //! The connection phase towards clients: greeting, authentication against
 //! the configured users, auth switch, and COM_CHANGE_USER; with `[tls]`,
 //! the switch to TLS (SSLRequest, TLS handshake, then the handshake
-//! response over TLS) and `require = true`'s refusal of plaintext (3159).
+//! response over TLS) and `require = true`'s refusal of plaintext (3159);
+//! every refusal is counted in `causeway_login_failures_total{reason}`.
+//! Also the one place a configured user becomes backend credentials
+//! ([`backend_login`]).
 //!
 //! causeway knows each user's plaintext password (from its config), so the
 //! `caching_sha2_password` fast path always applies: a correct scramble is
@@ -14,6 +17,8 @@
 use causeway_config::{Config, User};
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 
+use crate::backend::Login;
+use crate::metrics::LOGIN_FAILURES;
 use crate::protocol::handshake::{self, ClientHello, Reader, CACHING_SHA2};
 use crate::protocol::packet::{Packet, PRE_AUTH_MAX_PAYLOAD};
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
@@ -39,6 +44,46 @@ pub struct Authenticated {
     pub hello: ClientHello,
     /// Last scramble sent to the client (COM_CHANGE_USER signs with it).
     pub nonce: [u8; 20],
+}
+
+/// The credentials causeway logs in to backends with for `user`.
+pub fn backend_login(user: &User) -> Login {
+    Login {
+        user: user.backend_user.clone(),
+        password: user.backend_password.clone(),
+    }
+}
+
+/// Why a client login (or COM_CHANGE_USER) was refused: the `reason`
+/// label of `causeway_login_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A connection-phase packet over the pre-authentication limit (1153).
+    TooLarge,
+    /// Plaintext while `[tls] require = true` (3159).
+    InsecureTransport,
+    /// A handshake response that does not parse (1043, or 3159 for TLS
+    /// asked of a proxy without `[tls]`).
+    BadHandshake,
+    /// Unknown user or wrong password (1045).
+    AccessDenied,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::TooLarge => "packet_too_large",
+            Refusal::InsecureTransport => "insecure_transport",
+            Refusal::BadHandshake => "bad_handshake",
+            Refusal::AccessDenied => "access_denied",
+        }
+    }
+}
+
+/// Counts a refused login by `reason` and wraps its error.
+fn refused(reason: Refusal, err: ErrPacket) -> LoginError {
+    metrics::counter!(LOGIN_FAILURES, "reason" => reason.label()).increment(1);
+    LoginError::Refused(err)
 }
 
 /// MySQL's access-denied error.
@@ -82,8 +127,9 @@ async fn read_unauthenticated(client: &mut PacketConn) -> Result<Packet, LoginEr
         Err(PacketError::TooLarge { seq, .. }) => {
             let err = packet_too_large();
             let mut seq = seq.wrapping_add(1);
+            let refusal = refused(Refusal::TooLarge, err.clone());
             client.send(&mut seq, &err.encode()).await?;
-            Err(LoginError::Refused(err))
+            Err(refusal)
         }
         Err(e) => Err(e.into()),
     }
@@ -124,8 +170,9 @@ pub async fn login(
     seq = p.seq.wrapping_add(1);
     if tls.is_some_and(|t| t.require) && !client.is_tls() {
         let err = secure_transport_required();
+        let refusal = refused(Refusal::InsecureTransport, err.clone());
         client.send(&mut seq, &err.encode()).await?;
-        return Err(LoginError::Refused(err));
+        return Err(refusal);
     }
     let hello = match handshake::parse_client_hello(&p.payload) {
         Ok(h) => h,
@@ -139,8 +186,9 @@ pub async fn login(
             } else {
                 ErrPacket::new(1043, "08S01", format!("Bad handshake: {e}"))
             };
+            let refusal = refused(Refusal::BadHandshake, err.clone());
             client.send(&mut seq, &err.encode()).await?;
-            return Err(LoginError::Refused(err));
+            return Err(refusal);
         }
     };
     let user = config.user(&hello.user).cloned();
@@ -170,8 +218,9 @@ pub async fn login(
         }
         _ => {
             let err = access_denied(&hello.user, peer_host, !is_empty_response(&response));
+            let refusal = refused(Refusal::AccessDenied, err.clone());
             client.send(&mut seq, &err.encode()).await?;
-            Err(LoginError::Refused(err))
+            Err(refusal)
         }
     }
 }
@@ -313,8 +362,9 @@ pub async fn change_user(
         }
         _ => {
             let err = access_denied(&req.user, peer_host, !is_empty_response(&response));
+            let refusal = refused(Refusal::AccessDenied, err.clone());
             client.send(seq, &err.encode()).await?;
-            Err(LoginError::Refused(err))
+            Err(refusal)
         }
     }
 }
@@ -395,6 +445,72 @@ mod tests {
             e.message,
             "Got a packet bigger than 'max_allowed_packet' bytes"
         );
+    }
+
+    /// Runs the connection phase against a client that answers the
+    /// greeting with `response`; returns the client's next packet.
+    async fn login_with(cfg: &Config, response: Vec<u8>) -> (Result<(), LoginError>, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn read(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+            let mut hdr = [0u8; 4];
+            s.read_exact(&mut hdr).await.unwrap();
+            let len = usize::from(hdr[0]) | usize::from(hdr[1]) << 8 | usize::from(hdr[2]) << 16;
+            let mut body = vec![0; len];
+            s.read_exact(&mut body).await.unwrap();
+            body
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            read(&mut s).await;
+            let len = u32::try_from(response.len()).unwrap().to_le_bytes();
+            s.write_all(&[len[0], len[1], len[2], 1]).await.unwrap();
+            s.write_all(&response).await.unwrap();
+            read(&mut s).await
+        });
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut conn = PacketConn::new(sock);
+        let r = login(&mut conn, (cfg, None), 1, "8.0.0", "127.0.0.1").await;
+        (r.map(|_| ()), client.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn refused_logins_are_counted_by_reason() {
+        let rec = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = rec.handle();
+        let _local = metrics::set_default_local_recorder(&rec);
+        let cfg = Config::from_str_named(
+            "[[users]]\nname='app'\npassword='pw'\n[primary]\nname='p'\naddress='127.0.0.1:1'\n[monitor]\nuser='m'\n",
+            "t",
+        )
+        .unwrap();
+        let (r, reply) = login_with(&cfg, vec![0x01, 0x02]).await;
+        assert!(
+            matches!(r, Err(LoginError::Refused(ref e)) if e.code == 1043),
+            "{r:?}"
+        );
+        assert_eq!(reply.first(), Some(&0xFF));
+        let caps = handshake::server_capabilities() | CapabilityFlags::CLIENT_PROTOCOL_41;
+        for user in ["nobody", "app"] {
+            let hello = handshake::client_hello(caps, 255, user, &[1; 32], None, CACHING_SHA2);
+            let (r, reply) = login_with(&cfg, hello).await;
+            assert!(
+                matches!(r, Err(LoginError::Refused(ref e)) if e.code == 1045),
+                "{r:?}"
+            );
+            assert_eq!(reply.first(), Some(&0xFF));
+        }
+        let text = handle.render();
+        let count = |reason: &str| {
+            let line = format!("{LOGIN_FAILURES}{{reason=\"{reason}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .map(str::to_string)
+        };
+        assert_eq!(count("bad_handshake").as_deref(), Some("1"), "{text}");
+        assert_eq!(count("access_denied").as_deref(), Some("2"), "{text}");
+        assert_eq!(count("packet_too_large"), None, "{text}");
     }
 
     #[test]

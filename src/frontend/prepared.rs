@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cached::{Before, CacheStmt};
-use super::query::Sent;
+use super::failure::Failure;
+use super::route::Sent;
 use super::session::{stmt_id_of, Flow, Session};
 use super::stmt::{
     types_blob, with_stmt_id, ExecuteLayout, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS,
@@ -108,13 +109,15 @@ fn too_many_statements(count: usize) -> ErrPacket {
 }
 
 impl Session {
-    /// A held connection to `b` and the payload to send there for `cmd`.
+    /// A held connection to `b` and the payload to send there for `cmd`;
+    /// without `wait` a full pool fails at once.
     pub(super) async fn prepare_cmd<'a>(
         &mut self,
         b: &Arc<Backend>,
         cmd: &Cmd<'a>,
-    ) -> Result<(usize, Cow<'a, [u8]>), ErrPacket> {
-        let idx = self.conn_for(b).await?;
+        wait: bool,
+    ) -> Result<(usize, Cow<'a, [u8]>), Failure> {
+        let idx = self.link(b, wait).await?;
         let qa = CapabilityFlags::CLIENT_QUERY_ATTRIBUTES;
         let link_lacks_qa = self.caps.contains(qa)
             && self
@@ -124,21 +127,20 @@ impl Session {
         match cmd {
             // a backend without query attributes (MySQL before 8.0.23)
             Cmd::Raw(p) if link_lacks_qa && p.first() == Some(&0x03) => {
-                let q = query_attrs::without_attributes(p).ok_or_else(|| no_attributes(b))?;
+                let q = query_attrs::without_attributes(p)
+                    .ok_or_else(|| Failure::refused(no_attributes(b)))?;
                 Ok((idx, Cow::Owned(q)))
             }
-            Cmd::Execute(..) if link_lacks_qa => Err(no_attributes(b)),
+            Cmd::Execute(..) if link_lacks_qa => Err(Failure::refused(no_attributes(b))),
             Cmd::Raw(p) => Ok((idx, Cow::Borrowed(*p))),
             Cmd::Execute(id, p) => {
                 let id = *id;
                 let bid = self.ensure_prepared(idx, id, b.name()).await?;
-                let stmt = self
-                    .stmts
-                    .get_mut(id)
-                    .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
+                let unknown = || Failure::refused(unknown_stmt(id, "mysqld_stmt_execute"));
+                let stmt = self.stmts.get_mut(id).ok_or_else(unknown)?;
                 stmt.last_backend = Some(b.name().to_string());
                 let payload = execute_payload_for(stmt, p, bid, self.caps.contains(qa))
-                    .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
+                    .ok_or_else(unknown)?;
                 Ok((idx, Cow::Owned(payload)))
             }
         }
@@ -151,14 +153,14 @@ impl Session {
         idx: usize,
         id: u32,
         backend: &str,
-    ) -> Result<u32, ErrPacket> {
+    ) -> Result<u32, Failure> {
         let max = cache_max(self.mode);
         let stmt = self
             .stmts
             .get(id)
-            .ok_or_else(|| unknown_stmt(id, "mysqld_stmt_execute"))?;
+            .ok_or_else(|| Failure::refused(unknown_stmt(id, "mysqld_stmt_execute")))?;
         let Some(h) = self.held.get_mut(idx) else {
-            return Err(super::session::lost_backend(backend));
+            return Err(Failure::lost(backend));
         };
         let state = PrepState {
             db: h.conn.db.as_deref(),
@@ -178,13 +180,13 @@ impl Session {
         };
         let Some(out) = out else {
             self.drop_conn(idx);
-            return Err(super::session::lost_backend(backend));
+            return Err(Failure::lost(backend));
         };
         if let Some(err) = out.error {
-            return Err(err);
+            return Err(Failure::refused(err));
         }
         let Some((bid, _, _)) = out.prepared else {
-            return Err(super::session::lost_backend(backend));
+            return Err(Failure::lost(backend));
         };
         let state = PrepState {
             db: h.conn.db.as_deref(),
@@ -193,7 +195,7 @@ impl Session {
         let close = h.conn.stmts.insert(&stmt.prepare, state, bid, max);
         if h.conn.close_stmts(&close).await.is_err() {
             self.drop_conn(idx);
-            return Err(super::session::lost_backend(backend));
+            return Err(Failure::lost(backend));
         }
         Ok(bid)
     }
@@ -227,7 +229,7 @@ impl Session {
                     &[],
                     &mut self.cursor,
                 ) {
-                    Choice::Replica(b) => b,
+                    Choice::Serve(b) => b,
                     Choice::WaitFor(_) | Choice::Primary(_) => Arc::clone(&self.topo.primary),
                 }
             }
@@ -454,7 +456,8 @@ impl Session {
         let Some(p) = with_stmt_id(payload, bid) else {
             return self.reply_err(&unknown_stmt(id, what)).await;
         };
-        self.forward_on(idx, &p, expect, None).await.0
+        let relayed = self.forward_on(idx, &p, expect, None).await;
+        self.settle(relayed).await.0
     }
 }
 

@@ -1,63 +1,29 @@
-//! COM_QUERY: classification, routing (the consistency wait itself is in
-//! `causal`), the proxy's own `@@causeway.*` variables and `SHOW CAUSEWAY
-//! BACKENDS`, and the session bookkeeping after each statement.
+//! COM_QUERY: classification, the statement's target and options (where
+//! it then runs is `route`), the proxy's own `@@causeway.*` variables,
+//! `SHOW CAUSEWAY BACKENDS` and `KILL`, and the session bookkeeping after
+//! each statement.
 
 use causeway_classify::{
     causeway_command, classify, kill_check, leading_comment_options, CausewayCommand,
     Classification, KillCheck,
 };
-use causeway_config::Consistency;
 use causeway_gtid::GtidSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::cached::{Before, CacheStmt};
 use super::local;
 use super::prepared::Cmd;
 use super::registry::{self, Kill};
+use super::route::{Sent, Via};
 use super::session::{Flow, Session};
 use super::sets;
 use crate::backend::{BackendConn, LinkKey};
-use crate::consistency::{self, Choice};
-use crate::metrics::{self as m, outcome};
+use crate::consistency::{self, ConsistencyError};
 use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{Expect, Outcome};
-use crate::router::Target;
-use crate::topology::{Backend, Role};
+use crate::topology::Role;
+use causeway_config::Consistency;
 use mysql_common::constants::CapabilityFlags;
-
-/// How a statement reached its backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Via {
-    /// Routed there directly.
-    Direct,
-    /// A replica, after waiting for it to reach the token.
-    Waited,
-    /// The primary, for a read no replica could serve.
-    Fallback,
-    /// Answered from the cache (the backend is the primary, unused).
-    Cache,
-}
-
-/// Where a statement was sent, for `@@causeway.last_route` and bookkeeping.
-#[derive(Debug, Clone)]
-pub(super) struct Sent {
-    pub backend: Arc<Backend>,
-    pub via: Via,
-}
-
-impl Sent {
-    /// `primary`, `primary:fallback`, `replica:NAME` or `replica:NAME:waited`.
-    pub fn label(&self) -> String {
-        match (self.backend.role, self.via) {
-            (_, Via::Cache) => "cache".to_string(),
-            (Role::Primary, Via::Fallback) => "primary:fallback".to_string(),
-            (Role::Primary, _) => "primary".to_string(),
-            (Role::Replica, Via::Waited) => format!("replica:{}:waited", self.backend.name()),
-            (Role::Replica, _) => format!("replica:{}", self.backend.name()),
-        }
-    }
-}
 
 impl Session {
     /// Handles COM_QUERY.
@@ -71,19 +37,7 @@ impl Session {
         // KILL the proxy cannot answer itself never reaches a backend.
         match kill_check(sql_bytes) {
             KillCheck::None => {}
-            KillCheck::Whole(text) => {
-                return match registry::parse_kill(&text) {
-                    Some(k) => self.kill(k).await,
-                    None => {
-                        let err = ErrPacket::new(
-                            1064,
-                            "42000",
-                            "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
-                        );
-                        self.reply_err(&err).await
-                    }
-                };
-            }
+            KillCheck::Whole(text) => return self.kill_text(&text).await,
             KillCheck::Embedded(what) => return self.reply_err(&unsupported_kill(what)).await,
         }
         // Non-UTF-8 text (binary literals) is not understood: primary.
@@ -101,10 +55,7 @@ impl Session {
         self.refresh_topology();
         // hostile-sized causeway options are refused before their parsers run
         if let Err(e) = consistency::check_options_len(sql, c.effects.causeway_var) {
-            let (code, state) = e.code();
-            return self
-                .reply_err(&ErrPacket::new(code, state, e.to_string()))
-                .await;
+            return self.reply_err(&option_error(&e)).await;
         }
         if c.reason == causeway_classify::Reason::Causeway
             && crate::cache::admin::is_show_cache(sql)
@@ -114,26 +65,10 @@ impl Session {
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
-        let mut mode = self.settings.mode;
-        let mut stmt_token: Option<GtidSet> = None;
-        if let Some(opts) = leading_comment_options(sql) {
-            let mut probe = self.settings.clone();
-            for (k, v) in opts {
-                let r = match k.as_str() {
-                    "token" => probe
-                        .set("token", &v)
-                        .map(|_| stmt_token = Some(probe.token.clone())),
-                    "consistency" => probe.set("consistency", &v).map(|_| mode = probe.mode),
-                    _ => Ok(()),
-                };
-                if let Err(e) = r {
-                    let (code, state) = e.code();
-                    return self
-                        .reply_err(&ErrPacket::new(code, state, e.to_string()))
-                        .await;
-                }
-            }
-        }
+        let (mode, stmt_token) = match self.statement_options(sql) {
+            Ok(options) => options,
+            Err(err) => return self.reply_err(&err).await,
+        };
         let (target, reason) = self.route.decide(&c);
         let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
             Ok(routed) => routed,
@@ -176,208 +111,33 @@ impl Session {
         flow
     }
 
+    /// The consistency mode, and the token to add to the session's, that a
+    /// leading `/* causeway ... */` comment sets for statement `sql` alone.
+    fn statement_options(&self, sql: &str) -> Result<(Consistency, Option<GtidSet>), ErrPacket> {
+        let mut mode = self.settings.mode;
+        let mut stmt_token: Option<GtidSet> = None;
+        if let Some(opts) = leading_comment_options(sql) {
+            let mut probe = self.settings.clone();
+            for (k, v) in opts {
+                let r = match k.as_str() {
+                    "token" => probe
+                        .set("token", &v)
+                        .map(|_| stmt_token = Some(probe.token.clone())),
+                    "consistency" => probe.set("consistency", &v).map(|_| mode = probe.mode),
+                    _ => Ok(()),
+                };
+                r.map_err(|e| option_error(&e))?;
+            }
+        }
+        Ok((mode, stmt_token))
+    }
+
     /// Puts the session token back after a statement ran with it taken out
     /// (no clone on the hot path), keeping what the statement added.
     pub(super) fn restore_token(&mut self, token: GtidSet) {
         let added = std::mem::replace(&mut self.settings.token, token);
         if !added.is_empty() {
             self.settings.token.union(&added);
-        }
-    }
-
-    /// Resolves `target` to a backend and runs the command there, waiting
-    /// for a replica to reach `token` (and the floor of monotonic reads)
-    /// when the consistency mode needs it; then remembers where the session
-    /// read.
-    pub(super) async fn run_cmd(
-        &mut self,
-        target: &Target,
-        mode: Consistency,
-        token: &GtidSet,
-        cmd: &Cmd<'_>,
-        expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
-        if mode == Consistency::Causal
-            && matches!(target, Target::Replica | Target::ReadOnlyTransaction)
-        {
-            self.fetch_floor(&[]).await;
-        }
-        let done = self.route_cmd(target, mode, token, cmd, expect).await;
-        if let (Some(sent), Some(_)) = (&done.1, &done.2) {
-            match (sent.backend.role, sent.via) {
-                // a read a rule sent to a named pool is not a monotonic-reads step
-                (Role::Replica, _) if self.cursor.pool().is_none() => {
-                    self.cursor.saw(&sent.backend, false)
-                }
-                (Role::Replica, _) => {}
-                (Role::Primary, Via::Fallback) => self.cursor.saw(&sent.backend, true),
-                (Role::Primary, _) => {}
-            }
-        }
-        done
-    }
-
-    /// [`Session::run_cmd`] without the bookkeeping.
-    async fn route_cmd(
-        &mut self,
-        target: &Target,
-        mode: Consistency,
-        token: &GtidSet,
-        cmd: &Cmd<'_>,
-        expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
-        let choice = match target {
-            Target::Primary => Choice::Primary(""),
-            Target::Backend(name) => match self.topo.backend(name) {
-                Some(b) => Choice::Replica(Arc::clone(b)),
-                None => Choice::Primary("backend left the topology"),
-            },
-            Target::Replica | Target::ReadOnlyTransaction => consistency::choose(
-                &self.topo,
-                mode,
-                token,
-                self.settings.max_lag_ms,
-                &[],
-                &mut self.cursor,
-            ),
-        };
-        let causal = matches!(target, Target::Replica | Target::ReadOnlyTransaction)
-            && mode == Consistency::Causal
-            && !token.is_empty();
-        match choice {
-            Choice::Replica(b) => {
-                if causal {
-                    metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::REPLICA).increment(1);
-                }
-                // A read outside a transaction that fails on a dying replica
-                // before anything reached the client is retried once on
-                // another eligible backend.
-                self.may_retry = matches!(target, Target::Replica | Target::ReadOnlyTransaction);
-                let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-                self.may_retry = false;
-                if let Some(err) = self.retryable.take() {
-                    if err.code == 1040 {
-                        tracing::debug!(conn = self.id, backend = %b.name(), "replica pool full; the read goes elsewhere");
-                    } else {
-                        tracing::warn!(conn = self.id, backend = %b.name(), error = %err, "read failed on a replica; retrying once elsewhere");
-                    }
-                    return self.retry_read(mode, token, cmd, expect, b.name()).await;
-                }
-                (
-                    flow,
-                    Some(Sent {
-                        backend: b,
-                        via: Via::Direct,
-                    }),
-                    out,
-                )
-            }
-            Choice::Primary(why) => {
-                if let Some(flow) = self.pool_unavailable(why).await {
-                    return (flow, None, None);
-                }
-                let b = Arc::clone(&self.topo.primary);
-                let fallback = !why.is_empty()
-                    && mode != Consistency::Strong
-                    && matches!(target, Target::Replica | Target::ReadOnlyTransaction);
-                let via = if fallback { Via::Fallback } else { Via::Direct };
-                self.send_to(b, via, cmd, expect).await
-            }
-            Choice::WaitFor(b) => {
-                let need = self.cursor.take_wait_set();
-                self.read_after_wait(b, need.as_ref().unwrap_or(token), cmd, expect)
-                    .await
-            }
-        }
-    }
-
-    /// Sends `cmd` to `b`, relays the reply, and says where it went.
-    pub(super) async fn send_to(
-        &mut self,
-        b: Arc<Backend>,
-        via: Via,
-        cmd: &Cmd<'_>,
-        expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
-        let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-        (flow, Some(Sent { backend: b, via }), out)
-    }
-
-    /// Sends `cmd` to `b` and relays the reply.
-    async fn send_cmd(
-        &mut self,
-        b: &Arc<Backend>,
-        cmd: &Cmd<'_>,
-        expect: Expect,
-    ) -> (Flow, Option<Outcome>) {
-        match self.prepare_cmd(b, cmd).await {
-            Ok((idx, payload)) => self.forward_on(idx, &payload, expect, None).await,
-            // cannot connect (2003), lost before any reply (2013), or no free
-            // pool slot (1040): a read may still go elsewhere
-            Err(err) if matches!(err.code, 2003 | 2013 | 1040) => self.fail_or_park(err).await,
-            Err(err) => (self.reply_err(&err).await, None),
-        }
-    }
-
-    /// The retry of a read that failed on, or found no free pool slot at,
-    /// replica `failed`: another eligible replica, else the primary. Replicas
-    /// whose pools are full are skipped without waiting; any other failure
-    /// now goes to the client.
-    async fn retry_read(
-        &mut self,
-        mode: Consistency,
-        token: &GtidSet,
-        cmd: &Cmd<'_>,
-        expect: Expect,
-        failed: &str,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
-        let mut exclude = vec![failed.to_string()];
-        loop {
-            let skip: Vec<&str> = exclude.iter().map(String::as_str).collect();
-            if mode == Consistency::Causal {
-                self.fetch_floor(&skip).await;
-            }
-            let choice = consistency::choose(
-                &self.topo,
-                mode,
-                token,
-                self.settings.max_lag_ms,
-                &skip,
-                &mut self.cursor,
-            );
-            match choice {
-                Choice::Replica(b) => {
-                    self.may_retry = true;
-                    let (flow, out) = self.send_cmd(&b, cmd, expect).await;
-                    self.may_retry = false;
-                    match self.retryable.take() {
-                        None => {
-                            return (
-                                flow,
-                                Some(Sent {
-                                    backend: b,
-                                    via: Via::Direct,
-                                }),
-                                out,
-                            )
-                        }
-                        Some(err) if err.code == 1040 => exclude.push(b.name().to_string()),
-                        Some(err) => return (self.reply_err(&err).await, None, None),
-                    }
-                }
-                Choice::WaitFor(b) => {
-                    let need = self.cursor.take_wait_set();
-                    let need = need.as_ref().unwrap_or(token);
-                    return self.read_after_wait(b, need, cmd, expect).await;
-                }
-                Choice::Primary(why) => {
-                    if let Some(flow) = self.pool_unavailable(why).await {
-                        return (flow, None, None);
-                    }
-                    let p = Arc::clone(&self.topo.primary);
-                    return self.send_to(p, Via::Fallback, cmd, expect).await;
-                }
-            }
         }
     }
 
@@ -473,10 +233,7 @@ impl Session {
                 let mut next = self.settings.clone();
                 for (k, v) in &pairs {
                     if let Err(e) = next.set(k, v) {
-                        let (code, state) = e.code();
-                        return self
-                            .reply_err(&ErrPacket::new(code, state, e.to_string()))
-                            .await;
+                        return self.reply_err(&option_error(&e)).await;
                     }
                 }
                 self.settings = next;
@@ -523,6 +280,21 @@ impl Session {
             "max_lag_ms" => s.max_lag_ms.map(|v| v.to_string()),
             _ => return None,
         })
+    }
+
+    /// A whole-statement `KILL`: causeway's own, or refused (1064).
+    async fn kill_text(&mut self, text: &str) -> Flow {
+        match registry::parse_kill(text) {
+            Some(k) => self.kill(k).await,
+            None => {
+                let err = ErrPacket::new(
+                    1064,
+                    "42000",
+                    "causeway understands KILL [CONNECTION | QUERY] <id> with a causeway connection id",
+                );
+                self.reply_err(&err).await
+            }
+        }
     }
 
     /// `KILL [QUERY | CONNECTION] id` for a causeway connection id: the
@@ -610,6 +382,12 @@ pub(super) fn unsupported_kill(what: &str) -> ErrPacket {
         "42000",
         format!("This version of causeway doesn't yet support '{what}'; send KILL [CONNECTION | QUERY] <id> alone"),
     )
+}
+
+/// The client's error for a refused `@@causeway.*` value or option.
+fn option_error(e: &ConsistencyError) -> ErrPacket {
+    let (code, state) = e.code();
+    ErrPacket::new(code, state, e.to_string())
 }
 
 /// Whether `sql` holds one statement (a trailing `;` allowed), judged

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::prepared::Cmd;
-use super::query::{Sent, Via};
 use super::registry;
+use super::route::{Ran, Via};
 use super::session::{Flow, Session};
 use crate::metrics::{self as m, outcome};
 use crate::protocol::ErrPacket;
-use crate::relay::{Expect, Outcome};
+use crate::relay::Expect;
 use crate::router::Target;
 use crate::rules::{CompiledRule, StatementFacts};
 use crate::topology::Backend;
@@ -179,7 +179,7 @@ impl Session {
         token: &GtidSet,
         cmd: &Cmd<'_>,
         expect: Expect,
-    ) -> (Flow, Option<Sent>, Option<Outcome>) {
+    ) -> Ran {
         let deadline = Instant::now() + self.settings.wait_timeout;
         let mut kills = self.shared.subscribe_kills();
         let mut waited = false;
@@ -215,7 +215,7 @@ impl Session {
                 }
             }
         }
-        self.wait_missed(token, cmd, expect).await
+        self.wait_missed(token, cmd, expect, None).await
     }
 }
 

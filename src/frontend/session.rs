@@ -13,10 +13,11 @@ use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::failure::Failure;
 use super::login::{self, ChangeUser};
 use super::registry::SessionShared;
 use super::stmt::StmtMap;
-use crate::backend::{BackendConn, BackendError, LinkKey, Login, Pool};
+use crate::backend::{BackendConn, BackendError, LinkKey, Pool};
 use crate::consistency::{Picker, Settings};
 use crate::protocol::handshake;
 use crate::protocol::messages::{self, put_lenenc_str, track};
@@ -25,6 +26,10 @@ use crate::relay::{self, Expect, Outcome, RelayError};
 use crate::router::RouteState;
 use crate::shared::Shared;
 use crate::topology::{Backend, Topology};
+
+/// A command relayed to the client (the flow, and the reply's outcome
+/// unless the session must end), or a failure before any reply.
+pub(super) type Relayed = Result<(Flow, Option<Outcome>), Failure>;
 
 /// What the dispatcher tells the loop.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,19 +63,13 @@ pub struct Session {
     pub(super) stmts: StmtMap,
     pub(super) status: u16,
     /// `@@causeway.last_route`.
-    pub(super) last_route: Option<super::query::Sent>,
+    pub(super) last_route: Option<super::route::Sent>,
     /// Routing state machine.
     pub(super) route: RouteState,
     /// Consistency settings and token.
     pub(super) settings: Settings,
     /// Session-variable statements replayed on every backend connection.
     pub(super) sets: Vec<String>,
-    /// Set while running a read that may be retried on another backend: a
-    /// failure before anything reached the client is then parked in
-    /// `retryable` instead of being sent.
-    pub(super) may_retry: bool,
-    /// The parked error of a retryable failure.
-    pub(super) retryable: Option<ErrPacket>,
     /// What other sessions see of this one (KILL).
     pub(super) shared: Arc<SessionShared>,
     /// Weighted replica choice (see `crate::consistency::Picker`).
@@ -103,7 +102,7 @@ impl Session {
     pub(super) async fn check_initial_db(&mut self) -> Result<(), ErrPacket> {
         if self.db.is_some() {
             let primary = Arc::clone(&self.topo.primary);
-            self.conn_for(&primary).await?;
+            self.conn_for(&primary).await.map_err(|f| f.err)?;
         }
         Ok(())
     }
@@ -115,7 +114,8 @@ impl Session {
     }
 
     fn client_shutdown(&mut self) {
-        // dropping the socket closes it; flush what is queued first
+        // dropping the socket closes it; whatever is still queued for the
+        // client is discarded, not sent
         self.client.wbuf.clear();
     }
 
@@ -179,7 +179,8 @@ impl Session {
         self.forward(&primary, payload, expect, stmt_id).await
     }
 
-    /// Sends one command to `backend` and relays its reply.
+    /// Sends one command to `backend` and relays its reply; a failure goes
+    /// to the client.
     pub(super) async fn forward(
         &mut self,
         backend: &Arc<Backend>,
@@ -187,44 +188,51 @@ impl Session {
         expect: Expect,
         stmt_id: Option<u32>,
     ) -> (Flow, Option<Outcome>) {
-        let idx = match self.conn_for(backend).await {
-            Ok(i) => i,
-            Err(err) => return (self.reply_err(&err).await, None),
+        let relayed = match self.conn_for(backend).await {
+            Ok(idx) => self.forward_on(idx, payload, expect, stmt_id).await,
+            Err(f) => Err(f),
         };
-        self.forward_on(idx, payload, expect, stmt_id).await
+        self.settle(relayed).await
     }
 
-    /// Sends one command on held connection `idx` and relays its reply.
+    /// Sends one command on held connection `idx` and relays its reply. A
+    /// failure before any byte of the reply reached the client is returned,
+    /// not sent: the caller decides where the statement goes next.
     pub(super) async fn forward_on(
         &mut self,
         idx: usize,
         payload: &[u8],
         expect: Expect,
         stmt_id: Option<u32>,
-    ) -> (Flow, Option<Outcome>) {
-        let h = &mut self.held[idx];
+    ) -> Relayed {
+        let Some(h) = self.held.get_mut(idx) else {
+            return Err(Failure::vanished());
+        };
         self.shared.start(h.slot, h.conn.thread_id);
         if let Err(e) = h.conn.send_command(payload).await {
             let name = h.conn.server.clone();
             self.drop_conn(idx);
             tracing::warn!(conn = self.id, backend = %name, error = %e, "backend write failed");
-            return self.fail_or_park(lost_backend(&name)).await;
+            return Err(Failure::lost(&name));
         }
         self.relay_reply(idx, expect, stmt_id).await
     }
 
-    /// Relays the reply to a command already sent on held connection `idx`.
+    /// Relays the reply to a command already sent on held connection `idx`
+    /// (a failure before any of it reached the client is returned).
     pub(super) async fn relay_reply(
         &mut self,
         idx: usize,
         expect: Expect,
         stmt_id: Option<u32>,
-    ) -> (Flow, Option<Outcome>) {
+    ) -> Relayed {
         let caps = self.caps;
         let token = &mut self.settings.token;
         let changed = &mut self.state_changed;
         let warned = &mut self.warned;
-        let h = &mut self.held[idx];
+        let Some(h) = self.held.get_mut(idx) else {
+            return Err(Failure::vanished());
+        };
         // only the primary's GTID sets advance the token: a replica's set
         // says what it has, not what the session wrote
         let from_primary = h.conn.server == self.topo.primary.name();
@@ -251,35 +259,46 @@ impl Session {
                 if outcome.error.is_none() {
                     self.status = outcome.status;
                 }
-                (Flow::Continue, Some(outcome))
+                Ok((Flow::Continue, Some(outcome)))
             }
             Err(RelayError::Client(e)) => {
                 // the rest of the reply is still on its way: the backend
                 // connection is closed, never handed to another client
                 tracing::debug!(conn = self.id, error = %e, "client failed during reply");
                 self.drop_conn(idx);
-                (Flow::Quit, None)
+                Ok((Flow::Quit, None))
             }
             Err(RelayError::Backend {
                 sent: false,
                 source,
             }) => {
-                let name = self.held[idx].conn.server.clone();
+                let name = self.held.get(idx).map(|h| h.conn.server.clone());
+                let name = name.unwrap_or_default();
                 tracing::warn!(conn = self.id, backend = %name, error = %source, "backend lost");
                 self.drop_conn(idx);
-                self.fail_or_park(lost_backend(&name)).await
+                Err(Failure::lost(&name))
             }
             Err(e) => {
                 tracing::warn!(conn = self.id, error = %e, "reply broken; closing client");
                 self.drop_conn(idx);
-                (Flow::Quit, None)
+                Ok((Flow::Quit, None))
             }
         }
     }
 
-    /// The held connection to `backend`, acquiring one if needed, with the
-    /// session's schema applied.
-    pub(super) async fn conn_for(&mut self, backend: &Arc<Backend>) -> Result<usize, ErrPacket> {
+    /// The held connection to `backend`, acquiring one if needed (waiting
+    /// for a free pool slot), with the session's schema and SETs applied.
+    pub(super) async fn conn_for(&mut self, backend: &Arc<Backend>) -> Result<usize, Failure> {
+        self.link(backend, true).await
+    }
+
+    /// [`Session::conn_for`]; without `wait` a full pool fails at once
+    /// ([`Cause::Full`]: a read that may go elsewhere does not wait).
+    pub(super) async fn link(
+        &mut self,
+        backend: &Arc<Backend>,
+        wait: bool,
+    ) -> Result<usize, Failure> {
         // A reload may have given this name a new address (a new pool): the
         // old connection is returned and a new one taken.
         if let Some(i) = self
@@ -297,75 +316,83 @@ impl Session {
             .position(|h| h.conn.server == backend.name())
         {
             Some(i) => i,
-            None => {
-                let login = Login {
-                    user: self.user.backend_user.clone(),
-                    password: self.user.backend_password.clone(),
-                };
-                let key = LinkKey {
-                    user: login.user.clone(),
-                    caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
-                    collation: self.collation,
-                };
-                // a read that may go elsewhere does not wait for a slot
-                let wait = !self.may_retry;
-                let mut conn = backend
-                    .pool
-                    .acquire(&login, &key, self.db.as_deref(), &self.sets, wait)
-                    .await
-                    .map_err(|e| backend_error(&e, backend))?;
-                if !self.sets.starts_with(&conn.sets) {
-                    // another client's SETs: back to a clean state first
-                    conn.reset().await.map_err(|e| backend_error(&e, backend))?;
-                }
-                let applied_sets = conn.sets.len();
-                if std::mem::take(&mut conn.fresh) {
-                    self.proxy.learn_server_version(&conn.version);
-                }
-                let slot = self.shared.slot(&backend.config.address);
-                self.held.push(Held {
-                    pool: Arc::clone(&backend.pool),
-                    conn,
-                    applied_sets,
-                    slot,
-                });
-                self.held.len() - 1
-            }
+            None => self.acquire(backend, wait).await?,
         };
-        if let Some(db) = self.db.clone() {
-            if self.held[idx].conn.db.as_deref() != Some(db.as_str()) {
-                match self.held[idx].conn.init_db(&db).await {
+        self.ready(idx, backend).await?;
+        backend.state.queries.fetch_add(1, Ordering::Relaxed);
+        Ok(idx)
+    }
+
+    /// Takes a connection to `backend` from its pool into `held` (its index).
+    async fn acquire(&mut self, backend: &Arc<Backend>, wait: bool) -> Result<usize, Failure> {
+        let login = login::backend_login(&self.user);
+        let key = LinkKey {
+            user: login.user.clone(),
+            caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
+            collation: self.collation,
+        };
+        let failed = |e: BackendError| Failure::from_backend(&e, backend);
+        let mut conn = backend
+            .pool
+            .acquire(&login, &key, self.db.as_deref(), &self.sets, wait)
+            .await
+            .map_err(failed)?;
+        if !self.sets.starts_with(&conn.sets) {
+            // another client's SETs: back to a clean state first
+            conn.reset().await.map_err(failed)?;
+        }
+        let applied_sets = conn.sets.len();
+        if std::mem::take(&mut conn.fresh) {
+            self.proxy.learn_server_version(&conn.version);
+        }
+        let slot = self.shared.slot(&backend.config.address);
+        self.held.push(Held {
+            pool: Arc::clone(&backend.pool),
+            conn,
+            applied_sets,
+            slot,
+        });
+        Ok(self.held.len() - 1)
+    }
+
+    /// Brings held connection `idx` (to `backend`) to the session's schema
+    /// and replayable SETs.
+    async fn ready(&mut self, idx: usize, backend: &Backend) -> Result<(), Failure> {
+        let Some(h) = self.held.get_mut(idx) else {
+            return Err(Failure::lost(backend.name()));
+        };
+        if let Some(db) = self.db.as_deref() {
+            if h.conn.db.as_deref() != Some(db) {
+                match h.conn.init_db(db).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(err)) => return Err(err),
+                    Ok(Err(err)) => return Err(Failure::refused(err)),
                     Err(e) => {
                         self.drop_conn(idx);
-                        return Err(backend_error(&e, backend));
+                        return Err(Failure::from_backend(&e, backend));
                     }
                 }
             }
         }
-        let behind = self.held[idx].applied_sets < self.sets.len();
-        while self.held[idx].applied_sets < self.sets.len() {
-            let sql = self.sets[self.held[idx].applied_sets].clone();
-            match self.held[idx].conn.query_ok(&sql).await {
-                Ok(Ok(_)) => self.held[idx].applied_sets += 1,
+        let behind = h.applied_sets < self.sets.len();
+        while let Some(sql) = self.sets.get(h.applied_sets) {
+            match h.conn.query_ok(sql).await {
+                Ok(Ok(_)) => h.applied_sets += 1,
                 Ok(Err(err)) => {
                     // partly applied: its state is described by nothing
-                    self.held[idx].conn.tainted = true;
-                    return Err(err);
+                    h.conn.tainted = true;
+                    return Err(Failure::refused(err));
                 }
                 Err(e) => {
                     self.drop_conn(idx);
-                    return Err(backend_error(&e, backend));
+                    return Err(Failure::from_backend(&e, backend));
                 }
             }
         }
         if behind {
             // up to date: its state is the session's list
-            self.held[idx].conn.sets.clone_from(&self.sets);
+            h.conn.sets.clone_from(&self.sets);
         }
-        backend.state.queries.fetch_add(1, Ordering::Relaxed);
-        Ok(idx)
+        Ok(())
     }
 
     /// Closes held connection `idx` (its state is unknown or it failed):
@@ -386,18 +413,19 @@ impl Session {
         }
     }
 
-    /// Sends `err` to the client, or parks it when the running read may be
-    /// retried elsewhere (nothing has reached the client yet).
-    pub(super) async fn fail_or_park(&mut self, err: ErrPacket) -> (Flow, Option<Outcome>) {
-        // a full pool is not a backend failure
-        if err.code != 1040 {
-            metrics::counter!(crate::metrics::BACKEND_ERRORS).increment(1);
+    /// The client's answer to a command nothing else will be tried for: a
+    /// relayed reply as it is, a failure as its error.
+    pub(super) async fn settle(&mut self, relayed: Relayed) -> (Flow, Option<Outcome>) {
+        match relayed {
+            Ok(done) => done,
+            Err(f) => (self.reply_failure(f).await, None),
         }
-        if self.may_retry {
-            self.retryable = Some(err);
-            return (Flow::Continue, None);
-        }
-        (self.reply_err(&err).await, None)
+    }
+
+    /// Sends a failure's error to the client, counting a backend failure.
+    pub(super) async fn reply_failure(&mut self, f: Failure) -> Flow {
+        count_failure(&f);
+        self.reply_err(&f.err).await
     }
 
     pub(super) async fn reply_err(&mut self, err: &ErrPacket) -> Flow {
@@ -477,10 +505,7 @@ impl Session {
             u.clone_from(&user.name);
         }
         if let Ok(mut l) = self.shared.login.lock() {
-            *l = Login {
-                user: user.backend_user.clone(),
-                password: user.backend_password.clone(),
-            };
+            *l = login::backend_login(&user);
         }
         self.user = user;
         self.db = req.db.clone();
@@ -545,34 +570,9 @@ pub(super) fn unknown_command() -> ErrPacket {
     ErrPacket::new(1047, "08S01", "Unknown command")
 }
 
-pub(super) fn lost_backend(name: &str) -> ErrPacket {
-    ErrPacket::new(
-        2013,
-        "HY000",
-        format!("Lost connection to backend '{name}' during query (causeway)"),
-    )
-}
-
-/// The client-facing error for a failure to get a backend connection.
-pub(super) fn backend_error(e: &BackendError, backend: &Backend) -> ErrPacket {
-    match e {
-        BackendError::Server { err, .. } => err.clone(),
-        BackendError::PoolExhausted { .. } => ErrPacket::new(
-            1040,
-            "08004",
-            format!(
-                "Too many connections (causeway pool for backend '{}' is full)",
-                backend.name()
-            ),
-        ),
-        other => ErrPacket::new(
-            2003,
-            "HY000",
-            format!(
-                "Can't connect to backend '{}' ({}) (causeway: {other})",
-                backend.name(),
-                backend.config.address
-            ),
-        ),
+/// Counts `f` in `causeway_backend_errors_total` when the backend failed.
+pub(super) fn count_failure(f: &Failure) {
+    if f.is_backend_error() {
+        metrics::counter!(crate::metrics::BACKEND_ERRORS).increment(1);
     }
 }

@@ -23,7 +23,7 @@ pub use crate::protocol::messages::with_stmt_id;
 
 /// One backend's copy of a statement.
 #[derive(Debug, Clone)]
-pub struct Copy {
+pub struct BackendStmt {
     /// Backend name.
     pub backend: String,
     /// Statement id there.
@@ -42,7 +42,7 @@ pub struct Stmt {
     /// Parameter count.
     pub params: u16,
     /// Copies on backends.
-    pub copies: Vec<Copy>,
+    pub copies: Vec<BackendStmt>,
     /// Last parameter types the client bound (2 bytes per parameter, each
     /// followed by its name with query attributes).
     pub types: Option<Vec<u8>>,
@@ -54,7 +54,7 @@ pub struct Stmt {
 
 impl Stmt {
     /// The copy on `backend`.
-    pub fn copy_on(&self, backend: &str) -> Option<&Copy> {
+    pub fn copy_on(&self, backend: &str) -> Option<&BackendStmt> {
         self.copies.iter().find(|c| c.backend == backend)
     }
 
@@ -277,12 +277,12 @@ mod tests {
             class: causeway_classify::classify("SELECT ?"),
             params,
             copies: vec![
-                Copy {
+                BackendStmt {
                     backend: "r1".into(),
                     id: 7,
                     executed: false,
                 },
-                Copy {
+                BackendStmt {
                     backend: "primary".into(),
                     id: 9,
                     executed: false,
