@@ -89,7 +89,7 @@ impl Session {
         mode: Consistency,
         token: &GtidSet,
     ) -> Before {
-        let Some(cache) = self.proxy.cache.clone() else {
+        let Some(cache) = self.ctx.cache.clone() else {
             return Before::Skip;
         };
         if c.route != Route::Replica || *target != Target::Replica {
@@ -272,7 +272,7 @@ impl Session {
             self.fill(fill, captured, sent, outcome);
             return;
         }
-        let Some(cache) = self.proxy.cache.clone() else {
+        let Some(cache) = self.ctx.cache.clone() else {
             return;
         };
         let Some(outcome) = outcome else {
@@ -379,7 +379,7 @@ impl Session {
             );
             return self.reply_err(&err).await;
         }
-        let Some(cache) = self.proxy.cache.clone() else {
+        let Some(cache) = self.ctx.cache.clone() else {
             let err = ErrPacket::new(
                 1105,
                 "HY000",

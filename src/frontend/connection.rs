@@ -80,23 +80,23 @@ async fn sleep_or_never(d: Option<Duration>) {
 impl Session {
     /// Runs a client connection from greeting to close. `id` is its
     /// connection id.
-    pub async fn run(proxy: Arc<Shared>, id: u32, stream: TcpStream, peer: SocketAddr) {
+    pub async fn run(ctx: Arc<Shared>, id: u32, stream: TcpStream, peer: SocketAddr) {
         if let Err(e) = tune_socket(&stream) {
             tracing::debug!(conn = id, error = %e, "cannot set client socket options");
         }
         let mut client = PacketConn::new(stream);
         // refused before the greeting, as MySQL does
-        let Some(pending) = proxy.try_pending_login().filter(|_| proxy.has_login_room()) else {
+        let Some(pending) = ctx.try_pending_login().filter(|_| ctx.has_login_room()) else {
             send_parting(&mut client, 0, &pre_greeting_error(&too_many_connections())).await;
             return;
         };
-        let topo = proxy.topology.load_full();
+        let topo = ctx.topology.load_full();
         let deadline = Instant::now() + topo.config.server.login_timeout();
         let peer_host = peer.ip().to_string();
-        let version = proxy.server_version.load_full();
+        let version = ctx.server_version.load_full();
         // a shutdown does not wait for handshakes
-        let mut stop = proxy.shutdown_signal();
-        if proxy.is_shutting_down() {
+        let mut stop = ctx.shutdown_signal();
+        if ctx.is_shutting_down() {
             return;
         }
         let tls = topo.client_tls.as_ref();
@@ -116,12 +116,12 @@ impl Session {
                 return;
             }
         };
-        let Some(_slot) = proxy.try_login_slot() else {
+        let Some(_slot) = ctx.try_login_slot() else {
             send_parting(&mut client, seq, &too_many_connections().encode()).await;
             return;
         };
         let compression = auth.hello.compression();
-        let mut session = Session::new(proxy, id, client, peer_host, auth, topo);
+        let mut session = Session::new(ctx, id, client, peer_host, auth, topo);
         let ready = tokio::time::timeout_at(deadline, session.finish_login(seq)).await;
         if let (Ok(true), Some(algorithm)) = (&ready, compression) {
             // MySQL compresses from the first packet after the login's OK
@@ -139,7 +139,7 @@ impl Session {
                     compression,
                     "client logged in"
                 );
-                let _registered = session.proxy.register(id, Arc::clone(&session.shared));
+                let _registered = session.ctx.register(id, Arc::clone(&session.shared));
                 session.serve().await;
             }
             Ok(false) => {}
@@ -149,7 +149,7 @@ impl Session {
     }
 
     fn new(
-        proxy: Arc<Shared>,
+        ctx: Arc<Shared>,
         id: u32,
         client: PacketConn,
         peer_host: String,
@@ -184,7 +184,7 @@ impl Session {
             diag_hold: None,
             shared,
             client,
-            proxy,
+            ctx,
         }
     }
 
@@ -206,7 +206,7 @@ impl Session {
 
     /// The command loop: reads a command, dispatches it, flushes the reply.
     async fn serve(&mut self) {
-        let mut stop = self.proxy.shutdown_signal();
+        let mut stop = self.ctx.shutdown_signal();
         loop {
             let idle = self.arm_limits();
             let pkt = if self.client.has_buffered_packet() {
@@ -263,7 +263,7 @@ impl Session {
     /// and returns the idle timeout in force now (none inside a
     /// transaction). Read per command, so a reload applies at once.
     fn arm_limits(&mut self) -> Option<Duration> {
-        let topo = self.proxy.topology.load();
+        let topo = self.ctx.topology.load();
         let server: &Server = &topo.config.server;
         let (max, idle) = (
             server.max_client_packet_bytes(),
@@ -278,7 +278,7 @@ impl Session {
     /// with, so a reload never moves it.
     pub(super) fn refresh_topology(&mut self) {
         if self.route.trx.is_none() {
-            self.topo = self.proxy.topology.load_full();
+            self.topo = self.ctx.topology.load_full();
         }
     }
 

@@ -282,7 +282,7 @@ impl Session {
         };
         let class = stmt.class.clone();
         // the cache key's statement part: text, remembered types, payload
-        let keyed = (self.proxy.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
+        let keyed = (self.ctx.cache.is_some() && payload.get(5) == Some(&0)).then(|| {
             let text = String::from_utf8_lossy(stmt.prepare.get(1..).unwrap_or_default());
             // types the payload does not carry are the ones bound before
             let bound_at = 10 + usize::from(stmt.params).div_ceil(8);

@@ -49,7 +49,7 @@ pub(super) struct Held {
 
 /// A logged-in client session.
 pub struct Session {
-    pub(super) proxy: Arc<Shared>,
+    pub(super) ctx: Arc<Shared>,
     pub(super) id: u32,
     pub(super) client: PacketConn,
     pub(super) peer_host: String,
@@ -343,7 +343,7 @@ impl Session {
         }
         let applied_sets = conn.sets.len();
         if std::mem::take(&mut conn.fresh) {
-            self.proxy.learn_server_version(&conn.version);
+            self.ctx.learn_server_version(&conn.version);
         }
         let slot = self.shared.slot(&backend.config.address);
         self.held.push(Held {
