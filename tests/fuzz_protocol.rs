@@ -9,7 +9,7 @@
 
 use bytes::BytesMut;
 use causeway::frontend::login::parse_change_user;
-use causeway::frontend::stmt::{with_stmt_id, BackendStmt, ExecuteLayout, Stmt};
+use causeway::frontend::stmt::{with_stmt_id, ExecuteLayout, Stmt};
 use causeway::protocol::handshake::{client_hello, parse_client_hello, server_capabilities};
 use causeway::protocol::messages::{
     self, read_lenenc, read_lenenc_str, terminator_status, ErrPacket, OkPacket,
@@ -58,11 +58,6 @@ fn execute_stmt(params: u16) -> Stmt {
         prepare: vec![0x16],
         class: causeway_classify::classify("SELECT ?"),
         params,
-        copies: vec![BackendStmt {
-            backend: "b".into(),
-            id: 9,
-            executed: false,
-        }],
         types: Some(vec![8, 0]),
         long_data_on: None,
         last_backend: None,
@@ -119,21 +114,20 @@ proptest! {
     }
 
     #[test]
-    fn stmt_execute(payload in bytes(120), params in prop_oneof![0u16..20, any::<u16>()], executed in any::<bool>()) {
+    fn stmt_execute(payload in bytes(120), params in prop_oneof![0u16..20, any::<u16>()], qa in any::<bool>()) {
         let layout = ExecuteLayout::of(&payload, params);
         if let Some(t) = layout.types {
             prop_assert_eq!(t.len(), 2 * params as usize);
         }
         let mut s = execute_stmt(params);
-        s.copies[0].executed = executed;
-        match s.execute_payload(&payload, "b") {
+        match s.execute_payload(&payload, 9, qa) {
             None => prop_assert!(payload.len() < 5),
             Some(out) => {
                 prop_assert_eq!(&out[1..5], &9u32.to_le_bytes());
                 prop_assert!(out.len() >= payload.len());
+                prop_assert_eq!(&out[..1], &payload[..1]);
             }
         }
-        prop_assert!(s.execute_payload(&payload, "elsewhere").is_none());
         let _ = with_stmt_id(&payload, 3);
     }
 

@@ -7,7 +7,7 @@
 #![no_main]
 
 use causeway::frontend::login::parse_change_user;
-use causeway::frontend::stmt::{with_stmt_id, Copy, ExecuteLayout, Stmt};
+use causeway::frontend::stmt::{with_stmt_id, ExecuteLayout, Stmt};
 use causeway::protocol::handshake::parse_client_hello;
 use causeway::protocol::messages::{self, terminator_status, ErrPacket, OkPacket};
 use causeway::protocol::packet::{complete_packet_len, HEADER};
@@ -26,17 +26,12 @@ fn execute(data: &[u8]) {
         prepare: vec![0x16],
         class: causeway_classify::classify("SELECT ?"),
         params,
-        copies: vec![Copy {
-            backend: "b".into(),
-            id: 9,
-            executed: false,
-        }],
         types: Some(vec![8, 0]),
         long_data_on: None,
         last_backend: None,
     };
     for _ in 0..2 {
-        match s.execute_payload(payload, "b") {
+        match s.execute_payload(payload, 9, payload.len() % 2 == 0) {
             Some(out) => assert!(out.len() >= payload.len()),
             None => assert!(payload.len() < 5),
         }

@@ -10,9 +10,7 @@ use super::cached::{Before, CacheStmt};
 use super::failure::Failure;
 use super::route::Sent;
 use super::session::{stmt_id_of, Flow, Session};
-use super::stmt::{
-    types_blob, with_stmt_id, ExecuteLayout, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS,
-};
+use super::stmt::{with_stmt_id, Stmt, MAX_PREPARED_BYTES, MAX_PREPARED_STMTS};
 use crate::backend::stmt_cache::{sets_fingerprint, PrepState, STMT_CACHE_MAX};
 use crate::consistency::{self, Choice};
 use crate::protocol::{query_attrs, ErrPacket};
@@ -59,37 +57,6 @@ fn cache_max(mode: PoolMode) -> usize {
         PoolMode::Transaction => STMT_CACHE_MAX,
         PoolMode::Session => usize::MAX,
     }
-}
-
-/// A COM_STMT_EXECUTE payload for backend statement `bid`: the id
-/// replaced, and the parameter types the client bound earlier added when
-/// it omits them (the backend statement may be shared with other clients,
-/// whose types it would otherwise use). Remembers the types the client
-/// sends. With query attributes (`qa`, the client negotiated
-/// CLIENT_QUERY_ATTRIBUTES) the payload may carry a parameter count and
-/// each type its name ([`ExecuteLayout::of_qa`]); the remembered types are
-/// added in that layout, as many as the payload counts (the parameters
-/// come first, attributes after them), or not at all when fewer were
-/// bound. `None` when the payload is too short to hold a statement id; any
-/// other shape is passed on for the server to judge.
-fn execute_payload_for(stmt: &mut Stmt, payload: &[u8], bid: u32, qa: bool) -> Option<Vec<u8>> {
-    let layout = ExecuteLayout::of_qa(payload, stmt.params, qa);
-    if let Some(t) = layout.types {
-        stmt.types = Some(t.to_vec());
-    }
-    let mut out = with_stmt_id(payload, bid)?;
-    let types = stmt
-        .types
-        .as_deref()
-        .and_then(|t| types_blob(t, layout.count, qa));
-    if let (Some(at), Some(types)) = (layout.unbound_flag_at, types) {
-        if let Some(flag) = out.get_mut(at) {
-            *flag = 1;
-            let after = at.saturating_add(1).min(out.len());
-            out.splice(after..after, types.iter().copied());
-        }
-    }
-    Some(out)
 }
 
 /// 1461 / 42000, as MySQL answers beyond `max_prepared_stmt_count` (with
@@ -139,7 +106,8 @@ impl Session {
                 let unknown = || Failure::refused(unknown_stmt(id, "mysqld_stmt_execute"));
                 let stmt = self.stmts.get_mut(id).ok_or_else(unknown)?;
                 stmt.last_backend = Some(b.name().to_string());
-                let payload = execute_payload_for(stmt, p, bid, self.caps.contains(qa))
+                let payload = stmt
+                    .execute_payload(p, bid, self.caps.contains(qa))
                     .ok_or_else(unknown)?;
                 Ok((idx, Cow::Owned(payload)))
             }
@@ -262,7 +230,6 @@ impl Session {
                     prepare: payload.to_vec(),
                     class,
                     params,
-                    copies: Vec::new(),
                     types: None,
                     long_data_on: None,
                     last_backend: Some(b.name().to_string()),
@@ -470,7 +437,6 @@ mod tests {
             prepare: vec![0x16],
             class: causeway_classify::classify("SELECT ?"),
             params,
-            copies: Vec::new(),
             types: None,
             long_data_on: None,
             last_backend: None,
@@ -483,14 +449,14 @@ mod tests {
         // id=1, flags=0, iter=1, null bitmap 0, bound=1, LONGLONG, value
         let mut with_types = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
         with_types.extend_from_slice(&5i64.to_le_bytes());
-        let out = execute_payload_for(&mut s, &with_types, 7, false).unwrap();
+        let out = s.execute_payload(&with_types, 7, false).unwrap();
         assert_eq!(&out[1..5], &7u32.to_le_bytes());
         assert_eq!(&out[5..], &with_types[5..]);
         // types omitted: this client's types are added (the backend
         // statement may have seen another client's)
         let mut without = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
         without.extend_from_slice(&6i64.to_le_bytes());
-        let out = execute_payload_for(&mut s, &without, 9, false).unwrap();
+        let out = s.execute_payload(&without, 9, false).unwrap();
         assert_eq!(&out[1..5], &9u32.to_le_bytes());
         assert_eq!(out[11], 1);
         assert_eq!(&out[12..14], &[8, 0]);
@@ -503,7 +469,7 @@ mod tests {
         for len in 0..16 {
             let p: Vec<u8> = (0..len).map(|i| i as u8).collect();
             for qa in [false, true] {
-                let out = execute_payload_for(&mut s, &p, 1, qa);
+                let out = s.execute_payload(&p, 1, qa);
                 assert_eq!(out.is_none(), len < 5, "{len}");
             }
         }
@@ -519,14 +485,14 @@ mod tests {
         with_types.extend_from_slice(&blob);
         with_types.extend_from_slice(&5i64.to_le_bytes());
         with_types.extend_from_slice(b"\x02v1");
-        let out = execute_payload_for(&mut s, &with_types, 7, true).unwrap();
+        let out = s.execute_payload(&with_types, 7, true).unwrap();
         assert_eq!(&out[1..5], &7u32.to_le_bytes());
         assert_eq!(&out[5..], &with_types[5..]);
         assert_eq!(s.types.as_deref(), Some(&blob[..]));
         // types omitted, one entry (the parameter): its type and name
         let mut without = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 1, 0, 0];
         without.extend_from_slice(&6i64.to_le_bytes());
-        let out = execute_payload_for(&mut s, &without, 9, true).unwrap();
+        let out = s.execute_payload(&without, 9, true).unwrap();
         assert_eq!(&out[1..5], &9u32.to_le_bytes());
         assert_eq!(out[12], 1, "types bound again");
         assert_eq!(&out[13..16], &blob[..3]);
@@ -535,13 +501,13 @@ mod tests {
         let mut two = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 0];
         two.extend_from_slice(&6i64.to_le_bytes());
         two.extend_from_slice(b"\x02v2");
-        let out = execute_payload_for(&mut s, &two, 9, true).unwrap();
+        let out = s.execute_payload(&two, 9, true).unwrap();
         assert_eq!(&out[13..21], &blob[..]);
         assert_eq!(&out[21..], &two[13..]);
         // more entries than were bound: forwarded as it is
         let mut three = two.clone();
         three[10] = 3;
-        let out = execute_payload_for(&mut s, &three, 9, true).unwrap();
+        let out = s.execute_payload(&three, 9, true).unwrap();
         assert_eq!(&out[5..], &three[5..]);
     }
 }

@@ -21,17 +21,6 @@ pub const MAX_PREPARED_BYTES: usize = 16 << 20;
 
 pub use crate::protocol::messages::with_stmt_id;
 
-/// One backend's copy of a statement.
-#[derive(Debug, Clone)]
-pub struct BackendStmt {
-    /// Backend name.
-    pub backend: String,
-    /// Statement id there.
-    pub id: u32,
-    /// Whether it has been executed there (so the server knows the types).
-    pub executed: bool,
-}
-
 /// One prepared statement.
 #[derive(Debug, Clone)]
 pub struct Stmt {
@@ -41,8 +30,6 @@ pub struct Stmt {
     pub class: Classification,
     /// Parameter count.
     pub params: u16,
-    /// Copies on backends.
-    pub copies: Vec<BackendStmt>,
     /// Last parameter types the client bound (2 bytes per parameter, each
     /// followed by its name with query attributes).
     pub types: Option<Vec<u8>>,
@@ -53,57 +40,33 @@ pub struct Stmt {
 }
 
 impl Stmt {
-    /// The copy on `backend`.
-    pub fn copy_on(&self, backend: &str) -> Option<&BackendStmt> {
-        self.copies.iter().find(|c| c.backend == backend)
-    }
-
-    /// Backend the statement was first prepared on.
-    pub fn home(&self) -> Option<&str> {
-        self.copies.first().map(|c| c.backend.as_str())
-    }
-
-    /// Rewrites a COM_STMT_EXECUTE payload for `backend`: its statement id,
-    /// and the remembered types when the client omitted them but this copy
-    /// has never seen them. Also remembers types the client sent. `None`
-    /// when there is no copy on `backend` or the payload is too short to
-    /// hold a statement id. Any other shape is passed on for the server to
-    /// judge; nothing here indexes past the payload.
-    pub fn execute_payload(&mut self, payload: &[u8], backend: &str) -> Option<Vec<u8>> {
-        self.execute_payload_qa(payload, backend, false)
-    }
-
-    /// [`Self::execute_payload`] for a client that negotiated
-    /// CLIENT_QUERY_ATTRIBUTES (`qa`), whose layout [`ExecuteLayout::of_qa`]
-    /// reads.
-    pub fn execute_payload_qa(
-        &mut self,
-        payload: &[u8],
-        backend: &str,
-        qa: bool,
-    ) -> Option<Vec<u8>> {
+    /// Rewrites a COM_STMT_EXECUTE payload for the backend statement `bid`:
+    /// its statement id, and the types the client bound last when it omits
+    /// them (the backend copy may never have seen them). Remembers types the
+    /// client sent. With CLIENT_QUERY_ATTRIBUTES (`qa`) a parameter count may
+    /// follow the iteration count and each type its name
+    /// ([`ExecuteLayout::of_qa`]); the remembered types are added in that
+    /// layout, as many as the payload counts (the parameters come first,
+    /// attributes after them), or not at all when fewer were bound. `None`
+    /// when the payload is too short to hold a statement id; any other shape
+    /// is passed on for the server to judge, nothing here indexes past it.
+    pub fn execute_payload(&mut self, payload: &[u8], bid: u32, qa: bool) -> Option<Vec<u8>> {
         let layout = ExecuteLayout::of_qa(payload, self.params, qa);
         if let Some(t) = layout.types {
             self.types = Some(t.to_vec());
         }
-        let copy = self.copies.iter_mut().find(|c| c.backend == backend)?;
-        let mut out = with_stmt_id(payload, copy.id)?;
-        if !copy.executed {
-            // the first `count` of the types last bound (the parameters
-            // come first; attributes after them)
-            let types = self
-                .types
-                .as_deref()
-                .and_then(|t| types_blob(t, layout.count, qa));
-            if let (Some(at), Some(types)) = (layout.unbound_flag_at, types) {
-                if let Some(flag) = out.get_mut(at) {
-                    *flag = 1;
-                    let after = at.saturating_add(1).min(out.len());
-                    out.splice(after..after, types.iter().copied());
-                }
+        let mut out = with_stmt_id(payload, bid)?;
+        let types = self
+            .types
+            .as_deref()
+            .and_then(|t| types_blob(t, layout.count, qa));
+        if let (Some(at), Some(types)) = (layout.unbound_flag_at, types) {
+            if let Some(flag) = out.get_mut(at) {
+                *flag = 1;
+                let after = at.saturating_add(1).min(out.len());
+                out.splice(after..after, types.iter().copied());
             }
         }
-        copy.executed = true;
         Some(out)
     }
 }
@@ -256,10 +219,9 @@ impl StmtMap {
         self.bytes = 0;
     }
 
-    /// Forgets copies on a backend connection that is gone.
+    /// Forgets pending long data on a backend connection that is gone.
     pub fn forget_backend(&mut self, backend: &str) {
         for s in self.map.values_mut() {
-            s.copies.retain(|c| c.backend != backend);
             if s.long_data_on.as_deref() == Some(backend) {
                 s.long_data_on = None;
             }
@@ -276,18 +238,6 @@ mod tests {
             prepare: vec![0x16],
             class: causeway_classify::classify("SELECT ?"),
             params,
-            copies: vec![
-                BackendStmt {
-                    backend: "r1".into(),
-                    id: 7,
-                    executed: false,
-                },
-                BackendStmt {
-                    backend: "primary".into(),
-                    id: 9,
-                    executed: false,
-                },
-            ],
             types: None,
             long_data_on: None,
             last_backend: None,
@@ -295,29 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_id_and_replays_types_on_first_execution_elsewhere() {
-        let mut s = stmt(1);
-        // id=1, flags=0, iter=1, null bitmap 0, bound=1, type LONGLONG, value
-        let mut with_types = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
-        with_types.extend_from_slice(&5i64.to_le_bytes());
-        let out = s.execute_payload(&with_types, "r1").unwrap();
-        assert_eq!(&out[1..5], &7u32.to_le_bytes());
-        // the client omits types next time; the primary copy never saw them
-        let mut without = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
-        without.extend_from_slice(&6i64.to_le_bytes());
-        let out = s.execute_payload(&without, "primary").unwrap();
-        assert_eq!(&out[1..5], &9u32.to_le_bytes());
-        assert_eq!(out[11], 1, "types bound again");
-        assert_eq!(&out[12..14], &[8, 0]);
-        assert_eq!(&out[14..], &6i64.to_le_bytes());
-        // the replica copy already knows them: passed through unchanged
-        let out = s.execute_payload(&without, "r1").unwrap();
-        assert_eq!(out.len(), without.len());
-    }
-
-    #[test]
-    fn query_attribute_layout_keeps_names_with_types() {
-        let mut s = stmt(1);
+    fn query_attribute_layouts_keep_names_with_types() {
         // flags PARAMETER_COUNT_AVAILABLE, count 2 (1 parameter + 1
         // attribute), bitmap, bound=1, LONGLONG "" and STRING "n1", values
         let mut with_types = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 1];
@@ -329,29 +257,6 @@ mod tests {
         assert_eq!(layout.types, Some(&blob[..]));
         // without qa the same bytes read differently
         assert_ne!(ExecuteLayout::of(&with_types, 1).types, Some(&blob[..]));
-        s.execute_payload_qa(&with_types, "r1", true).unwrap();
-        // types omitted next time, without attributes (MySQL refuses
-        // omitted types with attributes): the parameter's type and name are
-        // spliced for the primary, which never saw them
-        let mut without = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 1, 0, 0];
-        without.extend_from_slice(&6i64.to_le_bytes());
-        let out = s.execute_payload_qa(&without, "primary", true).unwrap();
-        assert_eq!(out[12], 1, "types bound again");
-        assert_eq!(&out[13..16], &blob[..3]);
-        assert_eq!(&out[16..], &6i64.to_le_bytes());
-        // with as many entries as were bound, the whole blob
-        s.copies[1].executed = false;
-        let mut two = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 0];
-        two.extend_from_slice(&6i64.to_le_bytes());
-        two.extend_from_slice(b"\x02v2");
-        let out = s.execute_payload_qa(&two, "primary", true).unwrap();
-        assert_eq!(&out[13..21], &blob[..]);
-        // more entries than were bound: forwarded as it is
-        s.copies[1].executed = false;
-        let mut three = two.clone();
-        three[10] = 3;
-        let out = s.execute_payload_qa(&three, "primary", true).unwrap();
-        assert_eq!(out.len(), three.len());
         // hostile counts and truncated names yield nothing, never a panic
         for p in [
             &[
@@ -375,7 +280,7 @@ mod tests {
             if let Some(t) = l.types {
                 proptest::prop_assert!(t.len() <= bytes.len());
             }
-            let _ = stmt(params).execute_payload_qa(&bytes, "r1", true);
+            let _ = stmt(params).execute_payload(&bytes, 1, true);
         }
     }
 
@@ -392,7 +297,7 @@ mod tests {
             &[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8],
             &[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],
         ] {
-            let out = s.execute_payload(p, "primary");
+            let out = s.execute_payload(p, 9, false);
             assert_eq!(out.is_none(), p.len() < 5, "{p:?}");
         }
         assert_eq!(with_stmt_id(&[0x19, 1, 2], 5), None);
@@ -419,11 +324,15 @@ mod tests {
     }
 
     #[test]
-    fn forgetting_a_backend_drops_its_copies() {
+    fn forgetting_a_backend_drops_its_long_data() {
         let mut m = StmtMap::default();
         let id = m.next_id();
-        m.insert(id, stmt(0));
+        let mut s = stmt(0);
+        s.long_data_on = Some("r1".into());
+        m.insert(id, s);
+        m.forget_backend("primary");
+        assert_eq!(m.get(id).unwrap().long_data_on.as_deref(), Some("r1"));
         m.forget_backend("r1");
-        assert_eq!(m.get(id).unwrap().home(), Some("primary"));
+        assert_eq!(m.get(id).unwrap().long_data_on, None);
     }
 }
