@@ -2,8 +2,9 @@
 //! label values causeway uses. Recording goes through the `metrics` facade;
 //! `crate::admin` installs the Prometheus exporter and sets the gauges
 //! (from the topology snapshot, every second and on every scrape); the
-//! counters and the histogram are recorded where things happen
-//! (`frontend::query`, `reload`).
+//! counters and the histograms are recorded where things happen
+//! (`frontend`, `backend::pool`, `balance`, `topology`, `reload`, `cache`,
+//! `rules`).
 
 /// Counter: statements forwarded, labels `route` (see [`route`]) and
 /// `backend`.
