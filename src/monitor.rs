@@ -68,12 +68,7 @@ mod eval;
 mod probe;
 mod task;
 
-pub use eval::{
-    decide, replicating_from, source_mismatch, worth_publishing, EvalError, Inputs, LagHistory,
-    Verdict, HISTORY_CAP, HISTORY_WINDOW, LAG_PUBLISH_STEP_MS,
-};
-pub use probe::ProbeError;
-pub use task::{Settings, TaskError};
+pub use task::Settings;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
