@@ -68,7 +68,9 @@ mod eval;
 mod probe;
 mod task;
 
-pub use task::Settings;
+pub use eval::EvalError;
+pub use probe::ProbeError;
+pub use task::{Settings, TaskError};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
