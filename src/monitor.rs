@@ -66,11 +66,13 @@
 
 mod eval;
 mod probe;
+mod settings;
 mod task;
 
 pub use eval::EvalError;
 pub use probe::ProbeError;
-pub use task::{Settings, TaskError};
+pub use settings::{Settings, SettingsError};
+pub use task::TaskError;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -26,7 +26,7 @@ use helpers::{
     write_packet, Certs,
 };
 use mysql_async::prelude::*;
-use mysql_async::{Opts, OptsBuilder, SslOpts};
+use mysql_async::OptsBuilder;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::dump::{self, Reply};
