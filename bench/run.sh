@@ -22,7 +22,6 @@ QUICK=${BENCH_QUICK:-0}
 SKIP=${BENCH_SKIP:-}
 NOTE=${BENCH_NOTE:-}
 if [[ $QUICK == 1 ]]; then TIME=${BENCH_TIME:-5}; else TIME=${BENCH_TIME:-10}; fi
-WORK=$(mktemp -d /tmp/causeway-bench.XXXXXX)
 RDIR=/tmp/cwb-router-$$          # inside the chroot
 mkdir -p bench/results
 
@@ -33,27 +32,16 @@ echo "== building (release)" >&2
 cargo build --release -p causeway -p causeway-bench --bins >&2
 BIN=$CARGO_TARGET_DIR/release
 
-PIDS=()
-cleanup() {
-    set +e
-    exec 3>&- 2>/dev/null
-    for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$CHROOT$RDIR"
-    echo "logs kept in $WORK" >&2
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_init causeway-bench
+bench_on_exit() { rm -rf "$CHROOT$RDIR"; }
 
 echo "== starting the topology" >&2
-mkfifo "$WORK/topo.in"
-"$BIN/topology" <"$WORK/topo.in" >"$WORK/topology.json" 2>"$WORK/topology.err" &
-PIDS+=($!)
-exec 3>"$WORK/topo.in"          # the topology lives while fd 3 is open
-for _ in $(seq 600); do [[ -s $WORK/topology.json ]] && break; kill -0 "${PIDS[0]}" || break; sleep 0.2; done
-[[ -s $WORK/topology.json ]] || { cat "$WORK/topology.err" >&2; echo "topology failed" >&2; exit 1; }
-read -r PRIMARY R1 R2 CW RRO RRW < <(python3 -c '
-import json,sys; t=json.load(open(sys.argv[1]))
-print(t["primary"], *t["replicas"][:2], *t["free_ports"][:3])' "$WORK/topology.json")
+start_topology "$BIN/topology"
+CW=$FREE1
+RRO=$FREE2
+RRW=$FREE3
 echo "primary $PRIMARY replicas $R1 $R2; causeway $CW; router ro $RRO rw $RRW" >&2
 
 cat >"$WORK/causeway.toml" <<CONF

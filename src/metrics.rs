@@ -2,8 +2,9 @@
 //! label values causeway uses. Recording goes through the `metrics` facade;
 //! `crate::admin` installs the Prometheus exporter and sets the gauges
 //! (from the topology snapshot, every second and on every scrape); the
-//! counters and the histogram are recorded where things happen
-//! (`frontend::query`, `reload`).
+//! counters and the histograms are recorded where things happen
+//! (`frontend`, `backend::pool`, `balance`, `topology`, `reload`, `cache`,
+//! `rules`).
 
 /// Counter: statements forwarded, labels `route` (see [`route`]) and
 /// `backend`.
@@ -46,8 +47,11 @@ pub const POOL_WAIT_SECONDS: &str = "causeway_pool_wait_seconds";
 pub const SESSION_PINS: &str = "causeway_session_pins_total";
 /// Counter: client logins refused.
 pub const LOGIN_FAILURES: &str = "causeway_login_failures_total";
-/// Counter: backend errors (lost connections, connect failures), label
-/// `backend`.
+/// Counter: backend failures a statement met: cannot connect (2003) or
+/// connection lost before or during the reply (2013). Counted once per
+/// failure, whether the read is then retried elsewhere or the error reaches
+/// the client; a full pool (1040) is not a backend failure and not counted.
+/// No labels (recorded in `frontend::session::fail_or_park`).
 pub const BACKEND_ERRORS: &str = "causeway_backend_errors_total";
 
 /// Counter: statements a query rule applied to, label `rule`.

@@ -66,14 +66,13 @@
 
 mod eval;
 mod probe;
+mod settings;
 mod task;
 
-pub use eval::{
-    decide, replicating_from, source_mismatch, worth_publishing, EvalError, Inputs, LagHistory,
-    Verdict, HISTORY_CAP, HISTORY_WINDOW, LAG_PUBLISH_STEP_MS,
-};
+pub use eval::EvalError;
 pub use probe::ProbeError;
-pub use task::{Settings, TaskError};
+pub use settings::{Settings, SettingsError};
+pub use task::TaskError;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

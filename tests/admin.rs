@@ -136,6 +136,29 @@ async fn readyz_until(addr: SocketAddr, what: &str, cond: impl Fn(u16, &str) -> 
     }
 }
 
+/// A scrape once every backend is up and eligible and both replicas have a
+/// measured lag (bounded, 15 s).
+async fn scrape_when_gauges_ready(admin: SocketAddr) -> String {
+    let start = Instant::now();
+    loop {
+        let text = scrape(admin).await;
+        let ready = ["primary", "r1", "r2"].iter().all(|b| {
+            gauge(&text, "causeway_backend_up", b) == Some(1.0)
+                && gauge(&text, "causeway_backend_eligible", b) == Some(1.0)
+        }) && ["r1", "r2"]
+            .iter()
+            .all(|b| gauge(&text, "causeway_replica_lag_ms", b).is_some());
+        if ready {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "gauges incomplete after 15 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_statements() {
     let (tp, admin) = start_admin_proxy().await;
@@ -201,24 +224,7 @@ async fn metrics_follow_statements() {
     );
 
     // gauges: every backend, measured by the monitor (bounded wait)
-    let start = Instant::now();
-    let text = loop {
-        let text = scrape(admin).await;
-        let ready = ["primary", "r1", "r2"].iter().all(|b| {
-            gauge(&text, "causeway_backend_up", b) == Some(1.0)
-                && gauge(&text, "causeway_backend_eligible", b) == Some(1.0)
-        }) && ["r1", "r2"]
-            .iter()
-            .all(|b| gauge(&text, "causeway_replica_lag_ms", b).is_some());
-        if ready {
-            break text;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "gauges incomplete after 15 s:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = scrape_when_gauges_ready(admin).await;
     for b in ["primary", "r1", "r2"] {
         let c = gauge(&text, "causeway_backend_connections", b).expect("connections gauge");
         assert!(c >= 1.0, "{b}: {c} connections while sessions hold them");

@@ -135,6 +135,22 @@ async fn wrong_missing_password_and_unknown_user_get_mysqls_1045() {
     );
 }
 
+/// COM_CHANGE_USER to `user` / `pass`, and to schema `db` when given.
+async fn change_user(
+    c: &mut mysql_async::Conn,
+    user: &str,
+    pass: &str,
+    db: Option<&str>,
+) -> mysql_async::Result<()> {
+    let mut opts = ChangeUserOpts::default()
+        .with_user(Some(user.into()))
+        .with_pass(Some(pass.into()));
+    if let Some(db) = db {
+        opts = opts.with_db_name(Some(db.into()));
+    }
+    c.change_user(opts).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_user_switches_identity_and_drops_session_state() {
     let db = support::unique_db("chuser");
@@ -162,13 +178,9 @@ async fn change_user_switches_identity_and_drops_session_state() {
     let before: Option<i64> = c.query_first("SELECT @before").await.unwrap();
     assert_eq!(before, Some(42));
 
-    c.change_user(
-        ChangeUserOpts::default()
-            .with_user(Some("nopw".into()))
-            .with_pass(Some(String::new())),
-    )
-    .await
-    .expect("change_user to nopw");
+    change_user(&mut c, "nopw", "", None)
+        .await
+        .expect("change_user to nopw");
     assert_eq!(current_user(&mut c).await, "nopw@%");
     let v: Value = c
         .query_first("SELECT @before")
@@ -186,13 +198,9 @@ async fn change_user_switches_identity_and_drops_session_state() {
     }
     c.query_drop("SET @as_nopw = 'n'").await.unwrap();
 
-    c.change_user(
-        ChangeUserOpts::default()
-            .with_user(Some("app".into()))
-            .with_pass(Some("apppw".into())),
-    )
-    .await
-    .expect("change_user back to app");
+    change_user(&mut c, "app", "apppw", None)
+        .await
+        .expect("change_user back to app");
     assert_eq!(current_user(&mut c).await, "app@%");
     let v: Value = c
         .query_first("SELECT @as_nopw")
@@ -202,24 +210,15 @@ async fn change_user_switches_identity_and_drops_session_state() {
     assert_eq!(v, Value::NULL);
 
     // to a user with mysql_native_password: causeway switches the plugin
-    c.change_user(
-        ChangeUserOpts::default()
-            .with_user(Some("native".into()))
-            .with_pass(Some("nativepw".into())),
-    )
-    .await
-    .expect("change_user to native through the auth switch");
+    change_user(&mut c, "native", "nativepw", None)
+        .await
+        .expect("change_user to native through the auth switch");
     assert_eq!(current_user(&mut c).await, "app@%");
 
     // change_user with a schema makes it the default schema
-    c.change_user(
-        ChangeUserOpts::default()
-            .with_user(Some("app".into()))
-            .with_pass(Some("apppw".into()))
-            .with_db_name(Some(db.clone())),
-    )
-    .await
-    .expect("change_user with a schema");
+    change_user(&mut c, "app", "apppw", Some(&db))
+        .await
+        .expect("change_user with a schema");
     let cur: Option<String> = c.query_first("SELECT DATABASE()").await.unwrap();
     assert_eq!(cur.as_deref(), Some(db.as_str()));
 

@@ -7,11 +7,12 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use causeway::backend::{BackendConn, LinkKey, Login};
+use causeway::backend::BackendConn;
 use causeway::protocol::messages::{read_lenenc, read_lenenc_str};
 use mysql_async::prelude::*;
 use mysql_common::constants::CapabilityFlags;
 use std::time::Duration;
+use support::raw::{cmd, RawLogin};
 
 /// Output of one client process.
 #[derive(Debug, PartialEq)]
@@ -318,29 +319,12 @@ async fn read_reply(conn: &mut BackendConn) -> Reply {
 
 /// A raw protocol connection to the proxy as app.
 async fn raw_conn(proxy: &support::TestProxy, caps: CapabilityFlags) -> BackendConn {
-    BackendConn::connect(
-        "causeway",
-        &proxy.addr.to_string(),
-        &Login {
-            user: "app".into(),
-            password: "apppw".into(),
-        },
-        LinkKey {
-            user: "app".into(),
-            caps: caps.bits(),
-            collation: 255,
-        },
-        None,
-        Duration::from_secs(10),
-    )
+    RawLogin {
+        caps,
+        ..RawLogin::app(proxy.addr.to_string())
+    }
+    .connect()
     .await
-    .expect("raw login through causeway")
-}
-
-fn cmd(code: u8, arg: &[u8]) -> Vec<u8> {
-    let mut v = vec![code];
-    v.extend_from_slice(arg);
-    v
 }
 
 fn row(vals: &[&str]) -> Vec<Option<Vec<u8>>> {

@@ -6,39 +6,26 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use causeway::backend::{BackendConn, LinkKey, Login};
+use causeway::backend::BackendConn;
 use mysql_async::prelude::*;
+use mysql_common::constants::CapabilityFlags;
 use std::time::Duration;
+use support::raw::{command, RawLogin};
 
 async fn raw(proxy: &support::TestProxy, db: &str, deprecate_eof: bool) -> BackendConn {
-    let caps = if deprecate_eof { 0x0100_0000 } else { 0 };
-    BackendConn::connect(
-        "causeway",
-        &proxy.addr.to_string(),
-        &Login {
-            user: "app".into(),
-            password: "apppw".into(),
-        },
-        LinkKey {
-            user: "app".into(),
-            caps,
-            collation: 255,
-        },
-        Some(db),
-        Duration::from_secs(5),
-    )
+    let caps = if deprecate_eof {
+        CapabilityFlags::CLIENT_DEPRECATE_EOF
+    } else {
+        CapabilityFlags::empty()
+    };
+    RawLogin {
+        caps,
+        db: Some(db),
+        limit: Duration::from_secs(5),
+        ..RawLogin::app(proxy.addr.to_string())
+    }
+    .connect()
     .await
-    .expect("raw login")
-}
-
-async fn send(c: &mut BackendConn, payload: &[u8]) -> Vec<u8> {
-    let mut seq = 0;
-    c.io.send(&mut seq, payload).await.unwrap();
-    c.io.read_packet()
-        .await
-        .unwrap_or_else(|e| panic!("reply to {:02x?}: {e}", &payload[..payload.len().min(4)]))
-        .payload
-        .to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +39,7 @@ async fn statistics_field_list_reset_set_option_and_unknown_commands() {
         .unwrap();
     for deprecate_eof in [false, true] {
         let mut c = raw(&proxy, &db, deprecate_eof).await;
-        let stats = send(&mut c, &[0x09]).await;
+        let stats = command(&mut c, &[0x09]).await;
         assert!(
             String::from_utf8_lossy(&stats).starts_with("Uptime:"),
             "COM_STATISTICS"
@@ -82,23 +69,23 @@ async fn statistics_field_list_reset_set_option_and_unknown_commands() {
         assert_eq!(names, ["a", "b"], "COM_FIELD_LIST");
 
         // SET @x pins; COM_RESET_CONNECTION forgets it
-        let ok = send(&mut c, b"\x03SET @x = 5").await;
+        let ok = command(&mut c, b"\x03SET @x = 5").await;
         assert_eq!(ok[0], 0x00);
-        let ok = send(&mut c, &[0x1F]).await;
+        let ok = command(&mut c, &[0x1F]).await;
         assert_eq!(ok[0], 0x00, "COM_RESET_CONNECTION");
         // COM_SET_OPTION multi-statements off: server's own reply shape
-        let r = send(&mut c, &[0x1B, 1, 0]).await;
+        let r = command(&mut c, &[0x1B, 1, 0]).await;
         assert!(r[0] == 0xFE || r[0] == 0x00, "COM_SET_OPTION reply {:?}", r);
-        let err = send(&mut c, &[0x0F]).await; // COM_TIME
+        let err = command(&mut c, &[0x0F]).await; // COM_TIME
         assert_eq!(err[0], 0xFF);
         assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1047);
         let mut exec = vec![0x17];
         exec.extend_from_slice(&999u32.to_le_bytes());
         exec.extend_from_slice(&[0, 1, 0, 0, 0]);
-        let err = send(&mut c, &exec).await;
+        let err = command(&mut c, &exec).await;
         assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1243);
         // still alive
-        let ok = send(&mut c, &[0x0E]).await;
+        let ok = command(&mut c, &[0x0E]).await;
         assert_eq!(ok[0], 0x00, "PING after errors");
     }
     d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();

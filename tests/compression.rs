@@ -11,11 +11,12 @@
 mod support;
 
 use causeway::protocol::compress::Algorithm;
-use causeway::protocol::{handshake, ErrPacket, PacketConn, PacketError};
+use causeway::protocol::{ErrPacket, PacketConn, PacketError};
 use mysql_async::prelude::*;
 use mysql_common::constants::CapabilityFlags;
 use std::time::Duration;
 use support::external::ExternalProxy;
+use support::raw::socket_login;
 
 /// Output of one CLI run.
 #[derive(Debug, PartialEq)]
@@ -233,34 +234,11 @@ async fn mysql_async_compressed_results_match_uncompressed() {
 /// Logs in as app over a raw socket asking for zlib, and turns
 /// compression on after the OK, as a client does.
 async fn raw_compressed_login(port: u16) -> PacketConn {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let mut c = PacketConn::new(tcp);
-    let greet = c.read_packet().await.expect("greeting");
-    let hello = handshake::parse_server_hello(&greet.payload).expect("greeting parses");
+    let (mut c, hello) = socket_login(port, CapabilityFlags::CLIENT_COMPRESS).await;
     assert!(hello.caps.contains(CapabilityFlags::CLIENT_COMPRESS));
     assert!(hello
         .caps
         .contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM));
-    let resp = handshake::scramble(&hello.plugin, &hello.nonce, "apppw").expect("plugin");
-    let caps = handshake::server_capabilities();
-    let mut login = handshake::client_hello(caps, 255, "app", &resp, None, &hello.plugin);
-    // client_hello never asks for compression (it builds backend logins)
-    let sent = u32::from_le_bytes(login[..4].try_into().unwrap());
-    // plain COM_QUERY payloads: no query attributes
-    let asked = (sent | CapabilityFlags::CLIENT_COMPRESS.bits())
-        & !CapabilityFlags::CLIENT_QUERY_ATTRIBUTES.bits();
-    login[..4].copy_from_slice(&asked.to_le_bytes());
-    c.send(&mut 1, &login).await.expect("send login");
-    loop {
-        let p = c.read_packet().await.expect("login reply");
-        match p.payload.first() {
-            Some(0x00) => break,
-            Some(0x01) => continue,
-            other => panic!("login refused: {other:?} {:?}", p.payload),
-        }
-    }
     c.start_compression(Algorithm::Zlib);
     c
 }

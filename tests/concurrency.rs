@@ -115,6 +115,57 @@ async fn client_work(mut c: Conn, id: usize, done: Arc<Barrier>) -> Result<Conn,
     Ok(c)
 }
 
+/// Waits (bounded, 60 s) until every session ended and every backend
+/// connection was reset and is idle in the primary's pool.
+async fn wait_sessions_ended(proxy: &support::TestProxy) {
+    let pool = Arc::clone(&proxy.proxy.topology.load().primary.pool);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let clients = proxy
+            .proxy
+            .clients
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if clients == 0 && pool.idle_connections() == pool.open_connections() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions {clients}, idle {} of {} backend connections after 60 s",
+            pool.idle_connections(),
+            pool.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 20 fresh clients in turn see no user variable, temporary table or open
+/// transaction of an earlier session, and `db` as their schema.
+async fn fresh_clients_see_no_leftovers(opts: &mysql_async::Opts, db: &str) {
+    for round in 0..20 {
+        let mut c = Conn::new(opts.clone()).await.expect("fresh client");
+        let (v, db_now): (Value, Option<String>) = c
+            .query_first("SELECT @v, DATABASE()")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            v,
+            Value::NULL,
+            "round {round}: @v leaked from another client"
+        );
+        assert_eq!(db_now.as_deref(), Some(db));
+        c.query_drop("CREATE TEMPORARY TABLE scratch (x INT)")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: temporary table leaked: {e}"));
+        let in_trans: Option<i64> = c
+            .query_first("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()")
+            .await
+            .unwrap();
+        assert_eq!(in_trans, Some(0), "round {round}: open transaction leaked");
+        c.disconnect().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_clients_then_clean_reused_sessions() {
     let db = support::unique_db("conc");
@@ -199,23 +250,7 @@ async fn two_hundred_concurrent_clients_then_clean_reused_sessions() {
     // wait (bounded) until every session ended and every backend connection
     // was reset and is idle in the pool
     let pool = Arc::clone(&proxy.proxy.topology.load().primary.pool);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let clients = proxy
-            .proxy
-            .clients
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if clients == 0 && pool.idle_connections() == pool.open_connections() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sessions {clients}, idle {} of {} backend connections after 60 s",
-            pool.idle_connections(),
-            pool.open_connections()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_sessions_ended(&proxy).await;
     let open_after = pool.open_connections();
     assert!(
         open_after <= CLIENTS,
@@ -230,29 +265,7 @@ async fn two_hundred_concurrent_clients_then_clean_reused_sessions() {
     // later clients reuse those backend connections and see none of the
     // earlier sessions' state
     let opened = pool.opened_total();
-    for round in 0..20 {
-        let mut c = Conn::new(opts.clone()).await.expect("fresh client");
-        let (v, db_now): (Value, Option<String>) = c
-            .query_first("SELECT @v, DATABASE()")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            v,
-            Value::NULL,
-            "round {round}: @v leaked from another client"
-        );
-        assert_eq!(db_now.as_deref(), Some(db.as_str()));
-        c.query_drop("CREATE TEMPORARY TABLE scratch (x INT)")
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: temporary table leaked: {e}"));
-        let in_trans: Option<i64> = c
-            .query_first("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()")
-            .await
-            .unwrap();
-        assert_eq!(in_trans, Some(0), "round {round}: open transaction leaked");
-        c.disconnect().await.unwrap();
-    }
+    fresh_clients_see_no_leftovers(&opts, &db).await;
     assert!(
         pool.opened_total() < opened + 20,
         "fresh clients should reuse pooled connections ({} opened for 20 clients)",

@@ -17,11 +17,11 @@
 mod support;
 
 use causeway::backend::reply::{check_reply, Reply};
-use causeway::backend::{BackendConn, LinkKey, Login};
-use causeway::protocol::PacketConn;
+use causeway::backend::BackendConn;
 use mysql_async::prelude::Queryable;
 use std::time::{Duration, Instant};
 use support::external::ExternalProxy;
+use support::raw::{queue_query, read_within, RawLogin};
 
 /// A large, unbuffered result whose rows look like OK packets.
 const BIG_SELECT: &str =
@@ -32,54 +32,29 @@ const IO_LIMIT: Duration = Duration::from_secs(15);
 
 /// Logs in to the proxy on `port` with a raw client.
 async fn raw_login(port: u16, user: &str, password: &str, collation: u8) -> BackendConn {
-    let login = Login {
-        user: user.into(),
-        password: password.into(),
-    };
-    let key = LinkKey {
-        user: user.into(),
-        caps: 0,
+    RawLogin {
+        user,
+        password,
         collation,
-    };
-    BackendConn::connect(
-        "causeway",
-        &format!("127.0.0.1:{port}"),
-        &login,
-        key,
-        None,
-        IO_LIMIT,
-    )
+        limit: IO_LIMIT,
+        ..RawLogin::app(format!("127.0.0.1:{port}"))
+    }
+    .connect()
     .await
-    .expect("raw login through causeway")
-}
-
-async fn read(io: &mut PacketConn) -> (u8, Vec<u8>) {
-    let p = tokio::time::timeout(IO_LIMIT, io.read_packet())
-        .await
-        .expect("reply within the limit")
-        .expect("reply packet");
-    (p.seq, p.payload.to_vec())
-}
-
-fn send_query(io: &mut PacketConn, sql: &str) {
-    let mut payload = vec![0x03];
-    payload.extend_from_slice(sql.as_bytes());
-    let mut seq = 0;
-    io.queue(&mut seq, &payload);
 }
 
 /// Sends `sql` and reads its whole reply (classic EOF protocol), checking
 /// that the packets carry sequence ids 1, 2, 3, … and that nothing follows
 /// the reply. Returns (first packet, rows).
 async fn query(c: &mut BackendConn, sql: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
-    send_query(&mut c.io, sql);
+    queue_query(&mut c.io, sql);
     c.io.flush().await.expect("send");
     let mut expect_seq = 1u8;
     let mut next = |seq: u8, what: &str| {
         assert_eq!(seq, expect_seq, "{sql}: {what} has sequence id {seq}");
         expect_seq = expect_seq.wrapping_add(1);
     };
-    let (seq, first) = read(&mut c.io).await;
+    let (seq, first) = read_within(&mut c.io, IO_LIMIT).await;
     next(seq, "the first packet");
     let mut rows = Vec::new();
     match first.first() {
@@ -98,18 +73,18 @@ async fn query(c: &mut BackendConn, sql: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
                 "{sql}: column count {first:02x?}"
             );
             for _ in 0..cols {
-                let (seq, def) = read(&mut c.io).await;
+                let (seq, def) = read_within(&mut c.io, IO_LIMIT).await;
                 next(seq, "a column definition");
                 assert_eq!(def.get(..4), Some(&b"\x03def"[..]), "{sql}: column def");
             }
-            let (seq, eof) = read(&mut c.io).await;
+            let (seq, eof) = read_within(&mut c.io, IO_LIMIT).await;
             next(seq, "the column EOF");
             assert!(
                 eof.first() == Some(&0xFE) && eof.len() < 9,
                 "{sql}: {eof:02x?}"
             );
             loop {
-                let (seq, p) = read(&mut c.io).await;
+                let (seq, p) = read_within(&mut c.io, IO_LIMIT).await;
                 next(seq, "a row or the final EOF");
                 if p.first() == Some(&0xFE) && p.len() < 9 {
                     break;
@@ -153,15 +128,15 @@ async fn vanish_mid_result(port: u16, prelude: &[&str], route_prefix: &str) {
     let (_, rows) = query(&mut a, "SELECT @@causeway.last_route").await;
     let route = row_text(&rows[0]);
     assert!(route.starts_with(route_prefix), "A's reads go to {route}");
-    send_query(&mut a.io, BIG_SELECT);
+    queue_query(&mut a.io, BIG_SELECT);
     a.io.flush().await.expect("send");
-    let (_, cols) = read(&mut a.io).await;
+    let (_, cols) = read_within(&mut a.io, IO_LIMIT).await;
     assert_eq!(cols, vec![2]);
     for _ in 0..3 {
-        read(&mut a.io).await; // 2 column definitions, EOF
+        read_within(&mut a.io, IO_LIMIT).await; // 2 column definitions, EOF
     }
     for _ in 0..10 {
-        let (_, row) = read(&mut a.io).await;
+        let (_, row) = read_within(&mut a.io, IO_LIMIT).await;
         assert_eq!(row, vec![0x00, 0x06, 0, 0, 0, 0, 0, 0]);
     }
     socket2::SockRef::from(a.io.tcp().unwrap())

@@ -13,10 +13,12 @@ use causeway::protocol::handshake;
 use causeway::protocol::packet::{write_packets, MAX_PAYLOAD};
 use causeway::protocol::{ErrPacket, PacketConn, PacketError};
 use mysql_async::prelude::Queryable;
+use mysql_common::constants::CapabilityFlags;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::external::ExternalProxy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::raw::{connect, connect_greeted, errors_in, read_until_closed, socket_login};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const MIB: usize = 1024 * 1024;
@@ -32,78 +34,6 @@ async fn idle_hwm(p: &ExternalProxy) -> u64 {
         p.assert_served_within(Duration::from_secs(5)).await;
     }
     p.vm_hwm_kib()
-}
-
-async fn connect(p: &ExternalProxy) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", p.port))
-        .await
-        .expect("connect to causeway")
-}
-
-/// Connects and reads the greeting, sending nothing.
-async fn connect_greeted(p: &ExternalProxy) -> TcpStream {
-    let mut s = connect(p).await;
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).await.expect("greeting header");
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).await.expect("greeting payload");
-    assert_eq!(payload.first(), Some(&10), "a protocol-10 greeting");
-    s
-}
-
-/// Logs in as `app` over a raw socket (caching_sha2 fast path).
-async fn raw_login(p: &ExternalProxy) -> PacketConn {
-    let mut c = PacketConn::new(connect(p).await);
-    let greet = c.read_packet().await.expect("greeting");
-    let hello = handshake::parse_server_hello(&greet.payload).expect("greeting parses");
-    let resp = handshake::scramble(&hello.plugin, &hello.nonce, "apppw").expect("plugin");
-    // plain COM_QUERY payloads: no query attributes
-    let caps = handshake::server_capabilities()
-        - mysql_common::constants::CapabilityFlags::CLIENT_QUERY_ATTRIBUTES;
-    let login = handshake::client_hello(caps, 255, "app", &resp, None, &hello.plugin);
-    let mut seq = 1;
-    c.send(&mut seq, &login).await.expect("send login");
-    loop {
-        let p = c.read_packet().await.expect("login reply");
-        match p.payload.first() {
-            Some(0x00) => return c,
-            Some(0x01) => continue,
-            other => panic!(
-                "login refused: {other:?} {:?}",
-                ErrPacket::parse(&p.payload)
-            ),
-        }
-    }
-}
-
-/// Reads until end of stream (or a reset) within `limit`; returns what
-/// arrived. Panics if the socket is still open after `limit`.
-async fn read_until_closed(s: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return got,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("socket still open after {limit:?}; got {} bytes", got.len()),
-        }
-    }
-}
-
-/// The ERR packets framed in `bytes`, with their sequence ids.
-fn errors_in(bytes: &[u8]) -> Vec<(u8, ErrPacket)> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while let Some((len, seq)) = causeway::protocol::packet::complete_packet_len(rest) {
-        let payload = &rest[4..4 + len];
-        if payload.first() == Some(&0xFF) {
-            out.push((seq, ErrPacket::parse(payload).expect("ERR parses")));
-        }
-        rest = &rest[4 + len..];
-    }
-    out
 }
 
 /// The first packet of a hostile handshake response: a response whose
@@ -132,7 +62,7 @@ fn huge_first_packet() -> Arc<Vec<u8>> {
 /// closed, what it sent).
 async fn huge_handshake(p: &ExternalProxy, first: Arc<Vec<u8>>) -> (usize, Duration, Vec<u8>) {
     let started = Instant::now();
-    let (mut rd, mut wr) = connect(p).await.into_split();
+    let (mut rd, mut wr) = connect(p.port).await.into_split();
     let writer = tokio::spawn(async move {
         let mut written = 0usize;
         for seq in 1..=8u8 {
@@ -209,8 +139,8 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
     // each socket reads its greeting first: then the proxy has accepted it
     // and set its socket options, so `ss` below sees all 50 as they stay
     for _ in 0..25 {
-        silent.push(connect_greeted(&p).await);
-        let mut s = connect_greeted(&p).await;
+        silent.push(connect_greeted(p.port).await);
+        let mut s = connect_greeted(p.port).await;
         s.write_all(&[0x40, 0x00, 0x00])
             .await
             .expect("3 header bytes");
@@ -281,7 +211,7 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
 /// Sends `payload` as one logical packet over a logged-in raw socket while
 /// reading the reply; returns (ERR packets with seq ids, whether closed).
 async fn send_oversized(p: &ExternalProxy, payload: Vec<u8>) -> Vec<(u8, ErrPacket)> {
-    let conn = raw_login(p).await;
+    let conn = socket_login(p.port, CapabilityFlags::empty()).await.0;
     let stream = conn_into_stream(conn);
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
@@ -398,7 +328,7 @@ async fn idle_clients_get_4031_outside_transactions() {
     let mut p = ExternalProxy::start(server_keys("client_idle_timeout_ms = 1000")).await;
     let idle = idle_hwm(&p).await;
     // an idle client: unsolicited ERR 4031 with sequence id 0, then the close
-    let mut raw = raw_login(&p).await;
+    let mut raw = socket_login(p.port, CapabilityFlags::empty()).await.0;
     let started = Instant::now();
     let pkt = tokio::time::timeout(Duration::from_secs(10), raw.read_packet())
         .await
@@ -454,7 +384,7 @@ async fn idle_clients_get_4031_outside_transactions() {
 async fn oversized_auth_switch_reply_is_refused() {
     let mut p = ExternalProxy::start(|t| t).await;
     let idle = idle_hwm(&p).await;
-    let mut c = PacketConn::new(connect(&p).await);
+    let mut c = PacketConn::new(connect(p.port).await);
     c.read_packet().await.expect("greeting");
     // answer with another plugin than the user's: the proxy switches us
     let caps = handshake::server_capabilities();

@@ -349,6 +349,42 @@ async fn gtid_executed(c: &mut mysql_async::Conn) -> GtidSet {
     GtidSet::parse(&s).unwrap()
 }
 
+/// Waits (bounded) until the monitor's view of each replica has the
+/// `gtid_executed` the replica reports.
+async fn monitor_saw_each_replica(proxy: &support::TestProxy) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for r in support::topology().replicas() {
+        let have = gtid_executed(&mut r.conn().await.unwrap()).await;
+        while *view_of(proxy, r.name()).gtid_executed != have {
+            assert!(Instant::now() < deadline, "monitor never saw {}", r.name());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The replica running a `WAIT_FOR_EXECUTED_GTID_SET` now (bounded, 20 s),
+/// and the statement it runs.
+async fn wait_on_a_replica() -> (&'static causeway_sandbox::Server, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for r in support::topology().replicas() {
+            let mut rc = r.conn().await.unwrap();
+            let info: Option<String> = rc
+                .query_first(
+                    "SELECT INFO FROM information_schema.PROCESSLIST \
+                     WHERE INFO LIKE 'SELECT WAIT_FOR_EXECUTED_GTID_SET%'",
+                )
+                .await
+                .unwrap();
+            if let Some(info) = info {
+                return (r, info);
+            }
+        }
+        assert!(Instant::now() < deadline, "no wait reached a replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_causal_wait_asks_a_replica_only_for_what_it_lacks() {
     let _g = SERIAL.lock().await;
@@ -366,15 +402,7 @@ async fn a_causal_wait_asks_a_replica_only_for_what_it_lacks() {
         .unwrap();
     support::sync_replicas().await;
     replicas_sql("STOP REPLICA SQL_THREAD").await;
-    // the monitor has seen what each replica executed
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for r in support::topology().replicas() {
-        let have = gtid_executed(&mut r.conn().await.unwrap()).await;
-        while *view_of(&proxy, r.name()).gtid_executed != have {
-            assert!(Instant::now() < deadline, "monitor never saw {}", r.name());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    monitor_saw_each_replica(&proxy).await;
     c.query_drop("INSERT INTO kv VALUES (1, 10)").await.unwrap();
     c.query_drop("SET @@causeway.wait_timeout_ms = 60000")
         .await
@@ -390,24 +418,7 @@ async fn a_causal_wait_asks_a_replica_only_for_what_it_lacks() {
         (v, c)
     });
     // the wait's argument is exactly what the replica lacks
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (replica, info) = 'found: loop {
-        for r in support::topology().replicas() {
-            let mut rc = r.conn().await.unwrap();
-            let info: Option<String> = rc
-                .query_first(
-                    "SELECT INFO FROM information_schema.PROCESSLIST \
-                     WHERE INFO LIKE 'SELECT WAIT_FOR_EXECUTED_GTID_SET%'",
-                )
-                .await
-                .unwrap();
-            if let Some(info) = info {
-                break 'found (r, info);
-            }
-        }
-        assert!(Instant::now() < deadline, "no wait reached a replica");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (replica, info) = wait_on_a_replica().await;
     let have = gtid_executed(&mut replica.conn().await.unwrap()).await;
     let missing = token.difference(&have);
     assert!(!missing.is_empty());

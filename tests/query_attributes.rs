@@ -11,13 +11,13 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use causeway::backend::{BackendConn, LinkKey, Login};
+use causeway::backend::BackendConn;
 use causeway::protocol::messages::{put_lenenc_str, read_lenenc, read_lenenc_str};
 use causeway::protocol::ErrPacket;
 use mysql_async::prelude::*;
 use mysql_common::constants::CapabilityFlags;
-use std::time::Duration;
 use support::external::ExternalProxy;
+use support::raw::{send, RawLogin};
 
 /// Installs the query_attributes component on every server (once; not
 /// replicated, so on each).
@@ -44,25 +44,12 @@ async fn install_component() {
 
 /// A raw client through causeway with CLIENT_QUERY_ATTRIBUTES.
 async fn qa_conn(port: u16) -> BackendConn {
-    let conn = BackendConn::connect(
-        "causeway",
-        &format!("127.0.0.1:{port}"),
-        &Login {
-            user: "app".into(),
-            password: "apppw".into(),
-        },
-        LinkKey {
-            user: "app".into(),
-            caps: (CapabilityFlags::CLIENT_QUERY_ATTRIBUTES
-                | CapabilityFlags::CLIENT_DEPRECATE_EOF)
-                .bits(),
-            collation: 255,
-        },
-        None,
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("raw login through causeway");
+    let conn = RawLogin {
+        caps: CapabilityFlags::CLIENT_QUERY_ATTRIBUTES | CapabilityFlags::CLIENT_DEPRECATE_EOF,
+        ..RawLogin::app(format!("127.0.0.1:{port}"))
+    }
+    .connect()
+    .await;
     assert!(conn.caps.contains(CapabilityFlags::CLIENT_QUERY_ATTRIBUTES));
     conn
 }
@@ -91,10 +78,6 @@ async fn query(conn: &mut BackendConn, attrs: &[(&str, &str)], sql: &str) -> Vec
     p.extend_from_slice(sql.as_bytes());
     send(conn, &p).await;
     read_rows(conn, false).await
-}
-
-async fn send(conn: &mut BackendConn, payload: &[u8]) {
-    conn.io.send(&mut 0, payload).await.expect("send");
 }
 
 /// Reads a result set and returns its first row; text or binary rows.

@@ -240,6 +240,37 @@ async fn long_lived_sessions_follow_eligibility_and_weights() {
     p.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
+/// Session `i` through `port` reads the counter until `stop`, asserting it
+/// never goes backwards: (reads, servers that answered, last value).
+async fn monotonic_reader(
+    i: usize,
+    port: u16,
+    db: String,
+    stop: Arc<AtomicBool>,
+) -> (u64, std::collections::BTreeSet<u32>, i64) {
+    let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
+        .await
+        .unwrap();
+    let (mut last, mut reads) = (0i64, 0u64);
+    let mut servers = std::collections::BTreeSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        let row: Option<(i64, u32)> = c
+            .query_first(format!("SELECT v, @@server_id FROM {db}.c WHERE id = 1"))
+            .await
+            .unwrap_or_else(|e| panic!("session {i}: read failed: {e}"));
+        let (v, sid) = row.expect("the counter row");
+        assert!(
+            v >= last,
+            "session {i} read backwards: {v} after {last} (server {sid})"
+        );
+        last = v;
+        reads += 1;
+        servers.insert(sid);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (reads, servers, last)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn causal_sessions_never_read_backwards_while_an_applier_flaps() {
     let _turn = TURN.lock().await;
@@ -298,29 +329,7 @@ async fn causal_sessions_never_read_backwards_while_an_applier_flaps() {
     for i in 0..8 {
         let port = proxies[i % 2].port();
         let (stop, db) = (Arc::clone(&stop), db.clone());
-        readers.push(tokio::spawn(async move {
-            let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
-                .await
-                .unwrap();
-            let (mut last, mut reads) = (0i64, 0u64);
-            let mut servers = std::collections::BTreeSet::new();
-            while !stop.load(Ordering::Relaxed) {
-                let row: Option<(i64, u32)> = c
-                    .query_first(format!("SELECT v, @@server_id FROM {db}.c WHERE id = 1"))
-                    .await
-                    .unwrap_or_else(|e| panic!("session {i}: read failed: {e}"));
-                let (v, sid) = row.expect("the counter row");
-                assert!(
-                    v >= last,
-                    "session {i} read backwards: {v} after {last} (server {sid})"
-                );
-                last = v;
-                reads += 1;
-                servers.insert(sid);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            (reads, servers, last)
-        }));
+        readers.push(tokio::spawn(monotonic_reader(i, port, db, stop)));
     }
     tokio::time::sleep(run).await;
     stop.store(true, Ordering::Relaxed);

@@ -148,9 +148,71 @@ async fn client(
     Ok(i)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reloads_under_load_with_zero_client_errors() {
-    let db = support::unique_db("reload");
+/// A broken file and an invalid config are refused while the old topology
+/// keeps serving; a listener change is applied only on restart, and says so.
+async fn refusals_keep_serving(proxy: &Proxy, path: &Path, checker: &mut mysql_async::Conn) {
+    // a broken file: refused, counted, the old topology keeps serving
+    let generation = proxy.topology.load().generation;
+    std::fs::write(path, "[server\nlisten = ").unwrap();
+    let err = proxy.reload_from(path).expect_err("broken file refused");
+    assert!(matches!(err, ReloadError::Config(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    // valid TOML, invalid config: the error names the key
+    write(path, &config_with(&[("r1", 1), ("r1", 1)], "127.0.0.1:0"));
+    let err = proxy
+        .reload_from(path)
+        .expect_err("duplicate replica refused");
+    assert!(err.to_string().contains("replicas"), "{err}");
+    assert_eq!(
+        proxy.topology.load().generation,
+        generation,
+        "old topology kept"
+    );
+    let seen = reads_reach(checker, 30).await;
+    assert_eq!(seen.values().sum::<usize>(), 30);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["r1", "r2"], "{seen:?}");
+
+    // a listener change is applied only on restart, and says so
+    write(path, &config_with(&[("r1", 1), ("r2", 1)], "127.0.0.1:1"));
+    let s = proxy.reload_from(path).expect("reload");
+    assert_eq!(s.restart_required, ["server.listen"]);
+    assert_eq!(s.changed, ["r2"]);
+    assert_eq!(s.generation, generation + 1);
+}
+
+/// An in-process proxy serving the config file at `path`.
+async fn serve_file(path: &Path) -> (Arc<Proxy>, support::TestProxy) {
+    let proxy = Proxy::new(Config::from_file(path).expect("config")).expect("proxy");
+    let listener = proxy.bind().await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(Arc::clone(&proxy).serve(listener));
+    let tp = support::TestProxy {
+        addr,
+        proxy: Arc::clone(&proxy),
+    };
+    (proxy, tp)
+}
+
+/// The iterations of every client task; their errors go to `errors`.
+async fn join_clients(
+    tasks: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
+    errors: &Mutex<Vec<String>>,
+) -> Vec<u64> {
+    let mut iterations = Vec::new();
+    for t in tasks {
+        match t.await.expect("client task") {
+            Ok(n) => iterations.push(n),
+            Err(e) => errors.lock().unwrap().push(e),
+        }
+    }
+    iterations
+}
+
+/// Database `db` with table `t (id, v)`, on every server.
+async fn create_schema(db: &str) {
     let mut direct = support::direct_conn().await;
     direct
         .query_drop(format!(
@@ -159,17 +221,16 @@ async fn reloads_under_load_with_zero_client_errors() {
         .await
         .expect("schema");
     support::sync_replicas().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reloads_under_load_with_zero_client_errors() {
+    let db = support::unique_db("reload");
+    create_schema(&db).await;
 
     let path = temp_path("load");
     write(&path, &config_with(&[("r1", 1), ("r2", 1)], "127.0.0.1:0"));
-    let proxy = Proxy::new(Config::from_file(&path).expect("config")).expect("proxy");
-    let listener = proxy.bind().await.expect("bind");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(Arc::clone(&proxy).serve(listener));
-    let tp = support::TestProxy {
-        addr,
-        proxy: Arc::clone(&proxy),
-    };
+    let (proxy, tp) = serve_file(&path).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     const CLIENTS: u32 = 6;
@@ -251,45 +312,10 @@ async fn reloads_under_load_with_zero_client_errors() {
         );
     }
 
-    // a broken file: refused, counted, the old topology keeps serving
-    let generation = proxy.topology.load().generation;
-    std::fs::write(&path, "[server\nlisten = ").unwrap();
-    let err = proxy.reload_from(&path).expect_err("broken file refused");
-    assert!(matches!(err, ReloadError::Config(_)), "{err:?}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
-    // valid TOML, invalid config: the error names the key
-    write(&path, &config_with(&[("r1", 1), ("r1", 1)], "127.0.0.1:0"));
-    let err = proxy
-        .reload_from(&path)
-        .expect_err("duplicate replica refused");
-    assert!(err.to_string().contains("replicas"), "{err}");
-    assert_eq!(
-        proxy.topology.load().generation,
-        generation,
-        "old topology kept"
-    );
-    let seen = reads_reach(&mut checker, 30).await;
-    assert_eq!(seen.values().sum::<usize>(), 30);
-    assert_eq!(seen.keys().collect::<Vec<_>>(), ["r1", "r2"], "{seen:?}");
-
-    // a listener change is applied only on restart, and says so
-    write(&path, &config_with(&[("r1", 1), ("r2", 1)], "127.0.0.1:1"));
-    let s = proxy.reload_from(&path).expect("reload");
-    assert_eq!(s.restart_required, ["server.listen"]);
-    assert_eq!(s.changed, ["r2"]);
-    assert_eq!(s.generation, generation + 1);
+    refusals_keep_serving(&proxy, &path, &mut checker).await;
 
     stop.store(true, Ordering::Relaxed);
-    let mut iterations = Vec::new();
-    for t in tasks {
-        match t.await.expect("client task") {
-            Ok(n) => iterations.push(n),
-            Err(e) => errors.lock().unwrap().push(e),
-        }
-    }
+    let iterations = join_clients(tasks, &errors).await;
     let errors = errors.lock().unwrap().clone();
     assert!(
         errors.is_empty(),

@@ -131,6 +131,44 @@ async fn primary_count(db: &str, t: &str) -> i64 {
         .unwrap()
 }
 
+/// match_users: every free read of `reporter` goes to the pool, but its
+/// writes and reads inside a transaction go to the primary. Returns the
+/// reporter's session.
+async fn reporter_reads_go_to_the_pool(p: &support::TestProxy, db: &str) -> mysql_async::Conn {
+    // match_users: every free read of the user goes to the pool
+    let mut rep = mysql_async::Conn::new(support::opts(p.port(), "reporter", "reppw", Some(db)))
+        .await
+        .unwrap();
+    let ids = ids_of(&mut rep, "SELECT @@server_id", 10).await;
+    assert!(ids.iter().all(|&id| id == r2_id()), "{ids:?}");
+    // ... but a write never goes to a replica pool because of a rule
+    rep.query_drop("INSERT INTO t VALUES (10, 10)")
+        .await
+        .unwrap();
+    assert_eq!(last_route(&mut rep).await, "primary");
+    assert_eq!(primary_count(db, "t").await, 4);
+    // the pool honours the token: the reporter reads its own write there
+    let n: i64 = rep
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 10")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(last_route(&mut rep)
+        .await
+        .starts_with(&format!("replica:{}", r2_name())));
+    // ... nor a read inside a transaction
+    rep.query_drop("BEGIN").await.unwrap();
+    let id: u32 = rep
+        .query_first("SELECT @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    rep.query_drop("COMMIT").await.unwrap();
+    assert_eq!(id, support::topology().primary().server_id());
+    rep
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_route_to_a_named_pool_and_reject() {
     let db = support::unique_db("rules");
@@ -192,37 +230,7 @@ async fn rules_route_to_a_named_pool_and_reject() {
         .unwrap();
     assert_eq!(id, r2_id());
 
-    // match_users: every free read of the user goes to the pool
-    let mut rep = mysql_async::Conn::new(support::opts(p.port(), "reporter", "reppw", Some(&db)))
-        .await
-        .unwrap();
-    let ids = ids_of(&mut rep, "SELECT @@server_id", 10).await;
-    assert!(ids.iter().all(|&id| id == r2_id()), "{ids:?}");
-    // ... but a write never goes to a replica pool because of a rule
-    rep.query_drop("INSERT INTO t VALUES (10, 10)")
-        .await
-        .unwrap();
-    assert_eq!(last_route(&mut rep).await, "primary");
-    assert_eq!(primary_count(&db, "t").await, 4);
-    // the pool honours the token: the reporter reads its own write there
-    let n: i64 = rep
-        .query_first("SELECT COUNT(*) FROM t WHERE id = 10")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, 1);
-    assert!(last_route(&mut rep)
-        .await
-        .starts_with(&format!("replica:{}", r2_name())));
-    // ... nor a read inside a transaction
-    rep.query_drop("BEGIN").await.unwrap();
-    let id: u32 = rep
-        .query_first("SELECT @@server_id")
-        .await
-        .unwrap()
-        .unwrap();
-    rep.query_drop("COMMIT").await.unwrap();
-    assert_eq!(id, support::topology().primary().server_id());
+    let mut rep = reporter_reads_go_to_the_pool(&p, &db).await;
 
     // a reject rule refuses DELETE without WHERE; the table is intact
     for c in [&mut app, &mut rep] {
@@ -342,12 +350,10 @@ async fn reload_without_rules_sends_reads_back_to_the_general_pool() {
     d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watermark_pool_serves_a_causal_read_only_once_the_watermark_has_the_token() {
-    let db = support::unique_db("rules_cqrs");
-    let mut d = support::direct_conn().await;
-    // the read model (here replicated to r2 to stand in for a CDC-fed
-    // store) and its watermark row, which a CDC pipeline would keep
+/// The read model (here replicated to r2 to stand in for a CDC-fed store)
+/// and its watermark row at the primary's executed set now, which the
+/// monitor account may read.
+async fn read_model_schema(d: &mut mysql_async::Conn, db: &str) {
     d.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     d.query_drop(format!(
         "CREATE TABLE {db}.watermark (id INT PRIMARY KEY, gtid_set TEXT)"
@@ -385,6 +391,13 @@ async fn watermark_pool_serves_a_causal_read_only_once_the_watermark_has_the_tok
         .await
         .unwrap();
     support::sync_replicas().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermark_pool_serves_a_causal_read_only_once_the_watermark_has_the_token() {
+    let db = support::unique_db("rules_cqrs");
+    let mut d = support::direct_conn().await;
+    read_model_schema(&mut d, &db).await;
 
     let tail = format!(
         r#"

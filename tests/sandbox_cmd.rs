@@ -16,6 +16,31 @@ fn opts(port: u16, user: &str, password: &str) -> mysql_async::Opts {
         .into()
 }
 
+/// The printed mysql command line works as printed (minus the shell).
+async fn printed_cli_works(dist: &causeway_sandbox::MysqlDist, port: u16, ca: &str) {
+    let mut cli = dist.mysql_client_tokio_command();
+    cli.args([
+        "--no-defaults",
+        "--protocol=TCP",
+        "-h127.0.0.1",
+        &format!("-P{port}"),
+        "-uapp",
+        "-papppw",
+        "--ssl-mode=VERIFY_IDENTITY",
+        &format!("--ssl-ca={ca}"),
+        "--batch",
+        "-e",
+        "SELECT 40 + 2",
+    ]);
+    let out = cli.output().await.expect("running mysql");
+    assert!(
+        out.status.success(),
+        "mysql CLI: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_start_serves_clients_and_stop_cleans_up() {
     let handle = sandbox_cmd::start(SandboxOpts {
@@ -47,28 +72,7 @@ async fn sandbox_start_serves_clients_and_stop_cleans_up() {
         "{text}"
     );
 
-    // The printed mysql command line works as printed (minus the shell).
-    let mut cli = handle.topology().dist().mysql_client_tokio_command();
-    cli.args([
-        "--no-defaults",
-        "--protocol=TCP",
-        "-h127.0.0.1",
-        &format!("-P{port}"),
-        "-uapp",
-        "-papppw",
-        "--ssl-mode=VERIFY_IDENTITY",
-        &format!("--ssl-ca={ca}"),
-        "--batch",
-        "-e",
-        "SELECT 40 + 2",
-    ]);
-    let out = cli.output().await.expect("running mysql");
-    assert!(
-        out.status.success(),
-        "mysql CLI: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
+    printed_cli_works(handle.topology().dist(), port, &ca).await;
 
     // app: a write, its token, a causal read on another connection.
     let mut a = mysql_async::Conn::new(opts(port, "app", "apppw"))

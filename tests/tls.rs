@@ -21,9 +21,12 @@ mod helpers;
 #[path = "support/mod.rs"]
 mod support;
 
-use helpers::{backend_section, peer_cert, raw_tls, read_packet, run, write_packet, Certs};
+use helpers::{
+    backend_section, mysql_cli, peer_cert, raw_tls, read_packet, run, sha256_hex, tls_opts,
+    write_packet, Certs,
+};
 use mysql_async::prelude::*;
-use mysql_async::{Opts, OptsBuilder, SslOpts};
+use mysql_async::OptsBuilder;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::dump::{self, Reply};
@@ -32,33 +35,6 @@ use support::dump::{self, Reply};
 const BIG: usize = 6 * 1024 * 1024;
 /// sha256 of BIG times 'x', first 16 hex digits.
 const BIG_SHA: &str = "402ba9ffb08fc79f";
-
-/// mysql_async options through `port` over TLS trusting `ca`.
-fn tls_opts(port: u16, ca: &Path) -> Opts {
-    let ssl = SslOpts::default()
-        .with_disable_built_in_roots(true)
-        .with_root_certs(vec![ca.to_path_buf().into()]);
-    OptsBuilder::from_opts(support::opts(port, "app", "apppw", None))
-        .ssl_opts(ssl)
-        .into()
-}
-
-/// The `mysql` CLI as app against `port` with `extra` flags.
-async fn mysql_cli(port: u16, extra: &[String], sql: &str) -> helpers::Run {
-    let mut cmd = support::topology().dist().mysql_client_tokio_command();
-    cmd.arg("--no-defaults")
-        .arg("--protocol=TCP")
-        .arg("-h127.0.0.1")
-        .arg(format!("-P{port}"))
-        .arg("-uapp")
-        .arg("-papppw")
-        .arg("--max-allowed-packet=64M")
-        .args(extra)
-        .arg("-N")
-        .arg("-e")
-        .arg(sql);
-    run(cmd).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_cli_verifies_the_certificate_in_every_ssl_mode() {
@@ -136,14 +112,6 @@ async fn pymysql_with_an_ssl_context() {
         assert!(r.stdout.lines().any(|l| l == want), "{want}:\n{}", r.stdout);
     }
     println!("{}", r.stdout);
-}
-
-fn sha256_hex(der: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,31 +218,19 @@ async fn causal_reads_never_stale_fall_back_or_fail_when_replicas_are_delayed() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ok_packet_carries_the_token_for_session_track_clients() {
-    use causeway::backend::{BackendConn, LinkKey, Login};
     use causeway::protocol::messages::{gtids_from_state_data, track};
+    use support::raw::RawLogin;
     let _g = SERIAL.lock().await;
     let db = support::unique_db("track");
     let proxy = support::start_proxy().await;
     let _c = setup(&proxy, &db).await;
-    let login = Login {
-        user: "app".into(),
-        password: "apppw".into(),
-    };
-    let key = LinkKey {
-        user: "app".into(),
-        caps: 0,
-        collation: 255,
-    };
-    let mut raw = BackendConn::connect(
-        "causeway",
-        &proxy.addr.to_string(),
-        &login,
-        key,
-        Some(&db),
-        std::time::Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let mut raw = RawLogin {
+        db: Some(&db),
+        limit: std::time::Duration::from_secs(5),
+        ..RawLogin::app(proxy.addr.to_string())
+    }
+    .connect()
+    .await;
     let ok = raw
         .query_ok("INSERT INTO kv VALUES (5, 5)")
         .await

@@ -17,22 +17,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 /// Whether `sql` is `SHOW CAUSEWAY CACHE` (comments, case and a trailing
-/// `;` aside).
+/// `;` aside: the classify lexer decides).
 pub fn is_show_cache(sql: &str) -> bool {
-    let mut s = sql.trim();
-    while let Some(rest) = s.strip_prefix("/*") {
-        match rest.find("*/") {
-            Some(e) => s = rest.get(e + 2..).unwrap_or("").trim_start(),
-            None => return false,
-        }
-    }
-    let s = s.trim_end().trim_end_matches(';');
-    let words: Vec<&str> = s.split_ascii_whitespace().collect();
-    words.len() == 3
-        && ["SHOW", "CAUSEWAY", "CACHE"]
-            .iter()
-            .zip(&words)
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    causeway_classify::causeway_command(sql) == Some(causeway_classify::CausewayCommand::ShowCache)
 }
 
 /// The rows.
@@ -107,5 +94,6 @@ mod tests {
         assert!(!is_show_cache("SHOW CAUSEWAY BACKENDS"));
         assert!(!is_show_cache("SHOW CAUSEWAY CACHE x"));
         assert!(!is_show_cache("/* SHOW CAUSEWAY CACHE"));
+        assert!(is_show_cache("-- c\nSHOW CAUSEWAY CACHE"));
     }
 }

@@ -41,6 +41,23 @@ pub enum CacheError {
     Reader(#[from] binlog::ReaderError),
 }
 
+/// The reply of a miss, offered to [`Cache::insert`].
+pub struct Offer {
+    /// The statement's cache key.
+    pub key: Key,
+    /// The rule that made it cacheable.
+    pub rule: Arc<str>,
+    /// The ticket its lookup returned.
+    pub ticket: Ticket,
+    /// What the monitor knew the serving backend had executed when the read
+    /// ended.
+    pub bound: Bound,
+    /// The reply packets exactly as relayed.
+    pub bytes: Vec<u8>,
+    /// How long it may live.
+    pub ttl: Duration,
+}
+
 /// One cached answer.
 #[derive(Debug)]
 pub struct Entry {
@@ -259,19 +276,17 @@ impl Cache {
     }
 
     /// Offers the reply of a miss. `executed` is what the monitor knew the
-    /// serving backend had executed before the read, `bound` what it had
-    /// when the read ended. Returns whether it was stored.
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert(
-        &self,
-        key: Key,
-        rule: Arc<str>,
-        ticket: Ticket,
-        executed: &GtidSet,
-        bound: Bound,
-        bytes: Vec<u8>,
-        ttl: Duration,
-    ) -> bool {
+    /// serving backend had executed before the read. Returns whether it was
+    /// stored.
+    pub fn insert(&self, offer: Offer, executed: &GtidSet) -> bool {
+        let Offer {
+            key,
+            rule,
+            ticket,
+            bound,
+            bytes,
+            ttl,
+        } = offer;
         if bytes.len() > self.max_entry_bytes {
             return false;
         }
@@ -415,13 +430,15 @@ mod tests {
             panic!("expected a miss");
         };
         assert!(c.insert(
-            k.clone(),
-            Arc::clone(&rule),
-            t,
+            Offer {
+                key: k.clone(),
+                rule: Arc::clone(&rule),
+                ticket: t,
+                bound: Bound::Known(Arc::new(GtidSet::new())),
+                bytes: vec![1, 0, 0, 1, 0],
+                ttl: Duration::from_secs(60),
+            },
             &GtidSet::new(),
-            Bound::Known(Arc::new(GtidSet::new())),
-            vec![1, 0, 0, 1, 0],
-            Duration::from_secs(60)
         ));
         assert!(matches!(c.lookup(&k, &rule, &tables, None), Lookup::Hit(_)));
         // causal reads bypass while no reader follows
@@ -457,13 +474,15 @@ mod tests {
             panic!()
         };
         assert!(!c.insert(
-            k,
-            rule,
-            t,
+            Offer {
+                key: k,
+                rule,
+                ticket: t,
+                bound: Bound::Known(Arc::new(GtidSet::new())),
+                bytes: vec![0; c.max_entry_bytes + 1],
+                ttl: Duration::from_secs(1),
+            },
             &GtidSet::new(),
-            Bound::Known(Arc::new(GtidSet::new())),
-            vec![0; c.max_entry_bytes + 1],
-            Duration::from_secs(1)
         ));
     }
 }

@@ -343,15 +343,15 @@ impl Session {
             return;
         };
         bytes.extend_from_slice(&self.client.wbuf);
-        fill.cache.insert(
-            fill.key,
-            fill.rule,
-            fill.ticket,
-            executed,
+        let offer = cache::Offer {
+            key: fill.key,
+            rule: fill.rule,
+            ticket: fill.ticket,
             bound,
             bytes,
-            fill.ttl,
-        );
+            ttl: fill.ttl,
+        };
+        fill.cache.insert(offer, executed);
     }
 
     /// A replica read's OK carries the replica's executed set at its end

@@ -240,6 +240,7 @@ impl Session {
                 self.reply_ok().await
             }
             Some(CausewayCommand::ShowRules) => self.show_rules().await,
+            Some(CausewayCommand::ShowCache) => self.show_cache().await,
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
                     let err = ErrPacket::new(

@@ -148,24 +148,9 @@ pub struct LagHistory {
 }
 
 impl LagHistory {
-    /// An empty history.
-    pub fn new() -> LagHistory {
-        LagHistory::default()
-    }
-
     /// Forgets everything (the primary changed).
     pub fn clear(&mut self) {
         self.entries.clear();
-    }
-
-    /// Number of remembered sets.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when the primary was never read.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Records that the primary reported `set` at `at` (a no-op when it
@@ -316,11 +301,11 @@ mod tests {
     fn lag_from_history() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut h = LagHistory::new();
+        let mut h = LagHistory::default();
         assert_eq!(h.lag_at(&GtidSet::new(), t0), None);
         h.observe(set(&format!("{U}:1-5")), t0);
         h.observe(set(&format!("{U}:1-5")), t0 + ms(50)); // unchanged: no entry
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.entries.len(), 1);
         h.observe(set(&format!("{U}:1-6")), t0 + ms(100));
         h.observe(set(&format!("{U}:1-9")), t0 + ms(150));
         let r = |s: &str| GtidSet::parse(&format!("{U}:{s}")).unwrap();
@@ -346,14 +331,14 @@ mod tests {
     #[test]
     fn history_is_bounded_and_keeps_the_newest() {
         let t0 = Instant::now();
-        let mut h = LagHistory::new();
+        let mut h = LagHistory::default();
         for i in 1..=(HISTORY_CAP as u64 + 10) {
             h.observe(set(&format!("{U}:1-{i}")), t0 + Duration::from_millis(i));
         }
-        assert_eq!(h.len(), HISTORY_CAP);
+        assert_eq!(h.entries.len(), HISTORY_CAP);
         let late = t0 + HISTORY_WINDOW * 2;
         h.observe(set(&format!("{U}:1-99999")), late);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.entries.len(), 1);
         let r = GtidSet::parse(&format!("{U}:1-5")).unwrap();
         assert_eq!(
             h.lag_at(&r, late + Duration::from_secs(1)),

@@ -11,7 +11,7 @@ use mysql_async::{Conn, OptsBuilder, Row};
 use std::time::Duration;
 
 use super::eval::service_state_from_show;
-use super::task::Settings;
+use super::settings::Settings;
 
 /// Errors of one probe.
 #[derive(Debug, thiserror::Error)]

@@ -5,11 +5,12 @@
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::http::get;
 use crate::support::external::{free_port, ExternalProxy};
+use crate::support::raw::read_until_closed;
 
 /// The binary with its admin endpoint on a free port.
 pub async fn external_with_admin(
@@ -34,21 +35,6 @@ pub async fn external_with_admin(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (p, addr)
-}
-
-/// Reads what the server sends until it closes (or 15 s pass: a failure).
-async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return out,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("the server kept the connection open for 15 s"),
-        }
-    }
 }
 
 /// Sends `len` bytes of `fill` after `prefix` until done or the server
@@ -90,7 +76,7 @@ async fn the_admin_endpoint_bounds_hostile_clients() {
     );
     // ... and closes them after the header timeout (5 s), not never
     let t = Instant::now();
-    let first = read_until_closed(&mut idle[0]).await;
+    let first = read_until_closed(&mut idle[0], Duration::from_secs(15)).await;
     let closed_after = t.elapsed();
     assert!(
         closed_after < Duration::from_secs(10),
@@ -102,7 +88,9 @@ async fn the_admin_endpoint_bounds_hostile_clients() {
     // a 1 MB request line: refused (4xx) early and closed
     let mut s = TcpStream::connect(admin).await.unwrap();
     let sent = flood(&mut s, b"GET /", b'a', 1024 * 1024).await;
-    let line_answer = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
+    let line_answer =
+        String::from_utf8_lossy(&read_until_closed(&mut s, Duration::from_secs(15)).await)
+            .into_owned();
     assert!(
         line_answer.starts_with("HTTP/1.1 4"),
         "1 MB request line: {line_answer:?} after {sent} bytes"
@@ -112,7 +100,8 @@ async fn the_admin_endpoint_bounds_hostile_clients() {
     // a 64 MB header: the server stops reading at its head limit
     let mut s = TcpStream::connect(admin).await.unwrap();
     let header_sent = flood(&mut s, b"GET /metrics HTTP/1.1\r\nX-Big: ", b'b', 64 << 20).await;
-    let answer = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut s, Duration::from_secs(15)).await)
+        .into_owned();
     assert!(
         header_sent < 64 << 20 || answer.starts_with("HTTP/1.1 431"),
         "64 MB header accepted whole: {answer:?}"

@@ -105,35 +105,10 @@ fn promql_parsing_helpers() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_metric_is_exported() {
-    let dash = dashboard();
-    let mut all = Vec::new();
-    exprs(&dash, &mut all);
-    assert!(all.len() >= 10, "{all:?}");
-    let used: BTreeSet<String> = all.iter().flat_map(|e| metric_names(e)).collect();
-    let constants = metrics_rs_strings();
-    for name in &used {
-        assert!(
-            constants.contains(name),
-            "{name} is not a src/metrics.rs constant"
-        );
-    }
-    // the pictures are there
-    for want in [
-        "causeway_replica_lag_ms",
-        "causeway_causal_reads_total",
-        "causeway_statement_duration_seconds",
-        "causeway_statements_total",
-    ] {
-        assert!(used.contains(want), "no panel on {want}");
-    }
-    let joined = all.join("\n");
-    assert!(joined.contains("route=\"fallback\"") && joined.contains("route=\"primary_read\""));
-    assert!(joined.contains("quantile=\"0.99\""));
-
-    // traffic of every kind the dashboard shows, then a live scrape
-    let (tp, admin) = start_admin_proxy(|t| t).await;
+/// Traffic of every kind the dashboard shows: a write, a causal read, a
+/// strong read (on the primary), a refused login and a failed reload.
+/// Returns the session that ran them.
+async fn dashboard_traffic(tp: &crate::support::TestProxy) -> mysql_async::Conn {
     let db = crate::support::unique_db("dash");
     let mut c = tp.conn().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
@@ -166,6 +141,40 @@ async fn every_dashboard_metric_is_exported() {
     let _ = tp
         .proxy
         .reload_from(std::path::Path::new("/nonexistent/causeway.toml"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_metric_is_exported() {
+    let dash = dashboard();
+    let mut all = Vec::new();
+    exprs(&dash, &mut all);
+    assert!(all.len() >= 10, "{all:?}");
+    let used: BTreeSet<String> = all.iter().flat_map(|e| metric_names(e)).collect();
+    let constants = metrics_rs_strings();
+    for name in &used {
+        assert!(
+            constants.contains(name),
+            "{name} is not a src/metrics.rs constant"
+        );
+    }
+    // the pictures are there
+    for want in [
+        "causeway_replica_lag_ms",
+        "causeway_causal_reads_total",
+        "causeway_statement_duration_seconds",
+        "causeway_statements_total",
+    ] {
+        assert!(used.contains(want), "no panel on {want}");
+    }
+    let joined = all.join("\n");
+    assert!(joined.contains("route=\"fallback\"") && joined.contains("route=\"primary_read\""));
+    assert!(joined.contains("quantile=\"0.99\""));
+
+    // traffic of every kind the dashboard shows, then a live scrape
+    let (tp, admin) = start_admin_proxy(|t| t).await;
+    // the session stays open until the end
+    let c = dashboard_traffic(&tp).await;
     let start = std::time::Instant::now();
     let text = loop {
         let (status, _, text) = get(admin, "GET", "/metrics").await;

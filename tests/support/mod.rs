@@ -163,6 +163,7 @@ pub async fn direct_conn() -> mysql_async::Conn {
 }
 pub mod dump;
 pub mod external;
+pub mod raw;
 
 /// Waits (bounded) until every replica has applied everything the primary
 /// has executed, so direct setup statements are visible on replicas.

@@ -1,10 +1,12 @@
 //! Helpers of tests/tls.rs: certificates where the chrooted `mysql` CLI
-//! sees them, `[tls]` / `[backend_tls]` config text, client processes, and
+//! sees them, `[tls]` / `[backend_tls]` config text, client processes and
+//! options (mysql_async, the `mysql` CLI) that verify the certificate, and
 //! a raw protocol client that switches to TLS itself (to see the peer
 //! certificate and to drive caching_sha2 full authentication by hand).
 #![allow(dead_code)]
 
 use causeway_sandbox::{Ca, CertFiles};
+use mysql_async::{Opts, OptsBuilder, SslOpts};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::{Path, PathBuf};
@@ -173,4 +175,40 @@ pub async fn raw_tls(
 /// The DER of the certificate a TLS client was shown.
 pub fn peer_cert(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// mysql_async options through `port` over TLS trusting `ca`.
+pub fn tls_opts(port: u16, ca: &Path) -> Opts {
+    let ssl = SslOpts::default()
+        .with_disable_built_in_roots(true)
+        .with_root_certs(vec![ca.to_path_buf().into()]);
+    OptsBuilder::from_opts(support::opts(port, "app", "apppw", None))
+        .ssl_opts(ssl)
+        .into()
+}
+
+/// The `mysql` CLI as app against `port` with `extra` flags.
+pub async fn mysql_cli(port: u16, extra: &[String], sql: &str) -> Run {
+    let mut cmd = support::topology().dist().mysql_client_tokio_command();
+    cmd.arg("--no-defaults")
+        .arg("--protocol=TCP")
+        .arg("-h127.0.0.1")
+        .arg(format!("-P{port}"))
+        .arg("-uapp")
+        .arg("-papppw")
+        .arg("--max-allowed-packet=64M")
+        .args(extra)
+        .arg("-N")
+        .arg("-e")
+        .arg(sql);
+    run(cmd).await
+}
+
+/// Lower-case hex sha256 of `der`.
+pub fn sha256_hex(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

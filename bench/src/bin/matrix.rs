@@ -359,62 +359,64 @@ fn markdown(a: &Args, runs: &[Run], header: &str) -> String {
     md
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    if a.replicas.len() < 2 {
-        bail!("need two replicas");
+/// One target on localhost.
+fn target(name: &'static str, hosts: &str, ports: String, pid: Option<u32>) -> Target {
+    Target {
+        name,
+        hosts: hosts.into(),
+        ports,
+        pid,
     }
-    prepare(&a).await?;
-    let localhost2 = "127.0.0.1,127.0.0.1".to_string();
-    let ro_targets = [
-        Target {
-            name: "direct",
-            hosts: "127.0.0.1".into(),
-            ports: a.replicas[0].to_string(),
-            pid: None,
-        },
-        Target {
-            name: "spread",
-            hosts: localhost2,
-            ports: format!("{},{}", a.replicas[0], a.replicas[1]),
-            pid: None,
-        },
-        Target {
-            name: "causeway",
-            hosts: "127.0.0.1".into(),
-            ports: a.causeway.to_string(),
-            pid: Some(a.causeway_pid),
-        },
-        Target {
-            name: "router",
-            hosts: "127.0.0.1".into(),
-            ports: a.router_ro.to_string(),
-            pid: Some(a.router_pid),
-        },
+}
+
+/// The read-only targets (direct replica, client-side spread, causeway,
+/// Router's RO port) and the read-write targets (direct primary, causeway,
+/// Router's RW port).
+fn targets(a: &Args) -> (Vec<Target>, Vec<Target>) {
+    let ro = vec![
+        target("direct", "127.0.0.1", a.replicas[0].to_string(), None),
+        target(
+            "spread",
+            "127.0.0.1,127.0.0.1",
+            format!("{},{}", a.replicas[0], a.replicas[1]),
+            None,
+        ),
+        target(
+            "causeway",
+            "127.0.0.1",
+            a.causeway.to_string(),
+            Some(a.causeway_pid),
+        ),
+        target(
+            "router",
+            "127.0.0.1",
+            a.router_ro.to_string(),
+            Some(a.router_pid),
+        ),
     ];
-    let rw_targets = [
-        Target {
-            name: "direct",
-            hosts: "127.0.0.1".into(),
-            ports: a.primary.to_string(),
-            pid: None,
-        },
-        Target {
-            name: "causeway",
-            hosts: "127.0.0.1".into(),
-            ports: a.causeway.to_string(),
-            pid: Some(a.causeway_pid),
-        },
-        Target {
-            name: "router",
-            hosts: "127.0.0.1".into(),
-            ports: a.router_rw.to_string(),
-            pid: Some(a.router_pid),
-        },
+    let rw = vec![
+        target("direct", "127.0.0.1", a.primary.to_string(), None),
+        target(
+            "causeway",
+            "127.0.0.1",
+            a.causeway.to_string(),
+            Some(a.causeway_pid),
+        ),
+        target(
+            "router",
+            "127.0.0.1",
+            a.router_rw.to_string(),
+            Some(a.router_pid),
+        ),
     ];
-    // (workload, ps modes, thread counts)
-    let plan: Vec<(&str, Vec<&str>, Vec<u32>)> = if a.quick {
+    (ro, rw)
+}
+
+/// (workload, ps modes, thread counts)
+type Plan = Vec<(&'static str, Vec<&'static str>, Vec<u32>)>;
+
+fn plan(quick: bool) -> Plan {
+    if quick {
         vec![
             ("oltp_point_select", vec!["disable", "auto"], vec![1, 4]),
             ("oltp_read_only", vec!["disable"], vec![4]),
@@ -427,27 +429,18 @@ async fn main() -> anyhow::Result<()> {
             ("oltp_read_only", vec!["disable", "auto"], all.clone()),
             ("oltp_read_write", vec!["disable", "auto"], all),
         ]
-    };
-    // Warm every target's connection path once (pools, caches).
-    for t in ro_targets.iter().chain(rw_targets.iter()) {
-        let mut args = vec!["oltp_point_select".to_string()];
-        args.extend(base_args(&a, &t.hosts, &t.ports));
-        args.extend(["--threads=4".into(), "--time=1".into(), "run".into()]);
-        sysbench(&args).with_context(|| format!("warm-up of {}", t.name))?;
     }
-    let stamp = timestamp();
-    let load0 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+}
+
+/// Every (workload, ps, threads, target) run of the plan, in order.
+async fn run_plan(a: &Args, ro: &[Target], rw: &[Target]) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
-    for (w, pss, threads) in &plan {
-        let targets: &[Target] = if *w == "oltp_read_write" {
-            &rw_targets
-        } else {
-            &ro_targets
-        };
+    for (w, pss, threads) in &plan(a.quick) {
+        let targets = if *w == "oltp_read_write" { rw } else { ro };
         for ps in pss {
             for &thr in threads {
                 for t in targets {
-                    let r = run_one(&a, w, ps, thr, t)?;
+                    let r = run_one(a, w, ps, thr, t)?;
                     eprintln!(
                         "{w:<18} ps={ps:<7} thr={thr:<2} {:<8} qps={:>8.0} p50={:.3}ms p99={:.3}ms cpu/q={}µs",
                         t.name,
@@ -462,7 +455,17 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let load1 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    Ok(runs)
+}
+
+/// Write `<out>/<stamp>-sysbench[-quick].{md,json}` and print the markdown.
+fn write_report(
+    a: &Args,
+    runs: Vec<Run>,
+    stamp: &str,
+    load0: &str,
+    load1: &str,
+) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -475,11 +478,11 @@ async fn main() -> anyhow::Result<()> {
         a.tables,
         a.table_size,
         cores,
-        load0.trim(),
-        load1.trim(),
+        load0,
+        load1,
         a.note
     );
-    let md = markdown(&a, &runs, &header);
+    let md = markdown(a, &runs, &header);
     std::fs::create_dir_all(&a.out)?;
     let suffix = if a.quick {
         "sysbench-quick"
@@ -495,8 +498,8 @@ async fn main() -> anyhow::Result<()> {
         "tables": a.tables,
         "table_size": a.table_size,
         "cores": cores,
-        "loadavg_before": load0.trim(),
-        "loadavg_after": load1.trim(),
+        "loadavg_before": load0,
+        "loadavg_after": load1,
         "note": a.note,
         "runs": runs,
     });
@@ -504,4 +507,26 @@ async fn main() -> anyhow::Result<()> {
     println!("{md}");
     eprintln!("wrote {base}.md and {base}.json");
     Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    if a.replicas.len() < 2 {
+        bail!("need two replicas");
+    }
+    prepare(&a).await?;
+    let (ro_targets, rw_targets) = targets(&a);
+    // Warm every target's connection path once (pools, caches).
+    for t in ro_targets.iter().chain(rw_targets.iter()) {
+        let mut args = vec!["oltp_point_select".to_string()];
+        args.extend(base_args(&a, &t.hosts, &t.ports));
+        args.extend(["--threads=4".into(), "--time=1".into(), "run".into()]);
+        sysbench(&args).with_context(|| format!("warm-up of {}", t.name))?;
+    }
+    let stamp = timestamp();
+    let load0 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let runs = run_plan(&a, &ro_targets, &rw_targets).await?;
+    let load1 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    write_report(&a, runs, &stamp, load0.trim(), load1.trim())
 }

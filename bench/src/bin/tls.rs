@@ -131,11 +131,13 @@ async fn measure(p: &Proxy, ca: &std::path::Path, sql: &str, n: usize) -> anyhow
     })
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let topo = Topology::start(Options::with_replicas(0)).await?;
-    let certs = causeway_sandbox::certs::generate(&topo.dir().join("bench-tls"))?;
+/// Start one `causeway` per (client TLS, backend TLS) combination and wait
+/// until each one serves.
+async fn start_proxies(
+    args: &Args,
+    topo: &Topology,
+    certs: &causeway_sandbox::CertFiles,
+) -> anyhow::Result<Vec<Proxy>> {
     let primary = topo.primary().addr();
     let dir = topo.dir().join("bench-cfg");
     std::fs::create_dir_all(&dir)?;
@@ -149,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     for (i, (name, client_tls, backend)) in combos.iter().enumerate() {
         let port = free_port()?;
         let path = dir.join(format!("c{i}.toml"));
-        let client = client_tls.then_some(&certs);
+        let client = client_tls.then_some(certs);
         std::fs::write(&path, config(port, &primary, client, backend))?;
         let child = Command::new(&args.causeway)
             .arg("--config")
@@ -178,17 +180,25 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    Ok(proxies)
+}
+
+/// The markdown tables: per statement, one row per proxy.
+async fn measure_all(
+    args: &Args,
+    proxies: &[Proxy],
+    ca: &std::path::Path,
+) -> anyhow::Result<String> {
     let stmts = [
         ("SELECT 1", "SELECT 1"),
         ("16 KiB row", "SELECT REPEAT('x', 16384)"),
     ];
     let mut table = String::new();
-    let load0 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for (label, sql) in stmts {
         let mut acc = vec![Sample::default(); proxies.len()];
         for _ in 0..args.rounds {
             for (i, p) in proxies.iter().enumerate() {
-                let s = measure(p, &certs.ca, sql, args.queries).await?;
+                let s = measure(p, ca, sql, args.queries).await?;
                 acc[i].lat_us.extend(s.lat_us);
                 acc[i].cpu_us += s.cpu_us;
                 acc[i].queries += s.queries;
@@ -210,6 +220,17 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
     }
+    Ok(table)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let topo = Topology::start(Options::with_replicas(0)).await?;
+    let certs = causeway_sandbox::certs::generate(&topo.dir().join("bench-tls"))?;
+    let proxies = start_proxies(&args, &topo, &certs).await?;
+    let load0 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let table = measure_all(&args, &proxies, &certs.ca).await?;
     let load1 = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let md = format!(
         "# TLS cost: 1 thread through causeway, client side and backend side\n\n\

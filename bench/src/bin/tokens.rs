@@ -437,6 +437,120 @@ fn stats_row(name: &str, s: &Stats) -> String {
     )
 }
 
+fn field(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Caught-up replicas: causal vs eventual point reads.
+fn md_caught_up(a: &Args, stamp: &str, cu: &serde_json::Value) -> String {
+    let mut md = format!(
+        "## Token workload {stamp}\n\n{}\n\n### Caught-up replicas: causal vs eventual point reads (1 session)\n\n\
+         Token held: every replica contains it; alternating blocks of {} reads.\n\n\
+         | mode | n | mean µs | p50 µs | p95 µs | p99 µs |\n|---|---:|---:|---:|---:|---:|\n",
+        a.note,
+        (a.iters / 20).max(1)
+    );
+    let cs: Stats = serde_json::from_value(cu["causal"].clone()).unwrap_or_default();
+    let es: Stats = serde_json::from_value(cu["eventual"].clone()).unwrap_or_default();
+    md.push_str(&stats_row("causal", &cs));
+    md.push_str(&stats_row("eventual", &es));
+    let ratio = field(cu, "p50_ratio");
+    md.push_str(&format!(
+        "\ncausal/eventual p50 = {ratio:.3}, mean = {:.3} (target ≤ 1.05: {}).\n",
+        field(cu, "mean_ratio"),
+        if ratio <= 1.05 { "met" } else { "MISSED" }
+    ));
+    let rc: Routes =
+        serde_json::from_value(cu["causal_last_route_per_block"].clone()).unwrap_or_default();
+    md.push_str(&format!(
+        "Last causal read of each block ran on: {}.\n",
+        rc.shares()
+    ));
+    md
+}
+
+/// Write → immediate read of the same row.
+fn md_write_read(wr_c: &PairResult, wr_e: &PairResult) -> String {
+    let mut md = String::from(
+        "\n### Write → immediate read of the same row (4 sessions, healthy replication)\n\n\
+         | mode | pairs | read mean µs | read p50 | read p95 | read p99 | write p50 µs | stale | routes |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for r in [wr_c, wr_e] {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
+            r.mode,
+            r.pairs,
+            r.read.mean_us,
+            r.read.p50_us,
+            r.read.p95_us,
+            r.read.p99_us,
+            r.write.p50_us,
+            r.stale,
+            r.routes.shares()
+        ));
+    }
+    md.push_str(&format!(
+        "\nAdded read latency of causal over eventual right after a write: p50 +{:.0} µs, mean +{:.0} µs.\n",
+        wr_c.read.p50_us - wr_e.read.p50_us,
+        wr_c.read.mean_us - wr_e.read.mean_us
+    ));
+    md
+}
+
+/// Write path: direct vs through causeway.
+fn md_write_path(wp: &serde_json::Value) -> String {
+    let mut md = String::from(
+        "\n### Write path: INSERT directly on the primary vs through causeway (1 session)\n\n\
+         | path | n | mean µs | p50 µs | p95 µs | p99 µs |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    let wd: Stats = serde_json::from_value(wp["direct"].clone()).unwrap_or_default();
+    let wc: Stats = serde_json::from_value(wp["causeway"].clone()).unwrap_or_default();
+    let wt: Stats = serde_json::from_value(wp["direct_tracked"].clone()).unwrap_or_default();
+    md.push_str(&stats_row("direct", &wd));
+    md.push_str(&stats_row("direct + session_track_gtids=ALL_GTIDS", &wt));
+    md.push_str(&stats_row("causeway", &wc));
+    md.push_str(&format!(
+        "\nAdded by causeway on the write path: p50 +{:.0} µs, mean +{:.0} µs.\n",
+        field(wp, "added_p50_us"),
+        field(wp, "added_mean_us")
+    ));
+    md
+}
+
+/// Consistency checker under disrupted replicas, with the verdict.
+fn md_checker(a: &Args, checks: [(&PairResult, u64); 2]) -> String {
+    let mut md = format!(
+        "\n### Consistency checker: replicas' appliers stopped / delayed (SOURCE_DELAY=1) / resumed at random\n\n\
+         {} sessions, `@@causeway.wait_timeout_ms = {}`.\n\n\
+         | mode | pairs | stale reads | disruptions | seconds | read p50 µs | read p99 µs | routes |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+        a.sessions, a.wait_timeout_ms
+    );
+    for (r, act) in checks {
+        md.push_str(&format!(
+            "| {} | {} | **{}** | {} | {:.1} | {:.0} | {:.0} | {} |\n",
+            r.mode,
+            r.pairs,
+            r.stale,
+            act,
+            r.seconds,
+            r.read.p50_us,
+            r.read.p99_us,
+            r.routes.shares()
+        ));
+    }
+    let [(ck_c, _), (ck_e, _)] = checks;
+    md.push_str(&format!(
+        "\nCausal stale reads: {} (must be 0: {}). Eventual stale reads: {} (expected > 0: {}).\n",
+        ck_c.stale,
+        if ck_c.stale == 0 { "ok" } else { "FAILED" },
+        ck_e.stale,
+        if ck_e.stale > 0 { "ok" } else { "not shown" }
+    ));
+    md
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
@@ -462,97 +576,10 @@ async fn main() -> anyhow::Result<()> {
     let (ck_e, act_e) = checker(&a, "eventual", 400).await?;
     eprintln!("{ck_e:?} actions={act_e}");
 
-    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let mut md = format!(
-        "## Token workload {stamp}\n\n{}\n\n### Caught-up replicas: causal vs eventual point reads (1 session)\n\n\
-         Token held: every replica contains it; alternating blocks of {} reads.\n\n\
-         | mode | n | mean µs | p50 µs | p95 µs | p99 µs |\n|---|---:|---:|---:|---:|---:|\n",
-        a.note,
-        (a.iters / 20).max(1)
-    );
-    let cs: Stats = serde_json::from_value(cu["causal"].clone()).unwrap_or_default();
-    let es: Stats = serde_json::from_value(cu["eventual"].clone()).unwrap_or_default();
-    md.push_str(&stats_row("causal", &cs));
-    md.push_str(&stats_row("eventual", &es));
-    let ratio = f(&cu, "p50_ratio");
-    md.push_str(&format!(
-        "\ncausal/eventual p50 = {ratio:.3}, mean = {:.3} (target ≤ 1.05: {}).\n",
-        f(&cu, "mean_ratio"),
-        if ratio <= 1.05 { "met" } else { "MISSED" }
-    ));
-    let rc: Routes =
-        serde_json::from_value(cu["causal_last_route_per_block"].clone()).unwrap_or_default();
-    md.push_str(&format!(
-        "Last causal read of each block ran on: {}.\n",
-        rc.shares()
-    ));
-    md.push_str(
-        "\n### Write → immediate read of the same row (4 sessions, healthy replication)\n\n\
-         | mode | pairs | read mean µs | read p50 | read p95 | read p99 | write p50 µs | stale | routes |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
-    );
-    for r in [&wr_c, &wr_e] {
-        md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
-            r.mode,
-            r.pairs,
-            r.read.mean_us,
-            r.read.p50_us,
-            r.read.p95_us,
-            r.read.p99_us,
-            r.write.p50_us,
-            r.stale,
-            r.routes.shares()
-        ));
-    }
-    md.push_str(&format!(
-        "\nAdded read latency of causal over eventual right after a write: p50 +{:.0} µs, mean +{:.0} µs.\n",
-        wr_c.read.p50_us - wr_e.read.p50_us,
-        wr_c.read.mean_us - wr_e.read.mean_us
-    ));
-    md.push_str(
-        "\n### Write path: INSERT directly on the primary vs through causeway (1 session)\n\n\
-         | path | n | mean µs | p50 µs | p95 µs | p99 µs |\n|---|---:|---:|---:|---:|---:|\n",
-    );
-    let wd: Stats = serde_json::from_value(wp["direct"].clone()).unwrap_or_default();
-    let wc: Stats = serde_json::from_value(wp["causeway"].clone()).unwrap_or_default();
-    let wt: Stats = serde_json::from_value(wp["direct_tracked"].clone()).unwrap_or_default();
-    md.push_str(&stats_row("direct", &wd));
-    md.push_str(&stats_row("direct + session_track_gtids=ALL_GTIDS", &wt));
-    md.push_str(&stats_row("causeway", &wc));
-    md.push_str(&format!(
-        "\nAdded by causeway on the write path: p50 +{:.0} µs, mean +{:.0} µs.\n",
-        f(&wp, "added_p50_us"),
-        f(&wp, "added_mean_us")
-    ));
-    md.push_str(&format!(
-        "\n### Consistency checker: replicas' appliers stopped / delayed (SOURCE_DELAY=1) / resumed at random\n\n\
-         {} sessions, `@@causeway.wait_timeout_ms = {}`.\n\n\
-         | mode | pairs | stale reads | disruptions | seconds | read p50 µs | read p99 µs | routes |\n\
-         |---|---:|---:|---:|---:|---:|---:|---|\n",
-        a.sessions, a.wait_timeout_ms
-    ));
-    for (r, act) in [(&ck_c, act_c), (&ck_e, act_e)] {
-        md.push_str(&format!(
-            "| {} | {} | **{}** | {} | {:.1} | {:.0} | {:.0} | {} |\n",
-            r.mode,
-            r.pairs,
-            r.stale,
-            act,
-            r.seconds,
-            r.read.p50_us,
-            r.read.p99_us,
-            r.routes.shares()
-        ));
-    }
-    let verdict = format!(
-        "\nCausal stale reads: {} (must be 0: {}). Eventual stale reads: {} (expected > 0: {}).\n",
-        ck_c.stale,
-        if ck_c.stale == 0 { "ok" } else { "FAILED" },
-        ck_e.stale,
-        if ck_e.stale > 0 { "ok" } else { "not shown" }
-    );
-    md.push_str(&verdict);
+    let mut md = md_caught_up(&a, &stamp, &cu);
+    md.push_str(&md_write_read(&wr_c, &wr_e));
+    md.push_str(&md_write_path(&wp));
+    md.push_str(&md_checker(&a, [(&ck_c, act_c), (&ck_e, act_e)]));
     std::fs::create_dir_all(&a.out)?;
     let base = format!("{}/{stamp}-tokens", a.out);
     std::fs::write(format!("{base}.md"), &md)?;

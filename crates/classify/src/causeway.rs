@@ -1,5 +1,6 @@
 //! The proxy's own commands: `SELECT @@causeway.x [AS a], ...`,
-//! `SET [SESSION] @@causeway.x = v, ...`, `SHOW CAUSEWAY BACKENDS`, and the
+//! `SET [SESSION] @@causeway.x = v, ...`, `SHOW CAUSEWAY BACKENDS|RULES|CACHE`,
+//! and the
 //! `key=value` options of a leading `/* causeway ... */` comment. These
 //! functions allocate; call them only for statements whose
 //! [`crate::Effects::causeway_var`] is set (or, for the comment, when the
@@ -31,6 +32,8 @@ pub enum CausewayCommand {
     ShowBackends,
     /// `SHOW CAUSEWAY RULES`.
     ShowRules,
+    /// `SHOW CAUSEWAY CACHE`.
+    ShowCache,
 }
 
 /// The causeway variable name in `@@[session.]causeway.x`, lower-cased.
@@ -68,6 +71,8 @@ pub fn causeway_command(sql: &str) -> Option<CausewayCommand> {
             Some(CausewayCommand::ShowBackends)
         } else if is_kw(b, "RULES") {
             Some(CausewayCommand::ShowRules)
+        } else if is_kw(b, "CACHE") {
+            Some(CausewayCommand::ShowCache)
         } else {
             None
         };

@@ -94,6 +94,25 @@ fn show_backends() {
         Some(CausewayCommand::ShowBackends)
     );
     assert_eq!(causeway_command("SHOW CAUSEWAY"), None);
+    assert_eq!(
+        causeway_command("SHOW CAUSEWAY CACHE"),
+        Some(CausewayCommand::ShowCache)
+    );
+    // comments of every kind are skipped by the lexer, case and a trailing
+    // `;` do not matter
+    for sql in [
+        " /* x */ show  causeway\ncache ; ",
+        "-- c\nSHOW CAUSEWAY CACHE",
+        "# c\nSHOW /* a */ CAUSEWAY CACHE",
+    ] {
+        assert_eq!(
+            causeway_command(sql),
+            Some(CausewayCommand::ShowCache),
+            "{sql}"
+        );
+    }
+    assert_eq!(causeway_command("SHOW CAUSEWAY CACHE x"), None);
+    assert_eq!(causeway_command("/* SHOW CAUSEWAY CACHE"), None);
     assert_eq!(causeway_command("SHOW TABLES"), None);
     assert_eq!(causeway_command(""), None);
 }

@@ -46,7 +46,22 @@ fn positive(value: u64, path: &[&str]) -> Result<(), Problem> {
 
 /// Check every semantic rule; the first violation is returned.
 pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
-    // [server]
+    check_server(c)?;
+    check_users(c)?;
+    check_backends(c)?;
+    check_monitor(c)?;
+    // [tls] and [backend_tls]
+    crate::tls::validate(c.tls.as_ref(), &c.backend_tls)?;
+    check_routing(c)?;
+    if let Err((field, message)) = crate::cache::check(&c.cache) {
+        return fail(key(&["cache", field]), message);
+    }
+    // replicas[].pool, [[pools]], [[rules]]
+    crate::rules::validate(c)
+}
+
+/// `[server]` and `[admin]`.
+fn check_server(c: &Config) -> Result<(), Problem> {
     let s = &c.server;
     if let Err(e) = check_listen_addr(&s.listen) {
         return fail(key(&["server", "listen"]), e);
@@ -66,7 +81,6 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     }
     check_client_limits(s)?;
 
-    // [admin]
     if c.admin.enabled {
         if let Err(e) = check_listen_addr(&c.admin.listen) {
             return fail(key(&["admin", "listen"]), e);
@@ -78,8 +92,11 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             );
         }
     }
+    Ok(())
+}
 
-    // [[users]]
+/// `[[users]]`: at least one, names unique and non-empty.
+fn check_users(c: &Config) -> Result<(), Problem> {
     if c.users.is_empty() {
         return fail(key(&["users"]), "at least one [[users]] entry is required");
     }
@@ -98,8 +115,11 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             return fail(indexed("users", i, "backend_user"), "must not be empty");
         }
     }
+    Ok(())
+}
 
-    // [primary] and [[replicas]]
+/// `[primary]` and `[[replicas]]`.
+fn check_backends(c: &Config) -> Result<(), Problem> {
     let mut backend_names = HashSet::new();
     check_backend(&c.primary, &mut backend_names, |f| key(&["primary", f]))?;
     for (i, r) in c.replicas.iter().enumerate() {
@@ -128,8 +148,11 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             }
         }
     }
+    Ok(())
+}
 
-    // [monitor]
+/// `[monitor]`.
+fn check_monitor(c: &Config) -> Result<(), Problem> {
     let m = &c.monitor;
     if m.user.trim().is_empty() {
         return fail(key(&["monitor", "user"]), "must not be empty");
@@ -137,11 +160,11 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     positive(m.interval_ms, &["monitor", "interval_ms"])?;
     positive(m.gtid_interval_ms, &["monitor", "gtid_interval_ms"])?;
     positive(m.connect_timeout_ms, &["monitor", "connect_timeout_ms"])?;
+    Ok(())
+}
 
-    // [tls] and [backend_tls]
-    crate::tls::validate(c.tls.as_ref(), &c.backend_tls)?;
-
-    // [routing]
+/// `[routing]`.
+fn check_routing(c: &Config) -> Result<(), Problem> {
     let r = &c.routing;
     positive(r.max_lag_ms, &["routing", "max_lag_ms"])?;
     // the causal wait's cap (causeway::consistency::MAX_WAIT_TIMEOUT_MS)
@@ -160,12 +183,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
             ),
         );
     }
-    if let Err((field, message)) = crate::cache::check(&c.cache) {
-        return fail(key(&["cache", field]), message);
-    }
-
-    // replicas[].pool, [[pools]], [[rules]]
-    crate::rules::validate(c)
+    Ok(())
 }
 
 /// The client-facing bounds of `[server]`.

@@ -1,20 +1,10 @@
 //! The `[cache]` section: defaults, every key, validation with file, line
 //! and key, unknown keys refused.
 
+mod common;
+
 use causeway_config::{Config, Invalidation};
-
-const MINIMAL: &str = r#"[[users]]
-name = "app"
-password = "apppw"
-
-[primary]
-name = "primary"
-address = "127.0.0.1:3306"
-
-[monitor]
-user = "monitor"
-password = "monitorpw"
-"#;
+use common::MINIMAL;
 
 fn parse(extra: &str) -> Result<Config, causeway_config::ConfigError> {
     Config::from_str_named(&format!("{MINIMAL}{extra}"), "t.toml")

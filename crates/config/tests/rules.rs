@@ -1,27 +1,13 @@
 //! `[[rules]]`, `[[pools]]` and `replicas[].pool`: parsing, defaults and
 //! every refusal with file, line and key.
 
-use causeway_config::{Config, ConfigError, Consistency, OnTimeout, RuleRoute};
+mod common;
 
-const MINIMAL: &str = r#"[[users]]
-name = "app"
-password = "apppw"
-
-[primary]
-name = "primary"
-address = "127.0.0.1:3306"
-
-[monitor]
-user = "monitor"
-password = "monitorpw"
-"#;
+use causeway_config::{Consistency, OnTimeout, RuleRoute};
+use common::{parse, MINIMAL};
 
 // MINIMAL is 11 lines; appended text starts on line 12.
 const R2: &str = "[[replicas]]\nname = \"r2\"\naddress = \"h:2\"\npool = \"reporting\"\n";
-
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::from_str_named(text, "t.toml")
-}
 
 fn assert_err(extra: &str, line: usize, contains: &[&str]) {
     let text = format!("{MINIMAL}{extra}");
