@@ -30,11 +30,6 @@ use std::time::Instant;
 use crate::metrics::{self as m, move_reason};
 use crate::topology::{Backend, BackendState, Topology};
 
-/// Errors of this module (none: choices cannot fail; kept for the
-/// one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum BalanceError {}
-
 /// FNV-1a of `bytes`.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {

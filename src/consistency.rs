@@ -31,10 +31,7 @@ pub use crate::balance::Picker;
 pub use crate::monotonic::stranded;
 use crate::monotonic::{floor, readiness, Floor, Ready};
 use crate::topology::{Backend, Topology};
-pub use settings::{
-    check_options_len, clip_value, ConsistencyError, Settings, MAX_OPTIONS_LEN,
-    MAX_WAIT_TIMEOUT_MS, TOKEN_LIMITS,
-};
+pub use settings::{check_options_len, clip_value, ConsistencyError, Settings};
 
 /// Where a read may go.
 #[derive(Debug, Clone)]
@@ -48,17 +45,8 @@ pub enum Choice {
     Primary(&'static str),
 }
 
-/// Replicas of the general pool routing may use: healthy, weighted,
-/// within the lag budget.
-pub fn eligible<'a>(
-    topo: &'a Topology,
-    max_lag_ms: Option<u64>,
-    exclude: &[&str],
-) -> Vec<&'a Arc<Backend>> {
-    eligible_in(topo, None, max_lag_ms, exclude)
-}
-
-/// [`eligible`] for the members of pool `pool` (`None`: the general pool).
+/// Replicas of pool `pool` (`None`: the general pool) routing may use:
+/// healthy, weighted, within the lag budget.
 pub fn eligible_in<'a>(
     topo: &'a Topology,
     pool: Option<&str>,
@@ -383,16 +371,16 @@ mod tests {
             lag_ms: Some(10),
             ..View::default()
         });
-        let names: Vec<&str> = eligible(&t, Some(100), &[])
+        let names: Vec<&str> = eligible_in(&t, None, Some(100), &[])
             .iter()
             .map(|b| b.name())
             .collect();
         assert_eq!(names, ["r2"]);
-        assert_eq!(eligible(&t, None, &[]).len(), 2);
-        assert_eq!(eligible(&t, None, &["r1"]).len(), 1);
+        assert_eq!(eligible_in(&t, None, None, &[]).len(), 2);
+        assert_eq!(eligible_in(&t, None, None, &["r1"]).len(), 1);
         t.replicas[1].state.publish(View::default());
         assert!(
-            eligible(&t, Some(100), &[]).is_empty(),
+            eligible_in(&t, None, Some(100), &[]).is_empty(),
             "unknown lag does not meet a budget"
         );
     }

@@ -69,10 +69,7 @@ mod probe;
 mod settings;
 mod task;
 
-pub use eval::EvalError;
-pub use probe::ProbeError;
-pub use settings::{Settings, SettingsError};
-pub use task::TaskError;
+pub use settings::Settings;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -21,10 +21,6 @@ use crate::balance::Picker;
 use crate::consistency::qualifies;
 use crate::topology::{Backend, Topology};
 
-/// Errors of this module (none; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum MonotonicError {}
-
 /// What a causal read on a replica must contain beyond the token, so the
 /// session never reads backwards (monotonic reads).
 pub enum Floor {

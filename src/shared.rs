@@ -25,11 +25,6 @@ use tokio::sync::{watch, Notify};
 use crate::frontend::registry::{Registry, SessionShared};
 use crate::topology::Topology;
 
-/// Errors of the shared context (none: every operation here either
-/// succeeds or answers `None`; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum SharedError {}
-
 /// What sessions, the admin endpoint and the binlog reader share.
 #[derive(Debug)]
 pub struct Shared {

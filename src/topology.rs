@@ -177,9 +177,13 @@ impl BackendMetrics {
     pub fn new(name: &str, role: Role) -> BackendMetrics {
         use crate::metrics as m;
         let tier = role.as_str();
+        let route = match role {
+            Role::Primary => m::route::PRIMARY,
+            Role::Replica => m::route::REPLICA,
+        };
         BackendMetrics {
-            statements: metrics::counter!(m::STATEMENTS, "route" => tier, "backend" => name.to_string()),
-            fallbacks: metrics::counter!(m::STATEMENTS, "route" => "fallback", "backend" => name.to_string()),
+            statements: metrics::counter!(m::STATEMENTS, "route" => route, "backend" => name.to_string()),
+            fallbacks: metrics::counter!(m::STATEMENTS, "route" => m::route::FALLBACK, "backend" => name.to_string()),
             primary_reads: match role {
                 Role::Primary => {
                     metrics::counter!(m::STATEMENTS, "route" => m::route::PRIMARY_READ, "backend" => name.to_string())

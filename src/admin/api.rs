@@ -15,12 +15,6 @@ use std::sync::atomic::Ordering;
 use crate::shared::Shared;
 use crate::topology::{Role, Topology};
 
-/// Errors of this module (none: serializing these types cannot fail, and
-/// a failure would be answered with an error object; kept for the
-/// one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {}
-
 /// What replaces a password.
 pub const REDACTED: &str = "<redacted>";
 
@@ -140,11 +134,7 @@ pub fn sessions(shared: &Shared) -> String {
     let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut total = 0usize;
     shared.sessions.for_each(|_, s| {
-        let user = s
-            .user
-            .lock()
-            .map(|u| u.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
+        let user = s.user();
         let state = if s.running().is_some() {
             "running"
         } else {

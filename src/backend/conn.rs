@@ -35,8 +35,6 @@ use super::stmt_cache::StmtCache;
 
 mod login;
 
-pub use login::unsupported_plugin;
-
 /// Errors talking to a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -7,20 +7,10 @@ use std::time::Instant;
 
 use super::Cache;
 
-/// Errors of this module (none; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {}
-
 /// Column names of `SHOW CAUSEWAY CACHE`.
 pub const COLUMNS: &[&str] = &[
     "kind", "name", "entries", "bytes", "hits", "misses", "bypasses", "hit_rate", "state", "detail",
 ];
-
-/// Whether `sql` is `SHOW CAUSEWAY CACHE` (comments, case and a trailing
-/// `;` aside: the classify lexer decides).
-pub fn is_show_cache(sql: &str) -> bool {
-    causeway_classify::causeway_command(sql) == Some(causeway_classify::CausewayCommand::ShowCache)
-}
 
 /// The rows.
 pub fn rows(cache: &Cache) -> Vec<Vec<Option<String>>> {
@@ -83,17 +73,3 @@ pub fn rows(cache: &Cache) -> Vec<Vec<Option<String>>> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_the_command() {
-        assert!(is_show_cache("SHOW CAUSEWAY CACHE"));
-        assert!(is_show_cache(" /* x */ show  causeway\ncache ; "));
-        assert!(!is_show_cache("SHOW CAUSEWAY BACKENDS"));
-        assert!(!is_show_cache("SHOW CAUSEWAY CACHE x"));
-        assert!(!is_show_cache("/* SHOW CAUSEWAY CACHE"));
-        assert!(is_show_cache("-- c\nSHOW CAUSEWAY CACHE"));
-    }
-}

@@ -21,10 +21,6 @@ use causeway_gtid::GtidSet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Errors of this module (none; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum FreshError {}
-
 #[derive(Debug, Default)]
 struct TableState {
     generation: u64,

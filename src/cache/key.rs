@@ -10,10 +10,6 @@
 
 use std::sync::Arc;
 
-/// Errors of this module (none; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {}
-
 /// A cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key(Arc<[u8]>);

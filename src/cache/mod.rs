@@ -33,14 +33,6 @@ pub const INVALIDATIONS: &str = crate::metrics::CACHE_INVALIDATIONS;
 /// saw executed on the primary (0 when caught up; absent in ttl mode).
 pub const READER_LAG_SECONDS: &str = crate::metrics::CACHE_READER_LAG_SECONDS;
 
-/// Errors of the cache tier.
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    /// The binlog reader failed (it reconnects).
-    #[error("binlog reader: {0}")]
-    Reader(#[from] binlog::ReaderError),
-}
-
 /// The reply of a miss, offered to [`Cache::insert`].
 pub struct Offer {
     /// The statement's cache key.
@@ -338,14 +330,17 @@ impl Cache {
 
     /// Updates the reader status.
     pub fn set_reader(&self, f: impl FnOnce(&mut ReaderStatus)) {
-        if let Ok(mut s) = self.reader.lock() {
-            f(&mut s);
-        }
+        f(&mut self.reader.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     /// The reader status.
     pub fn reader(&self) -> Option<ReaderStatus> {
-        self.reader.lock().ok().map(|s| s.clone())
+        Some(
+            self.reader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 
     /// Entries and bytes per rule (walks the store: admin use only).

@@ -169,8 +169,8 @@ impl Session {
         if idx < self.held.len() {
             self.drop_conn(idx);
         }
-        let login = self.shared.login.lock().map(|l| l.clone()).ok();
-        if let (Some(thread_id), Some(login)) = (thread_id, login) {
+        if let Some(thread_id) = thread_id {
+            let login = self.shared.login();
             let timeout = self.topo.config.server.connect_timeout();
             // the whole thread: the pipelined read must not run either
             let tls = &b.pool.config().tls;

@@ -57,11 +57,6 @@ impl Session {
         if let Err(e) = consistency::check_options_len(sql, c.effects.causeway_var) {
             return self.reply_err(&option_error(&e)).await;
         }
-        if c.reason == causeway_classify::Reason::Causeway
-            && crate::cache::admin::is_show_cache(sql)
-        {
-            return self.show_cache().await;
-        }
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
@@ -306,11 +301,7 @@ impl Session {
             let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {}", k.id));
             return self.reply_err(&err).await;
         };
-        let owner = target
-            .user
-            .lock()
-            .map(|u| *u == self.user.name)
-            .unwrap_or(false);
+        let owner = target.user() == self.user.name;
         if !owner && !self.user.admin {
             let err = ErrPacket::new(
                 1095,
@@ -326,8 +317,8 @@ impl Session {
         }
         target.begin_kill();
         if let Some((addr, thread_id)) = target.running() {
-            let login = target.login.lock().map(|l| l.clone()).ok();
-            if let Some(login) = login {
+            {
+                let login = target.login();
                 let key = LinkKey {
                     user: login.user.clone(),
                     caps: 0,

@@ -125,9 +125,9 @@ pub async fn next_kill(rx: &mut watch::Receiver<KillSignal>) -> Killed {
 #[derive(Debug)]
 pub struct SessionShared {
     /// Client user name.
-    pub user: Mutex<String>,
+    user: Mutex<String>,
     /// Backend login of the session.
-    pub login: Mutex<Login>,
+    login: Mutex<Login>,
     /// Backend address and thread id of the statement running now,
     /// encoded as `slot << 32 | thread_id`, slot + 1 into `addrs`; 0 = idle.
     running: AtomicU64,
@@ -148,6 +148,23 @@ pub struct SessionShared {
 }
 
 impl SessionShared {
+    /// The client user name. A poisoned lock is recovered, as everywhere
+    /// in causeway: the value is replaced whole, never half-written.
+    pub fn user(&self) -> String {
+        self.user.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The backend login of the session.
+    pub fn login(&self) -> Login {
+        self.login.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// After COM_CHANGE_USER: the new user and backend login.
+    pub fn set_user(&self, user: &str, login: Login) {
+        user.clone_into(&mut self.user.lock().unwrap_or_else(|e| e.into_inner()));
+        *self.login.lock().unwrap_or_else(|e| e.into_inner()) = login;
+    }
+
     /// A new entry.
     pub fn new(user: &str, login: Login) -> Arc<SessionShared> {
         Arc::new(SessionShared {

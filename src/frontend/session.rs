@@ -501,12 +501,8 @@ impl Session {
 
     fn apply_change_user(&mut self, user: User, req: &ChangeUser) {
         self.reset_state();
-        if let Ok(mut u) = self.shared.user.lock() {
-            u.clone_from(&user.name);
-        }
-        if let Ok(mut l) = self.shared.login.lock() {
-            *l = login::backend_login(&user);
-        }
+        self.shared
+            .set_user(&user.name, login::backend_login(&user));
         self.user = user;
         self.db = req.db.clone();
         if let Some(c) = req.collation {

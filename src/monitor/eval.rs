@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::topology::{Role, View};
 
-/// Errors of this module (none: it is pure; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {}
-
 /// What one evaluation of a backend is based on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inputs {

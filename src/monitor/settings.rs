@@ -7,11 +7,6 @@ use std::time::Duration;
 
 use crate::topology::Role;
 
-/// Errors of this module (none: settings are built from a validated
-/// config; kept for the one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {}
-
 /// Everything a task needs from the configuration; replaced on reload.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {

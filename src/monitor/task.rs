@@ -14,11 +14,6 @@ use super::probe::{self, ProbeError};
 use super::settings::Settings;
 use crate::topology::{BackendState, Role, View};
 
-/// Errors of this module (none: tasks report through the view; kept for the
-/// one-enum-per-module rule).
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {}
-
 /// Resolves once the settings sender is gone (the task must stop).
 async fn sender_dropped(rx: &mut watch::Receiver<Arc<Settings>>) {
     while rx.changed().await.is_ok() {}

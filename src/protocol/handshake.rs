@@ -130,7 +130,7 @@ pub fn greeting(
 
 mod response;
 
-pub use response::{count_attrs, parse_client_hello, ClientHello, Reader, MAX_ATTRS_LEN};
+pub use response::{parse_client_hello, ClientHello, Reader};
 
 /// Computes the auth response for `plugin` (empty for an empty password).
 pub fn scramble(plugin: &str, nonce: &[u8], password: &str) -> Option<Vec<u8>> {

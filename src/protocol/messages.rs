@@ -66,18 +66,12 @@ pub fn put_lenenc_str(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Session-state change types (`SESSION_TRACK_*`).
 pub mod track {
-    /// A system variable changed: name and value.
-    pub const SYSTEM_VARIABLES: u8 = 0;
     /// The current schema changed.
     pub const SCHEMA: u8 = 1;
     /// Some session state changed.
     pub const STATE_CHANGE: u8 = 2;
     /// GTIDs (per `session_track_gtids`).
     pub const GTIDS: u8 = 3;
-    /// Transaction characteristics.
-    pub const TRANSACTION_CHARACTERISTICS: u8 = 4;
-    /// Transaction state.
-    pub const TRANSACTION_STATE: u8 = 5;
 }
 
 /// A decoded OK packet (header 0x00, or 0xFE as a result-set terminator).

@@ -10,4 +10,4 @@ pub mod query_attrs;
 pub mod stream;
 
 pub use messages::{ErrPacket, OkPacket};
-pub use packet::{Packet, PacketConn, PacketError};
+pub use packet::{PacketConn, PacketError};

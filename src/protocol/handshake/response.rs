@@ -22,9 +22,6 @@ pub struct ClientHello {
     pub db: Option<String>,
     /// Auth plugin the response was computed with.
     pub plugin: String,
-    /// How many connection attributes the client sent (their framing is
-    /// checked; their contents are not kept).
-    pub attr_count: usize,
     /// The zstd level the client asked for (with
     /// CLIENT_ZSTD_COMPRESSION_ALGORITHM), the last byte of its response.
     pub zstd_level: Option<u8>,
@@ -76,11 +73,6 @@ impl<'a> Reader<'a> {
         let (s, used) = crate::protocol::messages::read_lenenc_str(self.0)?;
         self.0 = self.0.get(used..)?;
         Some(s)
-    }
-
-    /// Whatever is left.
-    pub fn rest(&self) -> &'a [u8] {
-        self.0
     }
 
     /// Whether nothing is left.
@@ -149,10 +141,10 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, HandshakeError>
                 .ok_or_else(|| malformed("unterminated plugin name"))?,
         );
     }
-    let mut attr_count = 0;
+    // connection attributes: their framing is checked, their contents are
+    // not kept
     if sent.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) && !r.is_empty() {
-        attr_count = r
-            .lenenc_str()
+        r.lenenc_str()
             .and_then(count_attrs)
             .ok_or_else(|| malformed("bad connection attributes"))?;
     }
@@ -173,7 +165,6 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, HandshakeError>
             || NATIVE.to_string(),
             |p| String::from_utf8_lossy(p).into_owned(),
         ),
-        attr_count,
         zstd_level,
     })
 }
@@ -233,7 +224,19 @@ mod tests {
             None,
             CACHING_SHA2,
         );
-        assert_eq!(parse_client_hello(&full).unwrap().attr_count, 2);
+        assert!(parse_client_hello(&full).is_ok());
+        let mut two = Vec::new();
+        for kv in [b"_client_name", b"_os_version_"] {
+            put_lenenc_str(&mut two, kv);
+            put_lenenc_str(&mut two, b"v");
+        }
+        assert_eq!(count_attrs(&two), Some(2));
+        assert!(parse_client_hello(&hello_with_attrs(&{
+            let mut framed = Vec::new();
+            put_lenenc_str(&mut framed, &two);
+            framed
+        }))
+        .is_ok());
         // a block that claims more than the packet holds
         let mut bad = Vec::new();
         put_lenenc(&mut bad, 1 << 40);
@@ -256,12 +259,8 @@ mod tests {
         put_lenenc_str(&mut framed, &block);
         assert!(parse_client_hello(&hello_with_attrs(&framed)).is_err());
         // an empty block is fine
-        assert_eq!(
-            parse_client_hello(&hello_with_attrs(&[0]))
-                .unwrap()
-                .attr_count,
-            0
-        );
+        assert!(parse_client_hello(&hello_with_attrs(&[0])).is_ok());
+        assert_eq!(count_attrs(&[]), Some(0));
     }
 
     #[test]
