@@ -10,7 +10,8 @@
 # AB_BALANCE (session), AB_TOPOLOGY (the `topology` bin of causeway-bench,
 # default $CARGO_TARGET_DIR/release/topology), AB_EXTRA_A / AB_EXTRA_B (a
 # file whose text is appended to that side's config, e.g. [[rules]]; the
-# same binary may then be given twice). Prints one line per run (QPS and the
+# same binary may then be given twice), AB_SERVER_A / AB_SERVER_B (extra
+# `[server]` lines for that side, e.g. "worker_threads = 1"). Prints one line per run (QPS and the
 # proxy's CPU per query from /proc/<pid>/stat) and the means of each side.
 set -euo pipefail
 A=$1
@@ -29,9 +30,11 @@ PA=$FREE1
 PB=$FREE2
 
 start() { # bin port name
+    local server_var="AB_SERVER_$3"
     cat >"$WORK/$3.toml" <<CONF
 [server]
 listen = "127.0.0.1:$2"
+${!server_var:-}
 [admin]
 enabled = false
 [[users]]
