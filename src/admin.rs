@@ -174,6 +174,23 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
         })
 }
 
+/// Without the admin endpoint: runs only the exporter's upkeep every
+/// [`GAUGE_INTERVAL`] until `shared` shuts down. The recorder keeps every
+/// histogram sample until upkeep folds it in, so without this a proxy with
+/// `[admin] enabled = false` grew by ~30 bytes per statement, forever.
+pub async fn upkeep(shared: Arc<Shared>) {
+    let handle = install_recorder();
+    let mut stop = shared.shutdown_signal();
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// Serves the admin endpoint on `listener` for `proxy` until it shuts
 /// down, refreshing gauges every [`GAUGE_INTERVAL`].
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {

@@ -157,10 +157,12 @@ impl Proxy {
 
     /// Binds `[admin] listen` and serves `/metrics`, `/healthz` and
     /// `/readyz` until shutdown (see `crate::admin`). Returns the bound
-    /// address, or `None` when `[admin] enabled = false`.
+    /// address, or `None` when `[admin] enabled = false` (then only the
+    /// metrics exporter's upkeep runs, see [`crate::admin::upkeep`]).
     pub async fn serve_admin(&self) -> Result<Option<SocketAddr>, ProxyError> {
         let admin = self.topology.load().config.admin.clone();
         if !admin.enabled {
+            tokio::spawn(crate::admin::upkeep(Arc::clone(&self.shared)));
             return Ok(None);
         }
         crate::admin::install_recorder();

@@ -72,4 +72,3 @@ pub fn rows(cache: &Cache) -> Vec<Vec<Option<String>>> {
     }
     out
 }
-
