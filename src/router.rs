@@ -134,13 +134,18 @@ impl RouteState {
         is_primary: bool,
         status: Option<u16>,
     ) {
-        self.last_backend = Some(backend.to_string());
+        // no allocation when the backend did not change (most statements)
+        if self.last_backend.as_deref() != Some(backend) {
+            self.last_backend = Some(backend.to_string());
+        }
         if self.pinned.is_none() {
             self.pinned = pin_reason(c);
         }
         let Some(status) = status else { return };
         if status & StatusFlags::SERVER_STATUS_IN_TRANS.bits() != 0 {
-            self.trx = Some(backend.to_string());
+            if self.trx.as_deref() != Some(backend) {
+                self.trx = Some(backend.to_string());
+            }
         } else {
             self.trx = None;
         }

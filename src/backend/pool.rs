@@ -383,10 +383,16 @@ impl Pool {
                 }
             }
         }
-        lock(&self.idle)
-            .entry(conn.key.clone())
-            .or_default()
-            .push(conn);
+        {
+            let mut idle = lock(&self.idle);
+            // the key is cloned only for the first idle connection of a key
+            match idle.get_mut(&conn.key) {
+                Some(list) => list.push(conn),
+                None => {
+                    idle.insert(conn.key.clone(), vec![conn]);
+                }
+            }
+        }
         self.idle_added.notify_waiters();
         self.ensure_reaper();
     }

@@ -182,6 +182,7 @@ impl Session {
             state_changed: false,
             warned: false,
             diag_hold: None,
+            link_identity: None,
             shared,
             client,
             ctx,

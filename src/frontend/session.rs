@@ -17,7 +17,7 @@ use super::failure::Failure;
 use super::login::{self, ChangeUser};
 use super::registry::SessionShared;
 use super::stmt::StmtMap;
-use crate::backend::{BackendConn, BackendError, LinkKey, Pool};
+use crate::backend::{BackendConn, BackendError, LinkKey, Login, Pool};
 use crate::consistency::{Picker, Settings};
 use crate::protocol::handshake;
 use crate::protocol::messages::{self, put_lenenc_str, track};
@@ -91,6 +91,10 @@ pub struct Session {
     pub(super) state_changed: bool,
     /// Set when an OK of the running command counted warnings.
     pub(super) warned: bool,
+    /// The backend login and link key of the user, capabilities and
+    /// collation (built on first use, not per statement; cleared when
+    /// COM_CHANGE_USER changes them).
+    pub(super) link_identity: Option<(Login, LinkKey)>,
     /// Backend whose connection is kept for one more command because the
     /// last statement there left warnings or an error (`SHOW WARNINGS`,
     /// `GET DIAGNOSTICS` must read them on the same connection).
@@ -325,16 +329,19 @@ impl Session {
 
     /// Takes a connection to `backend` from its pool into `held` (its index).
     async fn acquire(&mut self, backend: &Arc<Backend>, wait: bool) -> Result<usize, Failure> {
-        let login = login::backend_login(&self.user);
-        let key = LinkKey {
-            user: login.user.clone(),
-            caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
-            collation: self.collation,
-        };
+        let (login, key) = self.link_identity.get_or_insert_with(|| {
+            let login = login::backend_login(&self.user);
+            let key = LinkKey {
+                user: login.user.clone(),
+                caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
+                collation: self.collation,
+            };
+            (login, key)
+        });
         let failed = |e: BackendError| Failure::from_backend(&e, backend);
         let mut conn = backend
             .pool
-            .acquire(&login, &key, self.db.as_deref(), &self.sets, wait)
+            .acquire(login, key, self.db.as_deref(), &self.sets, wait)
             .await
             .map_err(failed)?;
         if !self.sets.starts_with(&conn.sets) {
@@ -458,6 +465,7 @@ impl Session {
         ) {
             let on = u16::from_le_bytes([lo, hi]) == 0;
             self.caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
+            self.link_identity = None;
             self.option_changed(on);
         }
         flow
@@ -504,6 +512,7 @@ impl Session {
         self.shared
             .set_user(&user.name, login::backend_login(&user));
         self.user = user;
+        self.link_identity = None;
         self.db = req.db.clone();
         if let Some(c) = req.collation {
             self.collation = c;
