@@ -66,6 +66,10 @@ weight = 1
 [monitor]
 user = "monitor"
 password = "monitorpw"
+# like Router's server_ssl_mode = AS_CLIENT with sysbench's --mysql-ssl=off:
+# both proxies talk plain TCP to MySQL here (backend TLS: bench/README.md)
+[backend_tls]
+mode = "disabled"
 [routing]
 consistency = "causal"
 CONF
