@@ -281,14 +281,7 @@ async fn vanished_client_rows_never_reach_the_next_client_replica() {
 /// Creates MySQL account `user` (password `pw`, ALL) on the primary and a
 /// schema with a table, returning the schema name.
 async fn account_and_table(user: &str, pw: &str) -> String {
-    let mut root = mysql_async::Conn::new(support::opts(
-        support::topology().primary().port(),
-        "root",
-        "",
-        None,
-    ))
-    .await
-    .expect("root");
+    let mut root = support::root_conn().await;
     let db = support::unique_db("fair");
     for sql in [
         format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{pw}'"),
@@ -304,14 +297,7 @@ async fn account_and_table(user: &str, pw: &str) -> String {
 
 /// Connections of MySQL account `user` open on the primary.
 async fn server_conns(user: &str) -> i64 {
-    let mut root = mysql_async::Conn::new(support::opts(
-        support::topology().primary().port(),
-        "root",
-        "",
-        None,
-    ))
-    .await
-    .expect("root");
+    let mut root = support::root_conn().await;
     let n: Option<i64> = root
         .exec_first(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",

@@ -379,14 +379,7 @@ async fn read_model_schema(d: &mut mysql_async::Conn, db: &str) {
         .await
         .unwrap();
     // the monitor account reads the watermark (the grant replicates)
-    let mut root = mysql_async::Conn::new(support::opts(
-        support::topology().primary().port(),
-        "root",
-        "",
-        None,
-    ))
-    .await
-    .unwrap();
+    let mut root = support::root_conn().await;
     root.query_drop(format!("GRANT SELECT ON {db}.watermark TO 'monitor'@'%'"))
         .await
         .unwrap();

@@ -177,23 +177,28 @@ pub fn base_capabilities() -> CapabilityFlags {
 pub const SETUP_SQL: &str =
     "SET SESSION session_track_gtids = ALL_GTIDS, session_track_state_change = ON";
 
+/// Who a logged-in connection is: server thread, names and link.
+pub(crate) struct Identity {
+    pub(crate) caps: CapabilityFlags,
+    pub(crate) thread_id: u32,
+    pub(crate) server: String,
+    pub(crate) version: String,
+    pub(crate) key: LinkKey,
+    pub(crate) db: Option<String>,
+}
+
 impl<S> BackendConn<S> {
-    /// A connection over an already connected socket, for unit tests of
-    /// code that reads replies (no login, no setup).
-    #[cfg(test)]
-    pub(crate) fn for_tests(stream: S) -> BackendConn<S> {
+    /// A freshly logged-in connection on this thread: no reply pending,
+    /// no SETs, nothing cached (its setup has not run yet).
+    pub(crate) fn logged_in(io: PacketConn<S>, who: Identity) -> BackendConn<S> {
         BackendConn {
-            io: PacketConn::with_stream(stream),
-            caps: base_capabilities(),
-            thread_id: 1,
-            server: "test".into(),
-            version: String::new(),
-            key: LinkKey {
-                user: "test".into(),
-                caps: 0,
-                collation: 255,
-            },
-            db: None,
+            io,
+            caps: who.caps,
+            thread_id: who.thread_id,
+            server: who.server,
+            version: who.version,
+            key: who.key,
+            db: who.db,
             idle_since: Instant::now(),
             broken: false,
             pending: false,
@@ -204,6 +209,25 @@ impl<S> BackendConn<S> {
             stmts: StmtCache::default(),
             fresh: true,
         }
+    }
+
+    /// A connection over an already connected socket, for unit tests of
+    /// code that reads replies (no login, no setup).
+    #[cfg(test)]
+    pub(crate) fn for_tests(stream: S) -> BackendConn<S> {
+        let who = Identity {
+            caps: base_capabilities(),
+            thread_id: 1,
+            server: "test".into(),
+            version: String::new(),
+            key: LinkKey {
+                user: "test".into(),
+                caps: 0,
+                collation: 255,
+            },
+            db: None,
+        };
+        Self::logged_in(PacketConn::with_stream(stream), who)
     }
 
     /// The thread whose event loop drives the socket (using it from

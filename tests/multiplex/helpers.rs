@@ -27,14 +27,7 @@ pub fn multiplexed(t: String) -> String {
 /// on the primary and replicated.
 pub async fn own_account(prefix: &str) -> String {
     let user = support::unique_db(prefix);
-    let mut root = mysql_async::Conn::new(support::opts(
-        support::topology().primary().port(),
-        "root",
-        "",
-        None,
-    ))
-    .await
-    .unwrap();
+    let mut root = support::root_conn().await;
     root.query_drop(format!(
         "CREATE USER '{user}'@'%' IDENTIFIED WITH caching_sha2_password BY 'apppw'; \
          GRANT ALL ON *.* TO '{user}'@'%'"

@@ -10,14 +10,7 @@ use crate::support;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sha256_password_backend_account_is_refused_by_name() {
     let account = support::unique_db("sha");
-    let mut root = mysql_async::Conn::new(support::opts(
-        support::topology().primary().port(),
-        "root",
-        "",
-        None,
-    ))
-    .await
-    .unwrap();
+    let mut root = support::root_conn().await;
     let status: Option<String> = root
         .query_first(
             "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS \

@@ -161,6 +161,13 @@ pub async fn direct_conn() -> mysql_async::Conn {
         .await
         .expect("direct connect")
 }
+/// root on the primary (CREATE USER, GRANT).
+pub async fn root_conn() -> mysql_async::Conn {
+    mysql_async::Conn::new(opts(topology().primary().port(), "root", "", None))
+        .await
+        .expect("root connect")
+}
+
 pub mod dump;
 pub mod external;
 pub mod raw;

@@ -9,11 +9,10 @@
 //! setup every new connection gets ([`super::SETUP_SQL`]).
 
 use mysql_common::constants::CapabilityFlags;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 
-use super::{base_capabilities, BackendConn, BackendError, LinkKey, Login, SETUP_SQL};
-use crate::backend::stmt_cache::StmtCache;
+use super::{base_capabilities, BackendConn, BackendError, Identity, LinkKey, Login, SETUP_SQL};
 use crate::protocol::handshake::{self, ServerHello, CACHING_SHA2, NATIVE};
 use crate::protocol::packet::tune_socket;
 use crate::protocol::{ErrPacket, PacketConn, PacketError};
@@ -126,24 +125,15 @@ impl BackendConn {
             .await?;
         auth.respond(&mut io, hello_caps, key.collation, db).await?;
         auth.run(&mut io).await?;
-        let mut conn = BackendConn {
-            io,
+        let who = Identity {
             caps,
             thread_id: hello.connection_id,
             server: server.to_string(),
             version: hello.version,
             key,
             db: db.map(str::to_string),
-            idle_since: Instant::now(),
-            broken: false,
-            pending: false,
-            home: std::thread::current().id(),
-            permit: None,
-            sets: Vec::new(),
-            tainted: false,
-            stmts: StmtCache::default(),
-            fresh: true,
         };
+        let mut conn = BackendConn::logged_in(io, who);
         conn.query_ok(SETUP_SQL)
             .await?
             .map_err(|err| BackendError::Server {
