@@ -47,20 +47,7 @@ enabled = false
 [[users]]
 name = "app"
 password = "apppw"
-[primary]
-name = "primary"
-address = "127.0.0.1:$PRIMARY"
-[[replicas]]
-name = "r1"
-address = "127.0.0.1:$R1"
-weight = 1
-[[replicas]]
-name = "r2"
-address = "127.0.0.1:$R2"
-weight = 1
-[monitor]
-user = "monitor"
-password = "monitorpw"
+$(topology_toml)
 [routing]
 consistency = "$CONSISTENCY"
 CONF

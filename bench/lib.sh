@@ -38,3 +38,24 @@ start_topology() {
 import json,sys; t=json.load(open(sys.argv[1]))
 print(t["primary"], *t["replicas"][:2], *t["free_ports"][:3])' "$WORK/topology.json")
 }
+
+# topology_toml: the [primary], [[replicas]] (weights 1:1) and [monitor]
+# sections of a causeway config for the topology start_topology started.
+topology_toml() {
+    cat <<CONF
+[primary]
+name = "primary"
+address = "127.0.0.1:$PRIMARY"
+[[replicas]]
+name = "r1"
+address = "127.0.0.1:$R1"
+weight = 1
+[[replicas]]
+name = "r2"
+address = "127.0.0.1:$R2"
+weight = 1
+[monitor]
+user = "monitor"
+password = "monitorpw"
+CONF
+}

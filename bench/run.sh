@@ -52,20 +52,7 @@ enabled = false
 [[users]]
 name = "app"
 password = "apppw"
-[primary]
-name = "primary"
-address = "127.0.0.1:$PRIMARY"
-[[replicas]]
-name = "r1"
-address = "127.0.0.1:$R1"
-weight = 1
-[[replicas]]
-name = "r2"
-address = "127.0.0.1:$R2"
-weight = 1
-[monitor]
-user = "monitor"
-password = "monitorpw"
+$(topology_toml)
 # like Router's server_ssl_mode = AS_CLIENT with sysbench's --mysql-ssl=off:
 # both proxies talk plain TCP to MySQL here (backend TLS: bench/README.md)
 [backend_tls]
