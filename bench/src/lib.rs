@@ -65,6 +65,17 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Client options for `app` / `apppw` on 127.0.0.1:`port` over TCP.
+pub fn app_opts(port: u16) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some("apppw"))
+        .prefer_socket(false)
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

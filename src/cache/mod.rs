@@ -407,18 +407,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn miss_insert_hit_invalidate() {
-        let c = Cache::new(&cfg());
-        let none: &[String] = &[];
+    /// The key of a text-protocol statement of `app`, no schema, no SETs.
+    fn text_key(sql: &[u8]) -> Key {
         let ctx = key::Context {
             caps: 0,
             collation: 255,
             backend_user: "app",
             db: None,
-            sets: none,
+            sets: &[],
         };
-        let k = key::build(&ctx, key::Protocol::Text, b"SELECT 1 FROM d.t", &[]);
+        key::build(&ctx, key::Protocol::Text, sql, &[])
+    }
+
+    #[test]
+    fn miss_insert_hit_invalidate() {
+        let c = Cache::new(&cfg());
+        let k = text_key(b"SELECT 1 FROM d.t");
         let rule: Arc<str> = Arc::from("r");
         let tables = vec!["d.t".to_string()];
         let Lookup::Miss(t) = c.lookup(&k, &rule, &tables, None) else {
@@ -455,15 +459,7 @@ mod tests {
     #[test]
     fn oversized_replies_are_not_stored() {
         let c = Cache::new(&cfg());
-        let none: &[String] = &[];
-        let ctx = key::Context {
-            caps: 0,
-            collation: 255,
-            backend_user: "app",
-            db: None,
-            sets: none,
-        };
-        let k = key::build(&ctx, key::Protocol::Text, b"SELECT 1", &[]);
+        let k = text_key(b"SELECT 1");
         let rule: Arc<str> = Arc::from("r");
         let Lookup::Miss(t) = c.lookup(&k, &rule, &[], None) else {
             panic!()

@@ -335,4 +335,72 @@ mod tests {
         m.forget_backend("r1");
         assert_eq!(m.get(id).unwrap().long_data_on, None);
     }
+
+    #[test]
+    fn executions_carry_the_clients_own_types() {
+        let mut s = stmt(1);
+        // id=1, flags=0, iter=1, null bitmap 0, bound=1, LONGLONG, value
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        let out = s.execute_payload(&with_types, 7, false).unwrap();
+        assert_eq!(&out[1..5], &7u32.to_le_bytes());
+        assert_eq!(&out[5..], &with_types[5..]);
+        // types omitted: this client's types are added (the backend
+        // statement may have seen another client's)
+        let mut without = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = s.execute_payload(&without, 9, false).unwrap();
+        assert_eq!(&out[1..5], &9u32.to_le_bytes());
+        assert_eq!(out[11], 1);
+        assert_eq!(&out[12..14], &[8, 0]);
+        assert_eq!(&out[14..], &6i64.to_le_bytes());
+    }
+
+    #[test]
+    fn short_payloads_never_panic() {
+        let mut s = stmt(3);
+        for len in 0..16 {
+            let p: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for qa in [false, true] {
+                let out = s.execute_payload(&p, 1, qa);
+                assert_eq!(out.is_none(), len < 5, "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn query_attribute_executions_carry_types_with_names() {
+        let mut s = stmt(1);
+        // flags PARAMETER_COUNT_AVAILABLE, count 2 (1 parameter + 1
+        // attribute), bitmap, bound=1, LONGLONG "" and STRING "n1", values
+        let mut with_types = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 1];
+        let blob = [8, 0, 0, 0xFE, 0, 2, b'n', b'1'];
+        with_types.extend_from_slice(&blob);
+        with_types.extend_from_slice(&5i64.to_le_bytes());
+        with_types.extend_from_slice(b"\x02v1");
+        let out = s.execute_payload(&with_types, 7, true).unwrap();
+        assert_eq!(&out[1..5], &7u32.to_le_bytes());
+        assert_eq!(&out[5..], &with_types[5..]);
+        assert_eq!(s.types.as_deref(), Some(&blob[..]));
+        // types omitted, one entry (the parameter): its type and name
+        let mut without = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 1, 0, 0];
+        without.extend_from_slice(&6i64.to_le_bytes());
+        let out = s.execute_payload(&without, 9, true).unwrap();
+        assert_eq!(&out[1..5], &9u32.to_le_bytes());
+        assert_eq!(out[12], 1, "types bound again");
+        assert_eq!(&out[13..16], &blob[..3]);
+        assert_eq!(&out[16..], &6i64.to_le_bytes());
+        // omitted with both entries: the whole blob
+        let mut two = vec![0x17, 1, 0, 0, 0, 0x08, 1, 0, 0, 0, 2, 0, 0];
+        two.extend_from_slice(&6i64.to_le_bytes());
+        two.extend_from_slice(b"\x02v2");
+        let out = s.execute_payload(&two, 9, true).unwrap();
+        assert_eq!(&out[13..21], &blob[..]);
+        assert_eq!(&out[21..], &two[13..]);
+        // more entries than were bound: forwarded as it is
+        let mut three = two.clone();
+        three[10] = 3;
+        let out = s.execute_payload(&three, 9, true).unwrap();
+        assert_eq!(&out[5..], &three[5..]);
+    }
 }

@@ -222,15 +222,7 @@ fn run_one(a: &Args, workload: &str, ps: &str, threads: u32, t: &Target) -> anyh
 }
 
 async fn prepare(a: &Args) -> anyhow::Result<()> {
-    let opts = |port: u16| -> mysql_async::Opts {
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some("app"))
-            .pass(Some("apppw"))
-            .prefer_socket(false)
-            .into()
-    };
+    let opts = causeway_bench::app_opts;
     // One full login per server also warms the caching_sha2_password cache,
     // so libmariadb (sysbench) takes the fast path afterwards.
     for &p in a.replicas.iter().chain([a.primary].iter()) {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use causeway_bench::{percentile, timestamp};
+use causeway_bench::{app_opts as opts, percentile, timestamp};
 use clap::Parser;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -54,16 +54,6 @@ struct Args {
     out: String,
     #[arg(long, default_value = "")]
     note: String,
-}
-
-fn opts(port: u16) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("app"))
-        .pass(Some("apppw"))
-        .prefer_socket(false)
-        .into()
 }
 
 async fn connect(port: u16) -> anyhow::Result<Conn> {
