@@ -17,6 +17,8 @@
 //!    `SAVEPOINT` as the first statement, and a transaction that has only
 //!    read, leave `IN_TRANS` clear while the savepoint or the read view
 //!    lives on that connection. A failed statement keeps whatever was open.
+//!    `SET TRANSACTION ...` without a scope (the next transaction only) keeps
+//!    its connection for the statement that consumes it.
 //! 2. **Starting a transaction**: `BEGIN` / `START TRANSACTION` go to the
 //!    primary; `START TRANSACTION READ ONLY` goes to one replica (unless the
 //!    session is pinned or autocommit is off) and the whole transaction
@@ -158,6 +160,12 @@ impl RouteState {
         // with autocommit off, a statement that may open a transaction
         // (MySQL flags it only once the transaction has written)
         let implicit = |s: &Self| !s.autocommit && !ends && (s.trx.is_some() || may_open(c));
+        if e.next_transaction && status.is_some() {
+            // characteristics pending on this connection for the next
+            // transaction: the next statement runs here, and consumes them
+            self.trx = Some(backend.to_string());
+            return;
+        }
         let Some(status) = status else {
             // an error: whatever was open stays open
             if self.trx.is_none() && implicit(self) {
@@ -270,6 +278,23 @@ mod tests {
             }
         }
         assert_eq!(s.decide(&classify("SELECT 1")).0, Target::Replica);
+    }
+
+    /// `SET TRANSACTION` (next transaction only) keeps its connection for
+    /// the statement that consumes it, with autocommit on or off.
+    #[test]
+    fn set_transaction_holds_until_the_next_transaction() {
+        for ac in [AUTOCOMMIT, 0] {
+            let mut s = RouteState::default();
+            s.autocommit = ac != 0;
+            let set = classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+            s.after(&set, "primary", true, Some(ac));
+            let read = classify("SELECT * FROM t");
+            assert_eq!(s.decide(&read).0, Target::Backend("primary".into()));
+            s.after(&read, "primary", true, Some(ac));
+            s.after(&classify("COMMIT"), "primary", true, Some(ac));
+            assert_eq!(s.trx, None, "released once the transaction ended");
+        }
     }
 
     /// Autocommit on: only the server's flag opens a transaction.

@@ -338,3 +338,72 @@ async fn autocommit_off_never_reaches_another_client() {
         .await
         .unwrap();
 }
+
+/// Isolation level of the transaction open on `c`'s backend connection.
+async fn trx_isolation(c: &mut mysql_async::Conn) -> String {
+    c.query_first(
+        "SELECT ISOLATION_LEVEL FROM performance_schema.events_transactions_current \
+         WHERE THREAD_ID = PS_CURRENT_THREAD_ID() AND STATE = 'ACTIVE'",
+    )
+    .await
+    .expect("events_transactions_current")
+    .expect("an open transaction")
+}
+
+/// `SET TRANSACTION` (no scope) reaches the next transaction, on whatever
+/// connection, and only that one, while others churn on the small pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_transaction_applies_to_the_next_transaction_only() {
+    let db = make_db("trxnext").await;
+    let mut direct = support::direct_conn().await;
+    for want in ["SERIALIZABLE", "REPEATABLE READ"] {
+        if want == "SERIALIZABLE" {
+            direct
+                .query_drop("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                .await
+                .unwrap();
+        }
+        direct
+            .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .unwrap();
+        assert_eq!(trx_isolation(&mut direct).await, want, "MySQL directly");
+        direct.query_drop("COMMIT").await.unwrap();
+    }
+    let proxy = support::start_proxy_with(small_pool).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let others = churn(&proxy, &db, &stop);
+    let mut a = proxy.conn().await;
+    for round in 0..3 {
+        a.query_drop("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        a.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .unwrap();
+        assert_eq!(
+            trx_isolation(&mut a).await,
+            "SERIALIZABLE",
+            "round {round}: the next one"
+        );
+        a.query_drop("COMMIT").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        a.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .unwrap();
+        assert_eq!(
+            trx_isolation(&mut a).await,
+            "REPEATABLE READ",
+            "round {round}: only the next"
+        );
+        a.query_drop("COMMIT").await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    futures_sum(others).await;
+    support::root_conn()
+        .await
+        .query_drop(format!("DROP DATABASE {db}"))
+        .await
+        .unwrap();
+}

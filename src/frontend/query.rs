@@ -394,5 +394,7 @@ fn is_single_statement(sql: &str) -> bool {
 /// `autocommit` (a connection left with autocommit off must never serve
 /// another client as if it were on).
 fn sets_session_state(c: &Classification) -> bool {
-    c.effects.set_session || c.effects.set_autocommit.is_some()
+    // `SET TRANSACTION` (no scope) is for the next transaction only: it
+    // stays on its connection, which the router keeps (`crate::router`)
+    (c.effects.set_session || c.effects.set_autocommit.is_some()) && !c.effects.next_transaction
 }
