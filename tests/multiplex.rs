@@ -130,87 +130,9 @@ async fn session_variables_follow_the_client() {
     assert_eq!(tz.as_deref(), Some("SYSTEM"));
 }
 
-/// A transaction sees its own uncommitted row while 40 other clients
-/// churn on the same 8 connections, nobody else sees it, and ROLLBACK
-/// removes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transaction_keeps_its_connection_while_others_churn() {
-    let proxy = support::start_proxy_with(multiplexed).await;
-    let db = support::unique_db("muxtx");
-    let mut a = proxy.conn().await;
-    a.query_drop(format!(
-        "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY AUTO_INCREMENT, who VARCHAR(16))"
-    ))
-    .await
-    .unwrap();
-    a.query_drop("BEGIN").await.unwrap();
-    a.query_drop(format!("INSERT INTO {db}.t (who) VALUES ('mine')"))
-        .await
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen_by_others = Arc::new(AtomicUsize::new(0));
-    let mut churn = Vec::new();
-    for _ in 0..40 {
-        let opts = proxy.opts("app", "apppw");
-        let db = db.clone();
-        let stop = Arc::clone(&stop);
-        let seen = Arc::clone(&seen_by_others);
-        churn.push(tokio::spawn(async move {
-            let mut c = connect(opts).await;
-            let mut rounds = 0u32;
-            while !stop.load(Ordering::Relaxed) || rounds < 3 {
-                c.query_drop(format!("INSERT INTO {db}.t (who) VALUES ('other')"))
-                    .await
-                    .unwrap();
-                let n: Option<u64> = c
-                    .query_first(format!(
-                        "SELECT COUNT(*) FROM {db}.t WHERE who = 'mine' FOR SHARE SKIP LOCKED"
-                    ))
-                    .await
-                    .unwrap();
-                seen.fetch_add(n.unwrap_or(0) as usize, Ordering::Relaxed);
-                let n: Option<u64> = c
-                    .query_first(format!("SELECT COUNT(*) FROM {db}.t WHERE who = 'mine'"))
-                    .await
-                    .unwrap();
-                seen.fetch_add(n.unwrap_or(0) as usize, Ordering::Relaxed);
-                rounds += 1;
-            }
-            c.disconnect().await.unwrap();
-        }));
-    }
-    for _ in 0..30 {
-        let n: Option<u64> = a
-            .query_first(format!("SELECT COUNT(*) FROM {db}.t WHERE who = 'mine'"))
-            .await
-            .unwrap();
-        assert_eq!(n, Some(1), "the transaction sees its own row");
-        let route: Option<String> = a.query_first("SELECT @@causeway.last_route").await.unwrap();
-        assert_eq!(route.as_deref(), Some("primary"));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    a.query_drop("ROLLBACK").await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for t in churn {
-        t.await.unwrap();
-    }
-    assert_eq!(
-        seen_by_others.load(Ordering::Relaxed),
-        0,
-        "no other client saw the row"
-    );
-    let mut direct = support::direct_conn().await;
-    let (mine, others): (u64, u64) = direct
-        .query_first(format!(
-            "SELECT SUM(who = 'mine'), SUM(who = 'other') FROM {db}.t"
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(mine, 0, "rolled back");
-    assert!(others >= 120, "the others' rows committed ({others})");
-    a.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
-}
+// A transaction keeping its connection while others churn (BEGIN,
+// autocommit = 0 with no BEGIN, SAVEPOINT first, a snapshot read, SET
+// TRANSACTION): tests/transactions.rs.
 
 /// `SELECT CONNECTION_ID()` answers causeway's id (the one in the
 /// handshake), whatever backend connection serves the client, and KILL

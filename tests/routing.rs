@@ -71,10 +71,54 @@ async fn sessions_keep_one_replica_and_spread_by_weight() {
     assert_eq!(sessions_on.get(&replicas[1]), Some(&2), "{sessions_on:?}");
 }
 
+/// Backend thread id serving `c` now (`+ 0`: causeway answers only the
+/// bare `CONNECTION_ID()` itself).
+async fn backend_id(c: &mut mysql_async::Conn) -> u64 {
+    c.query_first("SELECT CONNECTION_ID() + 0")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Eight clients writing on the primary until `stop`: any primary
+/// connection given back is taken by one of them at once.
+fn churn_on_primary(
+    proxy: &support::TestProxy,
+    db: &str,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    (0..8)
+        .map(|_| {
+            let (opts, db, stop) = (proxy.opts("app", "apppw"), db.to_string(), stop.clone());
+            tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    c.query_drop(format!("INSERT INTO {db}.churn VALUES ()"))
+                        .await
+                        .unwrap();
+                }
+                c.disconnect().await.unwrap();
+            })
+        })
+        .collect()
+}
+
+/// Writes, locking reads and transactions run on the primary; a
+/// transaction, explicit or opened by autocommit = 0, keeps one backend
+/// connection from its first statement to its end while eight other
+/// clients churn on a pool of two primary connections (transaction pool
+/// mode, the default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_locking_reads_and_transactions_use_the_primary() {
     let db = support::unique_db("rw");
-    let proxy = support::start_proxy().await;
+    let proxy = support::start_proxy_with(|t| {
+        t.replace(
+            "connect_timeout_ms = 5000",
+            "connect_timeout_ms = 30000\npool_max_per_backend = 2",
+        )
+    })
+    .await;
     let (primary, replicas) = server_ids().await;
     let mut c = proxy.conn().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
@@ -105,28 +149,49 @@ async fn writes_locking_reads_and_transactions_use_the_primary() {
         sid(&mut c, "SELECT @@server_id FROM t LOCK IN SHARE MODE").await,
         primary
     );
+    c.query_drop("CREATE TABLE churn (id INT PRIMARY KEY AUTO_INCREMENT)")
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let others = churn_on_primary(&proxy, &db, &stop);
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(20));
     c.query_drop("BEGIN").await.unwrap();
+    let id = backend_id(&mut c).await;
     assert_eq!(
         sid(&mut c, "SELECT @@server_id").await,
         primary,
         "reads in a transaction"
     );
     c.query_drop("UPDATE t SET sid = 0").await.unwrap();
+    pause().await;
     assert_eq!(sid(&mut c, "SELECT @@server_id").await, primary);
+    assert_eq!(backend_id(&mut c).await, id, "BEGIN: one connection");
     c.query_drop("COMMIT").await.unwrap();
     assert!(
         replicas.contains(&sid(&mut c, "SELECT @@server_id").await),
         "after COMMIT reads go back to replicas"
     );
     c.query_drop("SET autocommit = 0").await.unwrap();
+    pause().await;
+    // a table-less read opens no InnoDB transaction: MySQL leaves IN_TRANS
+    // clear, the connection is held all the same
     assert_eq!(
         sid(&mut c, "SELECT @@server_id").await,
         primary,
         "autocommit=0"
     );
+    let id = backend_id(&mut c).await;
+    for _ in 0..5 {
+        pause().await;
+        assert_eq!(backend_id(&mut c).await, id, "autocommit=0: one connection");
+    }
     c.query_drop("ROLLBACK").await.unwrap();
     c.query_drop("SET autocommit = 1").await.unwrap();
     assert!(replicas.contains(&sid(&mut c, "SELECT @@server_id").await));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in others {
+        t.await.unwrap();
+    }
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 

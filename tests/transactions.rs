@@ -37,8 +37,9 @@ async fn count(c: &mut mysql_async::Conn, sql: String) -> u64 {
     c.query_first(sql).await.expect("count").expect("a row")
 }
 
-/// 12 clients writing to `db.churn` and reading `db.t` until `stop`, each
-/// statement on whatever pooled connection is free.
+/// 12 clients writing to `db.churn` and `db.t` until `stop`, each
+/// statement on whatever pooled connection is free; none may ever see the
+/// uncommitted row `who = 'mine'` of the client under test.
 fn churn(
     proxy: &support::TestProxy,
     db: &str,
@@ -58,6 +59,16 @@ fn churn(
                     c.query_drop(format!("INSERT INTO {db}.t (who) VALUES ('other')"))
                         .await
                         .expect("churn insert into t");
+                    // run inside another client's transaction, it would
+                    // see that client's uncommitted row
+                    let mine = count(
+                        &mut c,
+                        format!(
+                            "SELECT COUNT(*) FROM {db}.t WHERE who = 'mine' FOR SHARE SKIP LOCKED"
+                        ),
+                    )
+                    .await;
+                    assert_eq!(mine, 0, "churn client {i} saw another's uncommitted row");
                     n += 1;
                 }
                 c.disconnect().await.expect("disconnect");
