@@ -12,6 +12,8 @@
 //! * [`leading_comment_options`] — `key=value` pairs from a leading
 //!   `/* causeway ... */` comment.
 //! * [`kill_check`] — whether (and how) a text would run a `KILL`.
+//! * [`processlist_query`] — `SHOW [FULL] PROCESSLIST` and the subset of
+//!   `SELECT ... FROM information_schema.PROCESSLIST` the proxy answers.
 //! * [`set_targets`] — the variables a literal-only `SET` assigns (for the
 //!   session's replay list).
 //!
@@ -121,6 +123,7 @@ mod funcs;
 mod kill;
 mod lexer;
 mod parsed;
+mod processlist;
 mod replay;
 mod scan;
 mod session;
@@ -130,6 +133,10 @@ pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
+pub use processlist::{
+    like, numeric_column, processlist_query, PlColumn, PlFilter, PlTest, PlValue,
+    ProcesslistQuery, ProcesslistSource, EXECUTION_ENGINE, PROCESSLIST_COLUMNS,
+};
 pub use replay::set_targets;
 pub use tables::{tables, TableRef, Tables};
 
