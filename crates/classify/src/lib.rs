@@ -134,8 +134,8 @@ pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, G
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
 pub use processlist::{
-    like, numeric_column, processlist_query, PlColumn, PlFilter, PlTest, PlValue,
-    ProcesslistQuery, ProcesslistSource, EXECUTION_ENGINE, PROCESSLIST_COLUMNS,
+    like, numeric_column, processlist_query, PlColumn, PlFilter, PlTest, PlValue, ProcesslistQuery,
+    ProcesslistSource, EXECUTION_ENGINE, PROCESSLIST_COLUMNS,
 };
 pub use replay::set_targets;
 pub use tables::{tables, TableRef, Tables};

@@ -115,7 +115,8 @@ impl ProcesslistSource {
     }
 
     fn column(self, name: &str) -> Option<usize> {
-        if self == ProcesslistSource::PerformanceSchema && name.eq_ignore_ascii_case(EXECUTION_ENGINE)
+        if self == ProcesslistSource::PerformanceSchema
+            && name.eq_ignore_ascii_case(EXECUTION_ENGINE)
         {
             return Some(8);
         }
@@ -348,7 +349,9 @@ pub fn like(value: &str, pattern: &str) -> bool {
 fn like_at(v: &[char], p: &[char]) -> bool {
     match p.split_first() {
         None => v.is_empty(),
-        Some(('%', rest)) => (0..=v.len()).any(|i| v.get(i..).is_some_and(|tail| like_at(tail, rest))),
+        Some(('%', rest)) => {
+            (0..=v.len()).any(|i| v.get(i..).is_some_and(|tail| like_at(tail, rest)))
+        }
         Some(('_', rest)) => v.split_first().is_some_and(|(_, tail)| like_at(tail, rest)),
         Some(('\\', rest)) if !rest.is_empty() => match (rest.split_first(), v.split_first()) {
             (Some((pc, prest)), Some((vc, vrest))) => pc == vc && like_at(vrest, prest),
@@ -391,13 +394,17 @@ mod tests {
         let s = q("SELECT * FROM information_schema.PROCESSLIST").unwrap();
         assert_eq!(s.source, ProcesslistSource::InformationSchema);
         assert_eq!((s.columns, s.table.as_str()), (None, "PROCESSLIST"));
-        let s = q("select id, `Info` AS i, user u from INFORMATION_SCHEMA.`processlist` \
+        let s = q(
+            "select id, `Info` AS i, user u from INFORMATION_SCHEMA.`processlist` \
                    where ID = CONNECTION_ID() and command != 'Sleep' and info is not null \
-                   and info not like '%x_%' order by time desc limit 3")
+                   and info not like '%x_%' order by time desc limit 3",
+        )
         .unwrap();
         let cols = s.columns.unwrap();
         assert_eq!(
-            cols.iter().map(|c| (c.column, c.name.as_str())).collect::<Vec<_>>(),
+            cols.iter()
+                .map(|c| (c.column, c.name.as_str()))
+                .collect::<Vec<_>>(),
             vec![(0, "id"), (7, "i"), (1, "u")]
         );
         assert_eq!(s.table, "processlist");
@@ -407,7 +414,10 @@ mod tests {
             (s.filters[1].test.clone(), s.filters[1].negated),
             (PlTest::Eq(PlValue::Str("Sleep".into())), true)
         );
-        assert_eq!((s.filters[2].test.clone(), s.filters[2].negated), (PlTest::IsNull, true));
+        assert_eq!(
+            (s.filters[2].test.clone(), s.filters[2].negated),
+            (PlTest::IsNull, true)
+        );
         assert_eq!(
             (s.filters[3].test.clone(), s.filters[3].negated),
             (PlTest::Like("%x_%".into()), true)
