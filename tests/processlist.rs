@@ -360,3 +360,37 @@ async fn pymysql_issue_36_in_transaction_mode() {
 async fn pymysql_issue_36_in_session_mode() {
     issue_36("session").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_processlist_reads_run_on_the_primary() {
+    let p = proxy("transaction").await;
+    let mut direct = support::direct_conn().await;
+    let primary: String = direct
+        .query_first("SELECT @@server_uuid")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut c = p.conn().await;
+    for _ in 0..6 {
+        // not in the answered subset (a system variable, COUNT(*)): a backend's
+        let (uuid, n): (String, u64) = c
+            .query_first("SELECT @@server_uuid, COUNT(*) FROM information_schema.PROCESSLIST")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(uuid, primary, "text form ran on the primary");
+        assert!(n >= 1);
+        let uuid: Option<String> = c
+            .exec_first(
+                "SELECT @@server_uuid FROM information_schema.PROCESSLIST LIMIT ?",
+                (1,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            uuid.as_deref(),
+            Some(primary.as_str()),
+            "prepared form ran on the primary"
+        );
+    }
+}

@@ -132,7 +132,7 @@ pub fn numeric_column(i: usize) -> bool {
 }
 
 /// Whether the word `processlist` occurs in `sql` (any case). Conservative.
-fn mentions_processlist(sql: &[u8]) -> bool {
+pub(crate) fn mentions_processlist(sql: &[u8]) -> bool {
     const W: &[u8] = b"processlist";
     sql.windows(W.len()).any(|w| w.eq_ignore_ascii_case(W))
 }
