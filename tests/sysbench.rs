@@ -243,7 +243,6 @@ async fn sysbench_script_passes_tokens_between_connections() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{stdout}");
-    released.expect("the harness saw a read wait on a replica");
     // each thread reports "token-reads N missed M fallback F waited W
     // eventual-stale S"; threads write concurrently, so find the reports
     // anywhere in the output
@@ -264,5 +263,6 @@ async fn sysbench_script_passes_tokens_between_connections() {
         assert!(waited >= 1, "a read waited on a replica: {stdout}");
         assert!(stale >= 5, "the eventual control read stale: {stdout}");
     }
+    released.expect("the harness saw a read wait on a replica");
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
