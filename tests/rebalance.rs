@@ -365,9 +365,17 @@ async fn causal_sessions_never_read_backwards_while_an_applier_flaps() {
     let mut servers = std::collections::BTreeSet::new();
     // switches per reader: even readers use read_balance = "session"
     let mut switches = Vec::new();
-    for r in readers {
+    for (i, r) in readers.into_iter().enumerate() {
         let seen = r.await.expect("a reader failed");
         assert!(seen.last > 0, "a session never saw a write");
+        // a session homed on r1 must have left it while r1 fell behind
+        if i % 2 == 0 && seen.servers.contains(&replicas[0]) {
+            assert!(
+                seen.switches > 0,
+                "session {i} read r1 and never switched replica: {:?}",
+                seen.servers
+            );
+        }
         total += seen.reads;
         servers.extend(seen.servers);
         switches.push(seen.switches);
