@@ -388,14 +388,23 @@ type Last = Vec<Arc<std::sync::Mutex<(i64, String)>>>;
 
 /// Writer `id`: increments its row until `end`; each read-back on its own
 /// session must see its own write. Publishes (value, token) after each.
-fn checker_writer(p: Arc<support::TestProxy>, db: String, id: u32, last: Last, n_: Arc<Checked>, end: Instant) -> tokio::task::JoinHandle<()> {
+fn checker_writer(
+    p: Arc<support::TestProxy>,
+    db: String,
+    id: u32,
+    last: Last,
+    n_: Arc<Checked>,
+    end: Instant,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut c = p.conn().await;
         let mut n = 0i64;
         while Instant::now() < end {
-            c.query_drop(format!("UPDATE {db}.products SET v = v + 1 WHERE id = {id}"))
-                .await
-                .unwrap();
+            c.query_drop(format!(
+                "UPDATE {db}.products SET v = v + 1 WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
             n += 1;
             let v: i64 = c
                 .query_first(format!("SELECT v FROM {db}.products WHERE id = {id}"))
@@ -414,10 +423,19 @@ fn checker_writer(p: Arc<support::TestProxy>, db: String, id: u32, last: Last, n
 
 /// Causal reader of row `id` with the writer's latest token (waits of
 /// 300 ms, so reads fall back while the replicas are held).
-fn checker_reader(p: Arc<support::TestProxy>, db: String, id: u32, last: Last, n_: Arc<Checked>, end: Instant) -> tokio::task::JoinHandle<()> {
+fn checker_reader(
+    p: Arc<support::TestProxy>,
+    db: String,
+    id: u32,
+    last: Last,
+    n_: Arc<Checked>,
+    end: Instant,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut c = p.conn().await;
-        c.query_drop("SET @@causeway.wait_timeout_ms = 300").await.unwrap();
+        c.query_drop("SET @@causeway.wait_timeout_ms = 300")
+            .await
+            .unwrap();
         while Instant::now() < end {
             let (want, t) = last[id as usize - 1].lock().unwrap().clone();
             if !t.is_empty() {
@@ -445,10 +463,18 @@ fn checker_reader(p: Arc<support::TestProxy>, db: String, id: u32, last: Last, n
 
 /// The control: the same reads in eventual mode, compared with the same
 /// expectations; they must read stale while the replicas are held.
-fn checker_eventual(p: Arc<support::TestProxy>, db: String, last: Last, n_: Arc<Checked>, end: Instant) -> tokio::task::JoinHandle<()> {
+fn checker_eventual(
+    p: Arc<support::TestProxy>,
+    db: String,
+    last: Last,
+    n_: Arc<Checked>,
+    end: Instant,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut c = p.conn().await;
-        c.query_drop("SET @@causeway.consistency = 'eventual'").await.unwrap();
+        c.query_drop("SET @@causeway.consistency = 'eventual'")
+            .await
+            .unwrap();
         let mut id = 0u32;
         while Instant::now() < end {
             id = id % 4 + 1;
@@ -470,16 +496,29 @@ fn checker_eventual(p: Arc<support::TestProxy>, db: String, last: Last, n_: Arc<
 /// Once reads have fallen back and the control has read stale, one causal
 /// read (not cacheable: NOW(6)) with a 20 s wait; the harness releases the
 /// replicas while it waits. Returns its route and whether it was fresh.
-async fn checker_long_wait(p: &support::TestProxy, db: &str, last: &Last, n_: &Checked) -> (String, bool) {
+async fn checker_long_wait(
+    p: &support::TestProxy,
+    db: &str,
+    last: &Last,
+    n_: &Checked,
+) -> (String, bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while n_.fallbacks.load(Ordering::Relaxed) < 3 || n_.eventual_stale.load(Ordering::Relaxed) < 1 {
-        assert!(Instant::now() < deadline, "no fallback or no stale control read while held");
+    while n_.fallbacks.load(Ordering::Relaxed) < 3 || n_.eventual_stale.load(Ordering::Relaxed) < 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no fallback or no stale control read while held"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (want, t) = last[0].lock().unwrap().clone();
     let mut c = p.conn().await;
-    c.query_drop(format!("SET @@causeway.token = '{t}'")).await.unwrap();
-    c.query_drop("SET @@causeway.wait_timeout_ms = 20000").await.unwrap();
+    c.query_drop(format!("SET @@causeway.token = '{t}'"))
+        .await
+        .unwrap();
+    c.query_drop("SET @@causeway.wait_timeout_ms = 20000")
+        .await
+        .unwrap();
     let row: (String, i64) = c
         .query_first(format!("SELECT NOW(6), v FROM {db}.products WHERE id = 1"))
         .await
@@ -513,7 +552,13 @@ async fn token_checker_through_the_cache_sees_no_stale_read() {
         let args = (Arc::clone(&p), db.clone(), id, last.clone(), Arc::clone(&n));
         tasks.push(checker_reader(args.0, args.1, args.2, args.3, args.4, end));
     }
-    tasks.push(checker_eventual(Arc::clone(&p), db.clone(), last.clone(), Arc::clone(&n), end));
+    tasks.push(checker_eventual(
+        Arc::clone(&p),
+        db.clone(),
+        last.clone(),
+        Arc::clone(&n),
+        end,
+    ));
     let release = tokio::spawn(delay::release_when_waiting(Duration::from_secs(15)));
     let (long_route, long_fresh) = checker_long_wait(&p, &db, &last, &n).await;
     let released = release.await;
@@ -523,7 +568,12 @@ async fn token_checker_through_the_cache_sees_no_stale_read() {
     delay::release_replicas().await;
     let (h1, m1, _) = stats(&p);
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let (stale, reads, hits, fallbacks) = (get(&n.stale), get(&n.reads), get(&n.hits), get(&n.fallbacks));
+    let (stale, reads, hits, fallbacks) = (
+        get(&n.stale),
+        get(&n.reads),
+        get(&n.hits),
+        get(&n.fallbacks),
+    );
     let (ev_reads, ev_stale) = (get(&n.eventual_reads), get(&n.eventual_stale));
     println!(
         "token checker: {reads} reads, {hits} from the cache, {fallbacks} fallbacks, {stale} stale; \
@@ -539,8 +589,14 @@ async fn token_checker_through_the_cache_sees_no_stale_read() {
         long_route.starts_with("replica:") && long_route.ends_with(":waited"),
         "{long_route}"
     );
-    assert!(fallbacks >= 3, "reads fell back while the replicas were held");
-    assert!(ev_stale > 0, "the eventual control read stale ({ev_reads} reads)");
+    assert!(
+        fallbacks >= 3,
+        "reads fell back while the replicas were held"
+    );
+    assert!(
+        ev_stale > 0,
+        "the eventual control read stale ({ev_reads} reads)"
+    );
     assert!(reads > 100, "the checker ran ({reads} reads)");
     assert!(hits > 0, "the checker read through the cache");
 }

@@ -126,7 +126,11 @@ async fn reset_connection_forgets_session_state() {
     support::sync_replicas().await;
     for mode in ["session", "transaction"] {
         let proxy = support::start_proxy_with(|t| {
-            t.replacen("[server]\n", &format!("[server]\npool_mode = \"{mode}\"\n"), 1)
+            t.replacen(
+                "[server]\n",
+                &format!("[server]\npool_mode = \"{mode}\"\n"),
+                1,
+            )
         })
         .await;
         let mut c = raw(&proxy, &db, true).await;

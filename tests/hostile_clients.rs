@@ -153,7 +153,8 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
             // read only after `ss` has looked at the socket
             start.recv().await.ok();
             let got = read_until_closed(&mut s, Duration::from_secs(20)).await;
-            tx.send((k, connected.elapsed(), errors_in(&got).len())).ok();
+            tx.send((k, connected.elapsed(), errors_in(&got).len()))
+                .ok();
         });
     }
     drop(tx);
@@ -204,8 +205,7 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
     }
     // the proxy closes each of them login_timeout_ms after its own accept:
     // not before (its connect preceded the accept), and not much later
-    let closes: Vec<(usize, Duration, usize)> =
-        tokio_stream_collect(closes).await;
+    let closes: Vec<(usize, Duration, usize)> = tokio_stream_collect(closes).await;
     assert_eq!(closes.len(), 50, "every socket was closed");
     for (k, after, errors) in &closes {
         assert_eq!(*errors, 0, "socket {k}: no ERR packet, only a close");

@@ -78,7 +78,10 @@ async fn wait_reloads(admin_port: u16, result: &str, n: u64) {
         if got == n {
             return;
         }
-        assert!(Instant::now() < deadline, "reload {result} #{n} never processed");
+        assert!(
+            Instant::now() < deadline,
+            "reload {result} #{n} never processed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -135,7 +138,11 @@ async fn sighup_reloads_and_sigterm_drains() {
     std::fs::write(&path, "[server\nlisten = ").unwrap();
     signal(&child.0, "-HUP");
     wait_reloads(admin_port, "error", 1).await;
-    assert_eq!(reloads(admin_port, "ok").await, 1, "the broken file was not applied");
+    assert_eq!(
+        reloads(admin_port, "ok").await,
+        1,
+        "the broken file was not applied"
+    );
     let mut app = connect(port, "app", "apppw").await;
     let v: Option<i64> = app.query_first("SELECT 41 + 1").await.unwrap();
     assert_eq!(v, Some(42));

@@ -254,12 +254,19 @@ async fn sysbench_script_passes_tokens_between_connections() {
     assert_eq!(reports.len(), 2, "{stdout}");
     for f in reports {
         let labels: Vec<&str> = f.iter().skip(1).step_by(2).copied().collect();
-        assert_eq!(labels, ["missed", "fallback", "waited", "eventual-stale"], "{stdout}");
+        assert_eq!(
+            labels,
+            ["missed", "fallback", "waited", "eventual-stale"],
+            "{stdout}"
+        );
         let n: Vec<u64> = f.iter().step_by(2).map(|v| v.parse().unwrap()).collect();
         let (reads, missed, fallback, waited, stale) = (n[0], n[1], n[2], n[3], n[4]);
         assert!(reads > 5, "{stdout}");
         assert_eq!(missed, 0, "a read missed its write: {stdout}");
-        assert!(fallback >= 5, "reads fell back while the replicas were held: {stdout}");
+        assert!(
+            fallback >= 5,
+            "reads fell back while the replicas were held: {stdout}"
+        );
         assert!(waited >= 1, "a read waited on a replica: {stdout}");
         assert!(stale >= 5, "the eventual control read stale: {stdout}");
     }

@@ -109,7 +109,10 @@ async fn mysql_cli_passes_tokens_between_invocations() {
     let port = proxy.port();
     let (ok, out, err) = cli(
         port,
-        &["-e", &format!("INSERT INTO {db}.t VALUES (1, 'w42'); SELECT @@causeway.token")],
+        &[
+            "-e",
+            &format!("INSERT INTO {db}.t VALUES (1, 'w42'); SELECT @@causeway.token"),
+        ],
     );
     assert!(ok, "{err}");
     let token = out.trim().to_string();
@@ -142,8 +145,15 @@ async fn mysql_cli_passes_tokens_between_invocations() {
     );
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.first(), Some(&"0"), "eventual read on a held replica: {out}");
-    assert!(lines.get(1).is_some_and(|r| r.starts_with("replica:")), "{out}");
+    assert_eq!(
+        lines.first(),
+        Some(&"0"),
+        "eventual read on a held replica: {out}"
+    );
+    assert!(
+        lines.get(1).is_some_and(|r| r.starts_with("replica:")),
+        "{out}"
+    );
     // the comment form needs --comments: the CLI strips comments otherwise
     let (ok, out, err) = cli(
         port,
@@ -190,7 +200,9 @@ async fn mysql_cli_passes_tokens_between_invocations() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"w42"), "{out}");
     assert!(
-        lines.get(1).is_some_and(|r| r.starts_with("replica:") && r.ends_with(":waited")),
+        lines
+            .get(1)
+            .is_some_and(|r| r.starts_with("replica:") && r.ends_with(":waited")),
         "{out}"
     );
     released.expect("the harness saw the read wait on a replica");

@@ -59,7 +59,11 @@ pub async fn wait_eligible(proxy: &causeway::proxy::Proxy) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let topo = proxy.topology.load_full();
-        let views: Vec<_> = topo.replicas.iter().map(|r| r.state.view.load_full()).collect();
+        let views: Vec<_> = topo
+            .replicas
+            .iter()
+            .map(|r| r.state.view.load_full())
+            .collect();
         if views.iter().all(|v| v.eligible && v.replicating) {
             return;
         }

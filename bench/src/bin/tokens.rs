@@ -538,7 +538,11 @@ fn md_checker(a: &Args, checks: [(&PairResult, u64); 2]) -> String {
         ck_c.stale,
         if ck_c.stale == 0 { "ok" } else { "FAILED" },
         ck_e.stale,
-        if ck_e.stale > 0 { "ok" } else { "FAILED: not shown" }
+        if ck_e.stale > 0 {
+            "ok"
+        } else {
+            "FAILED: not shown"
+        }
     ));
     md
 }
