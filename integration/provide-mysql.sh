@@ -11,6 +11,9 @@
 #      "$ROOT.tmp" and renamed, so a half-built root is never used; concurrent
 #      invocations are serialized with flock on "$ROOT.lock".
 #
+# The server must be MySQL 9.x (what causeway is built and tested against):
+# any other version is refused, loudly, with the version found.
+#
 # Output (stdout, last line), one of:
 #   mysqld <path-to-mysqld> mysql <path-to-mysql>
 #   chroot <root> mysqld /usr/sbin/mysqld mysql /usr/bin/mysql
@@ -18,6 +21,33 @@
 set -euo pipefail
 
 log() { echo "provide-mysql: $*" >&2; }
+
+# require_9x WHAT VERSION-OUTPUT: exits unless the output names a 9.x server.
+require_9x() {
+    local what="$1" out="$2" ver
+    ver="$(printf '%s\n' "$out" | sed -n 's/.*Ver \([0-9][0-9.]*\).*/\1/p' | head -n1)"
+    if [[ -z "$ver" ]]; then
+        log "cannot read a version from $what: $out"
+        exit 1
+    fi
+    if [[ "$ver" != 9.* ]]; then
+        log "$what is MySQL $ver; causeway needs MySQL 9.x (set CAUSEWAY_MYSQLD to a 9.x mysqld)"
+        exit 1
+    fi
+    log "$what: MySQL $ver"
+}
+
+# check_chroot ROOT: the chroot's mysqld must be 9.x (via chroot as root,
+# else from the chroot's dpkg database).
+check_chroot() {
+    local root="$1" out
+    if [[ "$(id -u)" == 0 ]]; then
+        out="$(chroot "$root" /usr/sbin/mysqld --version 2>&1)" || true
+    else
+        out="Ver $(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Version}' mysql-server-core 2>/dev/null)"
+    fi
+    require_9x "$root/usr/sbin/mysqld" "$out"
+}
 
 find_client_beside() {
     local mysqld="$1" dir
@@ -41,6 +71,7 @@ if [[ -n "${CAUSEWAY_MYSQLD:-}" ]]; then
         log "CAUSEWAY_MYSQLD=$CAUSEWAY_MYSQLD is not an executable file"
         exit 1
     fi
+    require_9x "$CAUSEWAY_MYSQLD" "$("$CAUSEWAY_MYSQLD" --version 2>&1 || true)"
     echo "mysqld $CAUSEWAY_MYSQLD mysql $(find_client_beside "$CAUSEWAY_MYSQLD")"
     exit 0
 fi
@@ -48,6 +79,7 @@ fi
 # 2. mysqld on PATH.
 if command -v mysqld >/dev/null 2>&1; then
     m="$(command -v mysqld)"
+    require_9x "$m" "$("$m" --version 2>&1 || true)"
     echo "mysqld $m mysql $(find_client_beside "$m")"
     exit 0
 fi
@@ -61,6 +93,7 @@ print_chroot() {
 }
 
 if [[ -x "$ROOT/usr/sbin/mysqld" ]]; then
+    check_chroot "$ROOT"
     print_chroot
     exit 0
 fi
@@ -78,6 +111,7 @@ flock 9
 
 # Another invocation may have finished while we waited.
 if [[ -x "$ROOT/usr/sbin/mysqld" ]]; then
+    check_chroot "$ROOT"
     print_chroot
     exit 0
 fi
@@ -108,6 +142,7 @@ if [[ ! -x "$ROOT.tmp/usr/sbin/mysqld" ]]; then
 fi
 mkdir -p "$ROOT.tmp/tmp"
 chmod 1777 "$ROOT.tmp/tmp"
+check_chroot "$ROOT.tmp"
 mv "$ROOT.tmp" "$ROOT"
 log "built $ROOT in $(($(date +%s) - start))s: $(chroot "$ROOT" /usr/sbin/mysqld --version)"
 print_chroot

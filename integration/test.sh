@@ -36,11 +36,17 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1 || ! com
   step "a C compiler, make and perl (ring and the vendored OpenSSL build)"
   apt-get update -qq && apt-get install -y -qq build-essential perl
 fi
+# tests/hostile_clients.rs reads the proxy's sockets with `ss`
+if ! command -v ss >/dev/null 2>&1; then
+  step "ss (iproute2)"
+  apt-get update -qq && apt-get install -y -qq iproute2
+fi
 if ! command -v sysbench >/dev/null 2>&1; then
   step "sysbench"
   apt-get update -qq && apt-get install -y -qq sysbench
 fi
 
-step "cargo test --workspace"
-# one test binary at a time: each starts its own MySQL topology (3 servers)
-cargo test --workspace --locked -- --test-threads="${CAUSEWAY_TEST_THREADS:-8}"
+step "cargo test --workspace --no-fail-fast"
+# one test binary at a time: each starts its own MySQL topology (3 servers);
+# every binary runs even after one fails, and the exit status is still nonzero
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${CAUSEWAY_TEST_THREADS:-8}"

@@ -68,7 +68,8 @@ async fn statistics_field_list_reset_set_option_and_unknown_commands() {
         }
         assert_eq!(names, ["a", "b"], "COM_FIELD_LIST");
 
-        // SET @x pins; COM_RESET_CONNECTION forgets it
+        // SET @x pins; COM_RESET_CONNECTION forgets it (checked in
+        // reset_connection_forgets_session_state)
         let ok = command(&mut c, b"\x03SET @x = 5").await;
         assert_eq!(ok[0], 0x00);
         let ok = command(&mut c, &[0x1F]).await;
@@ -87,6 +88,99 @@ async fn statistics_field_list_reset_set_option_and_unknown_commands() {
         // still alive
         let ok = command(&mut c, &[0x0E]).await;
         assert_eq!(ok[0], 0x00, "PING after errors");
+    }
+    d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// The first column of the first row of `sql`'s reply through `c`
+/// (None for NULL), or the server's error.
+async fn value(c: &mut BackendConn, sql: &str) -> Result<Option<String>, (u16, String)> {
+    match c.query_value(sql).await.expect("reply") {
+        Ok(v) => Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned())),
+        Err(e) => Err((e.code, e.message.clone())),
+    }
+}
+
+/// Each check reads the primary (`FOR UPDATE`), where the state was made,
+/// so a replica that never had the state cannot answer it.
+const CHECKS: [&str; 5] = [
+    "SELECT @x FOR UPDATE",
+    "SELECT a FROM tmp FOR UPDATE",
+    "SELECT @@session.time_zone FOR UPDATE",
+    "SELECT @@autocommit FOR UPDATE",
+    "SELECT COUNT(*) FROM t FOR UPDATE",
+];
+
+/// COM_RESET_CONNECTION through causeway, in both pool modes, forgets what
+/// the session made: a user variable, a temporary table, a session
+/// variable, `autocommit = 0` and its uncommitted row, as MySQL does
+/// directly. The same checks are run before the reset, so they can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_connection_forgets_session_state() {
+    let db = support::unique_db("cmdreset");
+    let mut d = support::direct_conn().await;
+    d.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    d.query_drop(format!("CREATE TABLE {db}.t (a INT)"))
+        .await
+        .unwrap();
+    support::sync_replicas().await;
+    for mode in ["session", "transaction"] {
+        let proxy = support::start_proxy_with(|t| {
+            t.replacen(
+                "[server]\n",
+                &format!("[server]\npool_mode = \"{mode}\"\n"),
+                1,
+            )
+        })
+        .await;
+        let mut c = raw(&proxy, &db, true).await;
+        for sql in [
+            "SET @x = 5",
+            "CREATE TEMPORARY TABLE tmp (a INT)",
+            "INSERT INTO tmp VALUES (7)",
+            "SET time_zone = '+03:00'",
+            "SET autocommit = 0",
+            "INSERT INTO t VALUES (1)",
+        ] {
+            let r = c.query_ok(sql).await.expect("reply");
+            assert!(r.is_ok(), "{mode}: {sql}: {r:?}");
+        }
+        let mut before = Vec::new();
+        for sql in CHECKS {
+            before.push(value(&mut c, sql).await);
+        }
+        let s = |v: &str| Ok(Some(v.to_string()));
+        assert_eq!(
+            before,
+            [s("5"), s("7"), s("+03:00"), s("0"), s("1")],
+            "{mode}: the state before the reset"
+        );
+        let r = c.command(0x1F, &[]).await.expect("reply");
+        assert!(r.is_ok(), "{mode}: COM_RESET_CONNECTION: {r:?}");
+        let mut after = Vec::new();
+        for sql in CHECKS {
+            after.push(value(&mut c, sql).await);
+            assert_eq!(
+                value(&mut c, "SELECT @@causeway.last_route").await,
+                s("primary"),
+                "{mode}: {sql} was read on the primary"
+            );
+        }
+        assert_eq!(after[0], Ok(None), "{mode}: user variable");
+        assert!(
+            matches!(&after[1], Err((1146, m)) if m.contains("tmp")),
+            "{mode}: temporary table: {:?}",
+            after[1]
+        );
+        assert_eq!(after[2], s("SYSTEM"), "{mode}: time_zone");
+        assert_eq!(after[3], s("1"), "{mode}: autocommit");
+        assert_eq!(after[4], s("0"), "{mode}: the uncommitted row");
+        // a direct reader agrees: the row was rolled back, nothing is locked
+        let n: Option<u64> = d
+            .query_first(format!("SELECT COUNT(*) FROM {db}.t FOR UPDATE NOWAIT"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(0), "{mode}");
     }
     d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

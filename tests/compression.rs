@@ -53,9 +53,10 @@ async fn mysql_cli(port: u16, extra: &[&str], sql: &str) -> Run {
     }
 }
 
-/// Runs the CLI through a byte-counting TCP forwarder in front of
-/// `port`; returns how many bytes causeway sent it.
-async fn wire_bytes(port: u16, extra: &[&str], sql: &str) -> u64 {
+/// A byte-counting TCP forwarder in front of `port`, for one client
+/// connection: its port, and a task answering how many bytes causeway
+/// sent the client once both sides closed.
+async fn forwarder(port: u16) -> (u16, tokio::task::JoinHandle<u64>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front = l.local_addr().unwrap().port();
     let forward = tokio::spawn(async move {
@@ -68,12 +69,24 @@ async fn wire_bytes(port: u16, extra: &[&str], sql: &str) -> u64 {
             .unwrap();
         down
     });
-    let run = mysql_cli(front, extra, sql).await;
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    (front, forward)
+}
+
+/// What the forwarder counted, once its connection ended.
+async fn counted(forward: tokio::task::JoinHandle<u64>) -> u64 {
     tokio::time::timeout(Duration::from_secs(30), forward)
         .await
         .expect("forwarder done")
         .unwrap()
+}
+
+/// Runs the CLI through a byte-counting TCP forwarder in front of
+/// `port`; returns how many bytes causeway sent it.
+async fn wire_bytes(port: u16, extra: &[&str], sql: &str) -> u64 {
+    let (front, forward) = forwarder(port).await;
+    let run = mysql_cli(front, extra, sql).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    counted(forward).await
 }
 
 /// Reads only (the schema is prepared beforehand), so every run sees the
@@ -216,16 +229,31 @@ async fn mysql_async_compressed_results_match_uncompressed() {
     let proxy = ExternalProxy::start(|t| t).await;
     let db = support::unique_db("compa");
     prepare_schema(&db).await;
-    let plain = session_results(proxy.port, &db, None).await;
+    // every session goes through a byte counter: mysql_async quietly runs
+    // uncompressed when compression is not agreed, so results alone prove
+    // nothing
+    let (front, forward) = forwarder(proxy.port).await;
+    let plain = session_results(front, &db, None).await;
+    let plain_bytes = counted(forward).await;
     assert!(plain.iter().map(String::len).sum::<usize>() > 3_000_000);
     assert_eq!(plain.get(4).map(String::as_str), Some("20000000"));
+    assert!(plain_bytes > 20_000_000, "{plain_bytes} bytes uncompressed");
+    let mut sizes = Vec::new();
     for level in [
         mysql_async::Compression::fast(),
         mysql_async::Compression::best(),
     ] {
-        let compressed = session_results(proxy.port, &db, Some(level)).await;
+        let (front, forward) = forwarder(proxy.port).await;
+        let compressed = session_results(front, &db, Some(level)).await;
+        let bytes = counted(forward).await;
         assert!(compressed == plain, "results differ at {level:?}");
+        assert!(
+            bytes * 4 < plain_bytes,
+            "{level:?}: {bytes} bytes on the wire vs {plain_bytes} uncompressed"
+        );
+        sizes.push(bytes);
     }
+    eprintln!("mysql_async, bytes from causeway: uncompressed {plain_bytes}, fast/best {sizes:?}");
     proxy.assert_no_panic();
     let mut c = support::direct_conn().await;
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();

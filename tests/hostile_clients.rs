@@ -133,33 +133,46 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
     let mut p =
         ExternalProxy::start(server_keys("max_connections = 20\nlogin_timeout_ms = 1500")).await;
     let idle = idle_hwm(&p).await;
-    let started = Instant::now();
-    let mut silent = Vec::new();
-    let mut partial = Vec::new();
     // each socket reads its greeting first: then the proxy has accepted it
-    // and set its socket options, so `ss` below sees all 50 as they stay
-    for _ in 0..25 {
-        silent.push(connect_greeted(p.port).await);
+    // and set its socket options, so `ss` below sees all 50 as they stay.
+    // A task per socket then waits for the proxy to close it, and measures
+    // that from the socket's own connect.
+    let (tx, closes) = tokio::sync::mpsc::unbounded_channel();
+    let (go, _) = tokio::sync::broadcast::channel::<()>(1);
+    for k in 0..50 {
+        let connected = Instant::now();
         let mut s = connect_greeted(p.port).await;
-        s.write_all(&[0x40, 0x00, 0x00])
-            .await
-            .expect("3 header bytes");
-        partial.push(s);
+        if k % 2 == 1 {
+            s.write_all(&[0x40, 0x00, 0x00])
+                .await
+                .expect("3 header bytes");
+        }
+        let tx = tx.clone();
+        let mut start = go.subscribe();
+        tokio::spawn(async move {
+            // read only after `ss` has looked at the socket
+            start.recv().await.ok();
+            let got = read_until_closed(&mut s, Duration::from_secs(20)).await;
+            tx.send((k, connected.elapsed(), errors_in(&got).len()))
+                .ok();
+        });
     }
+    drop(tx);
     // the proxy's side of every client socket has TCP keepalive on
-    if let Ok(out) = std::process::Command::new("ss")
+    let out = std::process::Command::new("ss")
         .args(["-tnoH", "state", "established"])
         .arg(format!("( sport = :{} )", p.port))
         .output()
-    {
-        let text = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines.len() >= 50, "{text}");
-        assert!(
-            lines.iter().all(|l| l.contains("timer:(keepalive")),
-            "{text}"
-        );
-    }
+        .expect("running ss (iproute2; integration/test.sh installs it)");
+    assert!(out.status.success(), "ss: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 50, "{text}");
+    assert!(
+        lines.iter().all(|l| l.contains("timer:(keepalive")),
+        "{text}"
+    );
+    go.send(()).expect("the socket tasks wait");
     // while the 50 sockets sit there, real clients log in, each within 1 s
     let mut took = Vec::new();
     for _ in 0..3 {
@@ -190,22 +203,33 @@ async fn slowloris_sockets_do_not_lock_out_real_clients() {
     for c in held {
         c.disconnect().await.expect("disconnect");
     }
-    // after login_timeout_ms the proxy closes every one of them
-    for s in silent.iter_mut().chain(partial.iter_mut()) {
-        let got = read_until_closed(s, Duration::from_secs(20)).await;
-        assert!(errors_in(&got).is_empty());
+    // the proxy closes each of them login_timeout_ms after its own accept:
+    // not before (its connect preceded the accept), and not much later
+    let closes: Vec<(usize, Duration, usize)> = tokio_stream_collect(closes).await;
+    assert_eq!(closes.len(), 50, "every socket was closed");
+    for (k, after, errors) in &closes {
+        assert_eq!(*errors, 0, "socket {k}: no ERR packet, only a close");
+        assert!(
+            *after >= Duration::from_millis(1500) && *after < Duration::from_millis(5000),
+            "socket {k} closed {after:?} after its connect (login_timeout_ms = 1500)"
+        );
     }
-    let closed_after = started.elapsed();
-    assert!(
-        closed_after >= Duration::from_millis(1400),
-        "closed before login_timeout_ms: {closed_after:?}"
-    );
+    let closed_after = closes.iter().map(|c| c.1).max().unwrap_or_default();
     let hwm = p.vm_hwm_kib();
     eprintln!(
         "slowloris: VmHWM KiB idle {idle}, after {hwm}; control logins {took:?}; \
-         all 50 closed after {closed_after:?}"
+         slowest close {closed_after:?} after its connect"
     );
     p.assert_healthy_after_attack(idle).await;
+}
+
+/// Everything sent on `rx` until every sender is gone.
+async fn tokio_stream_collect<T>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> Vec<T> {
+    let mut all = Vec::new();
+    while let Some(v) = rx.recv().await {
+        all.push(v);
+    }
+    all
 }
 
 /// Sends `payload` as one logical packet over a logged-in raw socket while

@@ -1,6 +1,7 @@
 //! The control-plane monitor against real MySQL: GTID sets follow writes,
 //! idle replicas report ~0 lag, a stopped applier or a delayed replica is
-//! excluded for lag and re-admitted with hysteresis, a killed replica is
+//! excluded for lag and re-admitted with hysteresis (lag held between the
+//! thresholds keeps it out), a killed replica is
 //! excluded within interval + connect timeout and re-admitted after restart,
 //! reloads keep unchanged tasks, and an account the server refuses fails
 //! open without inventing GTIDs. Tests that break replication or kill
@@ -186,6 +187,40 @@ async fn idle_caught_up_replicas_report_near_zero_lag() {
     }
 }
 
+/// Writes a row on the primary every 100 ms until `stop`; returns how many.
+fn steady_writer(
+    mut conn: mysql_async::Conn,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            write(&mut conn, "lagband").await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        n
+    })
+}
+
+/// Sets the replica's SOURCE_DELAY (seconds), with replication running.
+async fn source_delay(r1: &mut mysql_async::Conn, seconds: u32) {
+    r1.query_drop("STOP REPLICA").await.unwrap();
+    r1.query_drop(format!(
+        "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {seconds}"
+    ))
+    .await
+    .unwrap();
+    r1.query_drop("START REPLICA").await.unwrap();
+}
+
+/// Budget 6000 ms, hysteresis 5000 ms: a replica excluded for lag comes
+/// back only below 1000 ms. Its lag is held between the thresholds (2 to
+/// 4 s: SOURCE_DELAY = 2, applied in whole seconds, under a steady write
+/// every 100 ms, on a loaded host) for 3 s, during which it must stay out;
+/// it returns once the writes stop and it catches up, with a lag under
+/// 1000 ms. A delay of 7 s then excludes a replica whose threads run, for
+/// lag alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_replica_is_excluded_and_readmitted_with_hysteresis() {
     let sb = Sandbox::start(Options::with_replicas(1)).await.unwrap();
@@ -193,7 +228,7 @@ async fn lagging_replica_is_excluded_and_readmitted_with_hysteresis() {
         &sb,
         timings(
             "interval_ms = 200",
-            "max_lag_ms = 300\nlag_hysteresis_ms = 100",
+            "max_lag_ms = 6000\nlag_hysteresis_ms = 5000",
         ),
     );
     let _monitor = Monitor::start(&topo).unwrap();
@@ -206,30 +241,73 @@ async fn lagging_replica_is_excluded_and_readmitted_with_hysteresis() {
     let mut primary = root(sb.primary()).await;
     let mut r1 = root(&sb.replicas()[0]).await;
 
-    // 1. A stopped applier: not replicating, lag grows past the budget.
+    // 1. A stopped applier: not replicating, lag grows past the budget. A
+    // steady writer runs from here on, so that when the applier restarts
+    // 2 s behind there is always a write it lacks that is over 1 s old.
     r1.query_drop("STOP REPLICA SQL_THREAD").await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = steady_writer(root(sb.primary()).await, Arc::clone(&stop));
     wait_for(replica, ten, "not replicating", |v| {
         !v.replicating && !v.eligible
     })
     .await;
     let wanted = write(&mut primary, "lag1").await;
-    let (v, _) = wait_for(replica, ten, "lag > 300", |v| {
-        v.lag_ms.is_some_and(|l| l > 300)
+    let (v, _) = wait_for(replica, ten, "lag > 6000", |v| {
+        v.lag_ms.is_some_and(|l| l > 6000)
     })
     .await;
     assert!(!v.eligible && !v.gtid_executed.contains(&wanted), "{v:?}");
-    r1.query_drop("START REPLICA SQL_THREAD").await.unwrap();
-    let (v, _) = wait_for(replica, ten, "eligible again", |v| v.eligible).await;
-    assert!(v.replicating && v.lag_ms.is_some_and(|l| l < 200), "{v:?}");
-    assert!(v.gtid_executed.contains(&wanted));
 
-    // 2. A delayed replica: threads run, only lag excludes it, and it returns
+    // 2. The applier runs again, 2 s behind the steady writer: lag between
+    // budget - hysteresis and the budget, so it stays excluded.
+    source_delay(&mut r1, 2).await;
+    let in_band = |l: u64| (1000..6000).contains(&l);
+    wait_for(replica, ten, "replicating, lag in 1000..6000", |v| {
+        v.replicating && v.lag_ms.is_some_and(in_band)
+    })
+    .await;
+    let held = Instant::now();
+    let mut samples = Vec::new();
+    while held.elapsed() < Duration::from_secs(3) {
+        let v = view(replica);
+        samples.push(v.lag_ms);
+        assert!(
+            v.replicating && v.reachable && v.lag_ms.is_some_and(in_band),
+            "lag held between the thresholds: {v:?}"
+        );
+        assert!(
+            !v.eligible,
+            "readmitted at lag {:?} ms (>= 1000): {v:?}",
+            v.lag_ms
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut lags: Vec<u64> = samples.iter().flatten().copied().collect();
+    lags.dedup();
+    assert!(
+        lags.len() >= 2,
+        "the monitor published the lag as it moved: {lags:?}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    let wanted = gtid_executed(&mut primary).await;
+
+    // 3. The writes stop: it catches up and comes back below 1000 ms.
+    let (v, _) = wait_for(replica, ten, "eligible again", |v| v.eligible).await;
+    assert!(v.replicating && v.lag_ms.is_some_and(|l| l < 1000), "{v:?}");
+    println!(
+        "held out for 3 s at lag {lags:?} ms over {writes} writes; back at {:?} ms",
+        v.lag_ms
+    );
+    let (v, _) = wait_for(replica, ten, "caught up", |v| {
+        v.gtid_executed.contains(&wanted)
+    })
+    .await;
+    assert!(v.eligible, "{v:?}");
+
+    // 4. A delayed replica: threads run, only lag excludes it, and it returns
     // once it has caught up.
-    r1.query_drop("STOP REPLICA").await.unwrap();
-    r1.query_drop("CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 2")
-        .await
-        .unwrap();
-    r1.query_drop("START REPLICA").await.unwrap();
+    source_delay(&mut r1, 7).await;
     wait_for(replica, ten, "replicating again", |v| {
         v.replicating && v.eligible
     })
@@ -237,15 +315,11 @@ async fn lagging_replica_is_excluded_and_readmitted_with_hysteresis() {
     let wanted = write(&mut primary, "lag2").await;
     let (v, _) = wait_for(replica, ten, "excluded for lag", |v| !v.eligible).await;
     assert!(v.replicating && v.reachable, "only lag excludes it: {v:?}");
-    assert!(v.lag_ms.is_some_and(|l| l > 300), "{v:?}");
+    assert!(v.lag_ms.is_some_and(|l| l > 6000), "{v:?}");
     let (v, _) = wait_for(replica, ten, "caught up", |v| v.eligible).await;
     assert!(v.gtid_executed.contains(&wanted), "{v:?}");
-    assert!(v.lag_ms.is_some_and(|l| l < 200), "{v:?}");
-    r1.query_drop("STOP REPLICA").await.unwrap();
-    r1.query_drop("CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 0")
-        .await
-        .unwrap();
-    r1.query_drop("START REPLICA").await.unwrap();
+    assert!(v.lag_ms.is_some_and(|l| l < 1000), "{v:?}");
+    source_delay(&mut r1, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

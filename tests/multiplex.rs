@@ -109,12 +109,15 @@ async fn session_variables_follow_the_client() {
                     .unwrap();
                 let (t, client, results) = row.unwrap();
                 assert_eq!((t.as_str(), client.as_str(), results.as_str()), (tz.as_str(), cs, cs), "client {i}");
-                // a write on the primary sees the same state
+                // a locking read, served by the primary, sees the same state
                 let t2: Option<String> = c
                     .query_first("SELECT @@time_zone FOR UPDATE")
                     .await
-                    .unwrap_or(Some(tz.clone()));
-                assert_eq!(t2.as_deref(), Some(tz.as_str()));
+                    .unwrap_or_else(|e| panic!("client {i}: locking read: {e}"));
+                assert_eq!(t2.as_deref(), Some(tz.as_str()), "client {i}");
+                let route: Option<String> =
+                    c.query_first("SELECT @@causeway.last_route").await.unwrap();
+                assert_eq!(route.as_deref(), Some("primary"), "client {i}");
             }
             c.disconnect().await.unwrap();
         }));

@@ -2,6 +2,9 @@
 //! (tests/node/mysql2_roundtrip.js): query(), execute() prepared statements
 //! (the same statement twice, NULL parameters), and a consistency token read
 //! on one connection and set on another, after which a read sees the write.
+//! The replicas are held back during the run (`support::delay`): the token
+//! read must fall back, an eventual read must read stale (the control), and
+//! a long read must wait on a replica until the harness releases them.
 //!
 //! Needs `node` and `npm`: the test FAILS (does not skip) when node is
 //! missing. mysql2 is installed into tests/node/node_modules with `npm ci`
@@ -13,6 +16,8 @@ mod support;
 use mysql_async::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+use support::delay;
 
 fn node_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
@@ -59,22 +64,36 @@ async fn node_mysql2_query_execute_and_token_handoff() {
     tokio::task::spawn_blocking(ensure_node_and_mysql2)
         .await
         .unwrap();
-    let proxy = support::start_proxy().await;
+    delay::delay_replicas(0).await;
     let db = support::unique_db("node");
-    let mut c = proxy.conn().await;
-    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    let mut c = support::direct_conn().await;
+    c.query_drop(format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.seen (id INT PRIMARY KEY, v VARCHAR(20))"
+    ))
+    .await
+    .unwrap();
+    support::sync_replicas().await;
+    let proxy = support::start_proxy_with(delay::lag_budget).await;
+    delay::hold_replicas(&proxy.proxy).await;
+    let release = tokio::spawn(delay::release_when_waiting(Duration::from_secs(90)));
 
     let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
+        Duration::from_secs(120),
         tokio::process::Command::new("node")
             .arg(node_dir().join("mysql2_roundtrip.js"))
             .args(["127.0.0.1", &proxy.port().to_string(), "app", "apppw", &db])
             .current_dir(node_dir())
+            .kill_on_drop(true)
             .output(),
     )
     .await
     .expect("the mysql2 script timed out")
     .expect("running node");
+    if !release.is_finished() {
+        release.abort();
+    }
+    let released = release.await;
+    delay::release_replicas().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
@@ -83,6 +102,8 @@ async fn node_mysql2_query_execute_and_token_handoff() {
         "mysql2 script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
+    let on = released.expect("the harness saw the long read wait on a replica");
+    println!("released the replicas while a read waited on {on:?}");
 
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
     c.disconnect().await.unwrap();

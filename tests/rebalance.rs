@@ -240,18 +240,29 @@ async fn long_lived_sessions_follow_eligibility_and_weights() {
     p.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
+/// What one reader saw.
+struct Seen {
+    reads: u64,
+    servers: std::collections::BTreeSet<u32>,
+    last: i64,
+    /// Consecutive reads answered by two different replicas.
+    switches: u32,
+}
+
 /// Session `i` through `port` reads the counter until `stop`, asserting it
-/// never goes backwards: (reads, servers that answered, last value).
+/// never goes backwards, and counts its switches between `replicas`.
 async fn monotonic_reader(
     i: usize,
     port: u16,
     db: String,
     stop: Arc<AtomicBool>,
-) -> (u64, std::collections::BTreeSet<u32>, i64) {
+    replicas: [u32; 2],
+) -> Seen {
     let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
         .await
         .unwrap();
-    let (mut last, mut reads) = (0i64, 0u64);
+    let (mut last, mut reads, mut switches) = (0i64, 0u64, 0u32);
+    let mut last_replica = None;
     let mut servers = std::collections::BTreeSet::new();
     while !stop.load(Ordering::Relaxed) {
         let row: Option<(i64, u32)> = c
@@ -266,9 +277,20 @@ async fn monotonic_reader(
         last = v;
         reads += 1;
         servers.insert(sid);
+        if replicas.contains(&sid) {
+            if last_replica.is_some_and(|r| r != sid) {
+                switches += 1;
+            }
+            last_replica = Some(sid);
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    (reads, servers, last)
+    Seen {
+        reads,
+        servers,
+        last,
+        switches,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,11 +347,15 @@ async fn causal_sessions_never_read_backwards_while_an_applier_flaps() {
             flaps
         })
     };
+    let replicas = [
+        topo.replicas()[0].server_id(),
+        topo.replicas()[1].server_id(),
+    ];
     let mut readers = Vec::new();
     for i in 0..8 {
         let port = proxies[i % 2].port();
         let (stop, db) = (Arc::clone(&stop), db.clone());
-        readers.push(tokio::spawn(monotonic_reader(i, port, db, stop)));
+        readers.push(tokio::spawn(monotonic_reader(i, port, db, stop, replicas)));
     }
     tokio::time::sleep(run).await;
     stop.store(true, Ordering::Relaxed);
@@ -337,20 +363,36 @@ async fn causal_sessions_never_read_backwards_while_an_applier_flaps() {
     let flaps = flapper.await.unwrap();
     let mut total = 0;
     let mut servers = std::collections::BTreeSet::new();
-    for r in readers {
-        let (n, s, last) = r.await.expect("a reader failed");
-        assert!(last > 0, "a session never saw a write");
-        total += n;
-        servers.extend(s);
+    // switches per reader: even readers use read_balance = "session"
+    let mut switches = Vec::new();
+    for (i, r) in readers.into_iter().enumerate() {
+        let seen = r.await.expect("a reader failed");
+        assert!(seen.last > 0, "a session never saw a write");
+        // a session homed on r1 must have left it while r1 fell behind
+        if i % 2 == 0 && seen.servers.contains(&replicas[0]) {
+            assert!(
+                seen.switches > 0,
+                "session {i} read r1 and never switched replica: {:?}",
+                seen.servers
+            );
+        }
+        total += seen.reads;
+        servers.extend(seen.servers);
+        switches.push(seen.switches);
     }
-    eprintln!("{writes} writes, {flaps} applier restarts, {total} reads on servers {servers:?}");
+    eprintln!(
+        "{writes} writes, {flaps} applier restarts, {total} reads on servers {servers:?}; \
+         replica switches per session {switches:?}"
+    );
     assert!(writes > 1_000, "{writes} writes");
     assert!(flaps >= 5, "{flaps} applier restarts");
     assert!(total > 2_000, "{total} reads");
-    let replicas = [
-        topo.replicas()[0].server_id(),
-        topo.replicas()[1].server_id(),
-    ];
+    // the check above means something only if sessions moved between
+    // replicas while r1 fell behind and caught up
+    assert!(
+        switches.iter().any(|&n| n > 0),
+        "no session switched replica: {switches:?}"
+    );
     assert!(
         replicas.iter().all(|r| servers.contains(r)),
         "both replicas served reads: {servers:?}"

@@ -47,6 +47,45 @@ async fn connect(port: u16, user: &str, pw: &str) -> mysql_async::Conn {
     }
 }
 
+/// `causeway_reloads_total{result="<result>"}` from the admin endpoint's
+/// /metrics (0 before the first such reload: the series does not exist yet).
+async fn reloads(admin_port: u16, result: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin_port))
+        .await
+        .expect("connect admin");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("admin answers in time")
+        .expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let series = format!("causeway_reloads_total{{result=\"{result}\"}} ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+/// Polls (bounded) until `reloads(result)` reaches `n`.
+async fn wait_reloads(admin_port: u16, result: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = reloads(admin_port, result).await;
+        assert!(got <= n, "{got} reloads with result {result}, expected {n}");
+        if got == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload {result} #{n} never processed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn r1_weight(admin: &mut mysql_async::Conn) -> String {
     let rows: Vec<mysql_async::Row> = admin.query("SHOW CAUSEWAY BACKENDS").await.unwrap();
     rows.iter()
@@ -62,10 +101,17 @@ async fn sighup_reloads_and_sigterm_drains() {
     let dir = std::env::temp_dir().join(format!("cw-signals-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("causeway.toml");
-    let base = support::config_text(topo).replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\"\nshutdown_drain_ms = 10000"),
-    );
+    let admin_port = free_port();
+    let base = support::config_text(topo)
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"\nshutdown_drain_ms = 10000"),
+        )
+        .replacen(
+            "[admin]\nenabled = false",
+            &format!("[admin]\nenabled = true\nlisten = \"127.0.0.1:{admin_port}\""),
+            1,
+        );
     std::fs::write(&path, &base).unwrap();
     let mut child = Reap(
         Command::new(env!("CARGO_BIN_EXE_causeway"))
@@ -76,6 +122,8 @@ async fn sighup_reloads_and_sigterm_drains() {
 
     let mut admin = connect(port, "admin", "adminpw").await;
     assert_eq!(r1_weight(&mut admin).await, "1");
+    assert_eq!(reloads(admin_port, "ok").await, 0);
+    assert_eq!(reloads(admin_port, "error").await, 0);
     // SIGHUP with a new weight: SHOW CAUSEWAY BACKENDS follows (bounded poll)
     std::fs::write(&path, base.replacen("weight = 1", "weight = 7", 1)).unwrap();
     signal(&child.0, "-HUP");
@@ -84,9 +132,17 @@ async fn sighup_reloads_and_sigterm_drains() {
         assert!(Instant::now() < deadline, "reload not applied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // a broken file is refused; the running topology stays
+    wait_reloads(admin_port, "ok", 1).await;
+    // a broken file is refused (checked once the reload was processed:
+    // counted as an error); the running topology stays
     std::fs::write(&path, "[server\nlisten = ").unwrap();
     signal(&child.0, "-HUP");
+    wait_reloads(admin_port, "error", 1).await;
+    assert_eq!(
+        reloads(admin_port, "ok").await,
+        1,
+        "the broken file was not applied"
+    );
     let mut app = connect(port, "app", "apppw").await;
     let v: Option<i64> = app.query_first("SELECT 41 + 1").await.unwrap();
     assert_eq!(v, Some(42));

@@ -12,6 +12,10 @@ mod support;
 
 use mysql_async::prelude::*;
 use std::time::Duration;
+use support::delay;
+
+/// The token test holds replication back: the tests take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Fails with a clear message when sysbench is missing.
 fn ensure_sysbench() -> String {
@@ -107,6 +111,7 @@ fn parses_the_sysbench_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sysbench_oltp_read_write_through_causeway() {
+    let _g = SERIAL.lock().await;
     let version = tokio::task::spawn_blocking(ensure_sysbench).await.unwrap();
     let proxy = support::start_proxy().await;
     let db = support::unique_db("sbtest");
@@ -180,51 +185,91 @@ async fn sysbench_oltp_read_write_through_causeway() {
     c.disconnect().await.unwrap();
 }
 
-/// sysbench with a Lua script (tests/sysbench/token.lua): each thread writes
-/// on one connection, hands `@@causeway.token` to a second connection and
-/// reads there; no read may miss its write.
+/// sysbench with a Lua script (tests/sysbench/token.lua), 2 threads, with
+/// the replicas held back (`support::delay`): each thread writes on one
+/// connection, hands `@@causeway.token` to a second connection and reads
+/// there; no read may miss its write. The reads must have fallen back to the
+/// primary (while held) and waited on a replica (the harness releases the
+/// replicas once a read has waited 2 s), and the eventual control reader
+/// must have read stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sysbench_script_passes_tokens_between_connections() {
+    let _g = SERIAL.lock().await;
     tokio::task::spawn_blocking(ensure_sysbench).await.unwrap();
-    let proxy = support::start_proxy().await;
+    delay::delay_replicas(0).await;
     let db = support::unique_db("sbtok");
-    let mut c = proxy.conn().await;
+    let mut c = support::direct_conn().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sysbench/token.lua");
-    let out = tokio::process::Command::new("sysbench")
-        .arg(script)
-        .arg("--mysql-host=127.0.0.1")
-        .arg(format!("--mysql-port={}", proxy.port()))
-        .args([
-            "--mysql-user=app",
-            "--mysql-password=apppw",
-            "--mysql-ssl=off",
-        ])
-        .arg(format!("--mysql-db={db}"))
-        .args(["--threads=2", "--time=3", "run"])
-        .kill_on_drop(true)
-        .output()
+    for tid in 0..2 {
+        c.query_drop(format!(
+            "CREATE TABLE {db}.tok{tid} (id INT PRIMARY KEY, v INT); INSERT INTO {db}.tok{tid} VALUES (1, 0)"
+        ))
         .await
-        .expect("running sysbench");
+        .unwrap();
+    }
+    support::sync_replicas().await;
+    let proxy = support::start_proxy_with(delay::lag_budget).await;
+    delay::hold_replicas(&proxy.proxy).await;
+    let release = tokio::spawn(delay::release_when_waiting(Duration::from_secs(60)));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sysbench/token.lua");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("sysbench")
+            .arg(script)
+            .arg("--mysql-host=127.0.0.1")
+            .arg(format!("--mysql-port={}", proxy.port()))
+            .args([
+                "--mysql-user=app",
+                "--mysql-password=apppw",
+                "--mysql-ssl=off",
+            ])
+            .arg(format!("--mysql-db={db}"))
+            .args(["--threads=2", "--time=8", "run"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("sysbench timed out")
+    .expect("running sysbench");
+    if !release.is_finished() {
+        release.abort();
+    }
+    let released = release.await;
+    delay::release_replicas().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // each thread reports "token-reads N missed M"; threads write
-    // concurrently, so find the reports anywhere in the output
+    println!("{stdout}");
+    // each thread reports "token-reads N missed M fallback F waited W
+    // eventual-stale S"; threads write concurrently, so find the reports
+    // anywhere in the output
     let reports: Vec<Vec<&str>> = stdout
         .split("token-reads ")
         .skip(1)
-        .map(|r| r.split_whitespace().take(3).collect())
+        .map(|r| r.split_whitespace().take(9).collect())
         .collect();
     assert_eq!(reports.len(), 2, "{stdout}");
     for f in reports {
-        assert_eq!(f.get(1), Some(&"missed"), "{stdout}");
-        let reads: u64 = f[0].parse().unwrap();
-        assert!(reads > 0, "{stdout}");
-        assert_eq!(f[2], "0", "a read missed its write: {stdout}");
+        let labels: Vec<&str> = f.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(
+            labels,
+            ["missed", "fallback", "waited", "eventual-stale"],
+            "{stdout}"
+        );
+        let n: Vec<u64> = f.iter().step_by(2).map(|v| v.parse().unwrap()).collect();
+        let (reads, missed, fallback, waited, stale) = (n[0], n[1], n[2], n[3], n[4]);
+        assert!(reads > 5, "{stdout}");
+        assert_eq!(missed, 0, "a read missed its write: {stdout}");
+        assert!(
+            fallback >= 5,
+            "reads fell back while the replicas were held: {stdout}"
+        );
+        assert!(waited >= 1, "a read waited on a replica: {stdout}");
+        assert!(stale >= 5, "the eventual control read stale: {stdout}");
     }
+    released.expect("the harness saw a read wait on a replica");
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

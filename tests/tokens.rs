@@ -44,6 +44,16 @@ async fn proxy_with_large_lag_budget() -> support::TestProxy {
     .await
 }
 
+/// The primary's `gtid_executed`, read directly.
+async fn primary_executed(direct: &mut mysql_async::Conn) -> GtidSet {
+    let s: String = direct
+        .query_first("SELECT @@GLOBAL.gtid_executed")
+        .await
+        .unwrap()
+        .unwrap();
+    GtidSet::parse(&s).unwrap()
+}
+
 async fn route(c: &mut mysql_async::Conn) -> String {
     c.query_first("SELECT @@causeway.last_route")
         .await
@@ -71,6 +81,8 @@ async fn token_after_write_is_the_primary_executed_set() {
     let db = support::unique_db("tok");
     let proxy = support::start_proxy().await;
     let mut c = setup(&proxy, &db).await;
+    let mut direct = support::direct_conn().await;
+    let before = primary_executed(&mut direct).await;
     c.query_drop("INSERT INTO kv VALUES (1, 1)").await.unwrap();
     let token: String = c
         .query_first("SELECT @@causeway.token")
@@ -78,23 +90,25 @@ async fn token_after_write_is_the_primary_executed_set() {
         .unwrap()
         .unwrap();
     let token = GtidSet::parse(&token).unwrap();
-    let mut direct = support::direct_conn().await;
-    let executed: String = direct
-        .query_first("SELECT @@GLOBAL.gtid_executed")
-        .await
-        .unwrap()
-        .unwrap();
-    let executed = GtidSet::parse(&executed).unwrap();
+    let executed = primary_executed(&mut direct).await;
     assert!(!token.is_empty());
     assert!(executed.contains(&token), "token ⊆ primary's executed set");
-    let last: String = direct
-        .query_first("SELECT CONCAT(@@server_uuid, ':', MAX(interval_end)) FROM (SELECT 0 AS interval_end) x")
+    // the write's own GTID: what the primary executed during the INSERT
+    // (tests here run one at a time, so nothing else wrote meanwhile)
+    let own = executed.difference(&before);
+    assert_eq!(own.count(), 1, "the INSERT is one new transaction: {own}");
+    assert!(
+        token.contains(&own),
+        "the INSERT's own GTID {own} is in the token {token}"
+    );
+    let uuid: String = direct
+        .query_first("SELECT @@server_uuid")
         .await
         .unwrap()
         .unwrap();
     assert!(
-        last.starts_with(&token.to_string()[..36]),
-        "token names the primary's uuid"
+        own.to_string().starts_with(&uuid),
+        "the new GTID {own} is the primary's ({uuid})"
     );
     // a malformed token is refused and leaves the session unchanged
     let e = c
@@ -224,6 +238,8 @@ async fn ok_packet_carries_the_token_for_session_track_clients() {
     let db = support::unique_db("track");
     let proxy = support::start_proxy().await;
     let _c = setup(&proxy, &db).await;
+    let mut direct = support::direct_conn().await;
+    let before = primary_executed(&mut direct).await;
     let mut raw = RawLogin {
         db: Some(&db),
         limit: std::time::Duration::from_secs(5),
@@ -245,14 +261,16 @@ async fn ok_packet_carries_the_token_for_session_track_clients() {
         .collect();
     assert_eq!(gtids.len(), 1, "one SESSION_TRACK_GTIDS entry");
     let in_ok = GtidSet::parse(&gtids[0]).unwrap();
-    let mut direct = support::direct_conn().await;
-    let executed: String = direct
-        .query_first("SELECT @@GLOBAL.gtid_executed")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(GtidSet::parse(&executed).unwrap().contains(&in_ok));
+    let executed = primary_executed(&mut direct).await;
+    assert!(executed.contains(&in_ok));
     assert!(!in_ok.is_empty());
+    // the OK names the INSERT's own new GTID, not only older ones
+    let own = executed.difference(&before);
+    assert_eq!(own.count(), 1, "the INSERT is one new transaction: {own}");
+    assert!(
+        in_ok.contains(&own),
+        "the INSERT's own GTID {own} is in the OK's set {in_ok}"
+    );
     direct
         .query_drop(format!("DROP DATABASE {db}"))
         .await

@@ -9,6 +9,14 @@
 // and handed to another with `SET @@causeway.token = ?`, after which a read
 // on the second connection must see the write. Every check is an assertion;
 // the last line printed is "mysql2: all checks passed" (exit status 0).
+//
+// tests/node_mysql2.rs holds the replicas back (SOURCE_DELAY) while this
+// runs, and creates the empty table `seen` on every server first. So a read
+// with the token must fall back to the primary (wait_timeout_ms = 300), an
+// eventual read of `seen` after a write reads stale (the control: the token
+// checks can fail), and a last read with wait_timeout_ms = 20000 waits on a
+// replica until the harness, seeing that wait, releases the replicas: its
+// route must end ":waited".
 
 'use strict';
 
@@ -31,6 +39,7 @@ async function main() {
   const cfg = { host, port: Number(port), user, password, database: db };
   const a = await mysql.createConnection(cfg);
   const b = await mysql.createConnection(cfg);
+  const c = await mysql.createConnection(cfg);
   try {
     // query(): text protocol, client-side placeholders.
     const [ver] = await a.query('SELECT VERSION() AS v');
@@ -63,7 +72,9 @@ async function main() {
     assert.match(token, /^[0-9a-f-]{36}:\d+(-\d+)?/, `token looks like a GTID set: ${token}`);
     step('token read with SELECT @@causeway.token');
 
-    // Connection b: adopt the token, then a read must see every write.
+    // Connection b: adopt the token, then a read must see every write;
+    // no replica has it (held back), so it falls back to the primary.
+    await b.query('SET @@causeway.wait_timeout_ms = 300');
     await b.query('SET @@causeway.token = ?', [token]);
     const [tokB] = await b.query('SELECT @@causeway.token AS t');
     assert.equal(tokB[0].t, token, 'the token was adopted');
@@ -79,7 +90,17 @@ async function main() {
       ]
     );
     const [route] = await b.query('SELECT @@causeway.last_route AS r');
+    assert.equal(route[0].r, 'primary:fallback', 'replicas are held back');
     step(`token passed to another connection; read sees the write (route ${route[0].r})`);
+
+    // The control: an eventual read after a write reads stale on a replica.
+    await c.query("SET @@causeway.consistency = 'eventual'");
+    await a.query("INSERT INTO seen VALUES (1, 'one')");
+    const [stale] = await c.query('SELECT v FROM seen WHERE id = 1');
+    const [croute] = await c.query('SELECT @@causeway.last_route AS r');
+    assert.match(croute[0].r, /^replica:/);
+    assert.equal(stale.length, 0, 'an eventual read on a held replica is stale');
+    step(`eventual control read stale (route ${croute[0].r})`);
 
     // The same prepared SELECT again, and with a NULL parameter.
     const [rows2] = await b.execute(sel, [3]);
@@ -112,9 +133,22 @@ async function main() {
     const [seen] = await a.query('SELECT note FROM items WHERE id = 2');
     assert.equal(seen[0].note, null, 'a read with b\'s token sees b\'s commit');
     step('token from b adopted on a; read sees b\'s commit');
+
+    // A long wait on a replica, released by the harness while it runs.
+    await a.query("INSERT INTO seen VALUES (2, 'two')");
+    const [tok3] = await a.query('SELECT @@causeway.token AS t');
+    await b.query('SET @@causeway.token = ?', [tok3[0].t]);
+    await b.query('SET @@causeway.wait_timeout_ms = 20000');
+    step('waiting read: starts');
+    const [two] = await b.execute('SELECT v FROM seen WHERE id = ?', [2]);
+    assert.deepEqual(two.map((r) => r.v), ['two']);
+    const [wroute] = await b.query('SELECT @@causeway.last_route AS r');
+    assert.match(wroute[0].r, /^replica:.*:waited$/, 'the read waited on a replica');
+    step(`token read waited for the replica (route ${wroute[0].r})`);
   } finally {
     await a.end();
     await b.end();
+    await c.end();
   }
   step('all checks passed');
 }

@@ -13,10 +13,12 @@
 //!    through causeway (session tracking of GTIDs and token bookkeeping).
 //! 4. **checker**: ≥ 10,000 write→read pairs over ≥ 8 sessions while a
 //!    background task stops/delays/resumes the replicas' appliers; stale
-//!    reads must be 0 in causal mode, and are expected > 0 in eventual mode.
+//!    reads must be 0 in causal mode, causal reads must have waited or
+//!    fallen back, and eventual mode must have read stale (else the run
+//!    proved nothing and fails).
 //!
 //! Writes `<out>/<stamp>-tokens.{md,json}`; exits non-zero when a causal read
-//! was stale.
+//! was stale, or when the checker could not have failed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -536,7 +538,11 @@ fn md_checker(a: &Args, checks: [(&PairResult, u64); 2]) -> String {
         ck_c.stale,
         if ck_c.stale == 0 { "ok" } else { "FAILED" },
         ck_e.stale,
-        if ck_e.stale > 0 { "ok" } else { "not shown" }
+        if ck_e.stale > 0 {
+            "ok"
+        } else {
+            "FAILED: not shown"
+        }
     ));
     md
 }
@@ -590,6 +596,14 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("wrote {base}.md and {base}.json");
     if ck_c.stale > 0 || wr_c.stale > 0 {
         bail!("causal mode returned stale reads");
+    }
+    // the checker proves something only if the disruptions made reads wait
+    // or fall back, and made the same reads in eventual mode stale
+    if ck_c.routes.replica_waited + ck_c.routes.primary_fallback == 0 {
+        bail!("the causal checker never waited or fell back: the replicas were never behind");
+    }
+    if ck_e.stale == 0 {
+        bail!("the eventual checker read nothing stale: the causal check could not have failed");
     }
     Ok(())
 }
