@@ -17,3 +17,4 @@ pub(crate) mod rules;
 pub(crate) mod session;
 mod sets;
 pub mod stmt;
+mod writer;

@@ -75,6 +75,10 @@ impl Session {
         cmd: &Cmd<'_>,
         expect: Expect,
     ) -> Ran {
+        // failover: the writer's status may answer a write (frontend/writer.rs)
+        if let Some(flow) = self.writer_gate(target).await {
+            return (flow, None, None);
+        }
         if mode == Consistency::Causal
             && matches!(target, Target::Replica | Target::ReadOnlyTransaction)
         {
