@@ -46,6 +46,17 @@ pub struct Status {
 }
 
 impl Status {
+    /// The backend that takes writes now: the one writer, or the snapshot's
+    /// primary while the status is unknown (static mode, not measured yet);
+    /// none while there is no writer or a split brain.
+    pub fn writer<'a>(&'a self, topo: &'a crate::topology::Topology) -> Option<&'a str> {
+        match &self.writers {
+            Writers::One(w) => Some(w.as_str()),
+            Writers::Unknown => Some(topo.primary.name()),
+            Writers::None | Writers::Split(_) => None,
+        }
+    }
+
     /// The status of a proxy that just started (nothing measured yet).
     pub fn initial(mode: FailoverMode) -> Status {
         Status {

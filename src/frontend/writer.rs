@@ -78,7 +78,39 @@ fn quoted(names: &[String]) -> String {
         .join(", ")
 }
 
+/// Refusal of a causal read whose token names GTIDs lost in a failover.
+pub(crate) fn lost_token_error(lost: &causeway_gtid::GtidSet, writer: &str) -> ErrPacket {
+    ErrPacket::new(
+        1105,
+        "HY000",
+        format!(
+            "causeway refuses this causal read: GTIDs '{}' of its consistency token were lost \
+             in a failover: no reachable server has executed them and the server that wrote \
+             them is no longer the writer ('{writer}' is), so they can never reach it",
+            crate::consistency::clip_value(&lost.to_string())
+        ),
+    )
+}
+
 impl Session {
+    /// A causal read with `token` that no replica can serve at once: `Some`
+    /// (the refusal) when part of the token was lost in a failover
+    /// (`crate::failover::lost`), under `mode = "follow"` with one writer.
+    pub(super) async fn lost_gate(&mut self, token: &causeway_gtid::GtidSet) -> Option<Flow> {
+        let status = self.ctx.failover.status_full();
+        let Writers::One(writer) = &status.writers else {
+            return None;
+        };
+        if status.mode != FailoverMode::Follow {
+            return None;
+        }
+        let lost = crate::failover::lost(&self.topo, writer, token)?;
+        self.ctx.failover.count_lost();
+        tracing::info!(conn = self.id, lost = %crate::consistency::clip_value(&lost.to_string()),
+            "causal read refused: its token was lost in a failover");
+        Some(self.reply_err(&lost_token_error(&lost, writer)).await)
+    }
+
     /// Runs before a statement is routed to `target`: `Some(flow)` when the
     /// writer status answered it with an error, `None` to go on (with the
     /// snapshot of the current writer).
