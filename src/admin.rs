@@ -144,7 +144,11 @@ fn writer_gauges(topo: &Topology, status: &crate::failover::Status) {
     let writer = status.writer(topo);
     for b in topo.backends() {
         let on = writer == Some(b.name());
-        metrics::gauge!(m::WRITER, "backend" => b.name().to_string()).set(if on { 1.0 } else { 0.0 });
+        metrics::gauge!(m::WRITER, "backend" => b.name().to_string()).set(if on {
+            1.0
+        } else {
+            0.0
+        });
     }
     let split = matches!(status.writers, crate::failover::Writers::Split(_));
     metrics::gauge!(m::SPLIT_BRAIN).set(if split { 1.0 } else { 0.0 });

@@ -100,8 +100,10 @@ fn log_change(before: &Writers, now: &Writers) {
     match now {
         Writers::Split(names) => tracing::error!(writable = ?names, previous = before.as_str(),
             "split brain: more than one server is writable; writes are refused until exactly one is"),
-        Writers::None => tracing::warn!(previous = before.as_str(),
-            "no writer: no reachable server is writable; writes wait for one"),
+        Writers::None => tracing::warn!(
+            previous = before.as_str(),
+            "no writer: no reachable server is writable; writes wait for one"
+        ),
         Writers::One(name) => tracing::info!(writer = %name, previous = before.as_str(),
             "one writer"),
         Writers::Unknown => {}

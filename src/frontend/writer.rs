@@ -21,8 +21,8 @@ use super::session::{Flow, Session};
 use crate::failover::{Status, Writers};
 use crate::metrics::fence_reason;
 use crate::protocol::ErrPacket;
-use mysql_common::constants::StatusFlags;
 use crate::router::Target;
+use mysql_common::constants::StatusFlags;
 
 /// The code of every fenced write (`ER_OPTION_PREVENTS_STATEMENT`, what a
 /// read-only server answers a write).
@@ -149,8 +149,15 @@ impl Session {
         self.status &= !StatusFlags::SERVER_STATUS_IN_TRANS.bits();
         self.refresh_topology();
         self.ctx.failover.count_fenced(fence_reason::WRITER_CHANGED);
-        tracing::info!(conn = self.id, old = name, "transaction ended: its writer was replaced");
-        Some(self.reply_err(&writer_changed_error(name, &status.writers)).await)
+        tracing::info!(
+            conn = self.id,
+            old = name,
+            "transaction ended: its writer was replaced"
+        );
+        Some(
+            self.reply_err(&writer_changed_error(name, &status.writers))
+                .await,
+        )
     }
 
     /// A statement that needs the writer, outside a transaction.

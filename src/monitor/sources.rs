@@ -43,7 +43,11 @@ impl Sources {
 /// `Some(false)` when every chain ends at known servers without reaching
 /// the writer; `None` when `sources` is empty (no receiver ever connected)
 /// or a chain reaches a server nobody monitors (not known either way).
-pub fn follows(map: &HashMap<String, Vec<String>>, sources: &[String], writer: &str) -> Option<bool> {
+pub fn follows(
+    map: &HashMap<String, Vec<String>>,
+    sources: &[String],
+    writer: &str,
+) -> Option<bool> {
     if sources.is_empty() || writer.is_empty() {
         return None;
     }
@@ -97,11 +101,23 @@ mod tests {
         m.insert("loop2".to_string(), v(&["loop1"]));
         assert_eq!(follows(&m, &v(&["W"]), "w"), Some(true));
         assert_eq!(follows(&m, &v(&["b"]), "w"), Some(true), "two hops");
-        assert_eq!(follows(&m, &v(&["old"]), "w"), Some(false), "the dead old writer");
-        assert_eq!(follows(&m, &v(&["loop1"]), "w"), Some(false), "a cycle ends");
+        assert_eq!(
+            follows(&m, &v(&["old"]), "w"),
+            Some(false),
+            "the dead old writer"
+        );
+        assert_eq!(
+            follows(&m, &v(&["loop1"]), "w"),
+            Some(false),
+            "a cycle ends"
+        );
         assert_eq!(follows(&m, &v(&["elsewhere"]), "w"), None, "not monitored");
         assert_eq!(follows(&m, &v(&[]), "w"), None);
-        assert_eq!(follows(&m, &v(&["old", "a"]), "w"), Some(true), "one channel suffices");
+        assert_eq!(
+            follows(&m, &v(&["old", "a"]), "w"),
+            Some(true),
+            "one channel suffices"
+        );
         let s = Sources::default();
         s.record("A", &v(&["W"]));
         assert_eq!(s.follows(Some(&v(&["a"])), Some("w")), Some(true));

@@ -319,7 +319,11 @@ fn failover_section() {
     assert_eq!(c.failover.mode, causeway_config::FailoverMode::Static);
     assert_eq!(c.failover.write_wait_ms, 0);
     let text = format!("{MINIMAL}[failover]\nmode = \"auto\"\n");
-    assert_err(&text, Some(13), &["t.toml:13:", "failover mode", "follow, static"]);
+    assert_err(
+        &text,
+        Some(13),
+        &["t.toml:13:", "failover mode", "follow, static"],
+    );
     let text = format!("{MINIMAL}[failover]\nwait_ms = 1\n");
     assert_err(&text, Some(13), &["unknown key 'wait_ms' in [failover]"]);
     let text = format!("{MINIMAL}[failover]\nwrite_wait_ms = 99999999999999\n");

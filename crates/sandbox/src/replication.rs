@@ -200,7 +200,10 @@ pub async fn promote(server: &Server) -> Result<(), ReplicationError> {
 pub async fn demote(server: &Server) -> Result<(), ReplicationError> {
     run_all(
         server,
-        &["SET GLOBAL read_only = ON", "SET GLOBAL super_read_only = ON"],
+        &[
+            "SET GLOBAL read_only = ON",
+            "SET GLOBAL super_read_only = ON",
+        ],
     )
     .await
 }
