@@ -107,6 +107,7 @@ pub fn install_recorder() -> PrometheusHandle {
 pub fn update_gauges(shared: &Shared) {
     let topo = shared.topology.load();
     backend_gauges(&topo);
+    writer_gauges(&topo, &shared.failover.status());
     metrics::gauge!(m::CLIENT_CONNECTIONS).set(shared.clients.load(Ordering::Relaxed) as f64);
 }
 
@@ -136,6 +137,21 @@ fn backend_gauges(topo: &Topology) {
             }
         }
     }
+}
+
+/// `causeway_writer{backend}` and `causeway_split_brain`.
+fn writer_gauges(topo: &Topology, status: &crate::failover::Status) {
+    let writer = status.writer(topo);
+    for b in topo.backends() {
+        let on = writer == Some(b.name());
+        metrics::gauge!(m::WRITER, "backend" => b.name().to_string()).set(if on {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    let split = matches!(status.writers, crate::failover::Writers::Split(_));
+    metrics::gauge!(m::SPLIT_BRAIN).set(if split { 1.0 } else { 0.0 });
 }
 
 /// Whether the proxy is ready for traffic, with the reason when it is not.
@@ -289,7 +305,11 @@ fn route(
                 format!("not ready: {why}\n"),
             ),
         },
-        "/api/backends" => (StatusCode::OK, JSON, api::backends(&shared.topology.load())),
+        "/api/backends" => (
+            StatusCode::OK,
+            JSON,
+            api::backends(&shared.topology.load(), &shared.failover.status()),
+        ),
         "/api/sessions" => (StatusCode::OK, JSON, api::sessions(shared)),
         "/api/config" => (
             StatusCode::OK,

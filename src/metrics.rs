@@ -75,6 +75,32 @@ pub mod route {
     pub const REPLICA: &str = "replica";
 }
 
+/// Counter: writer changes made by `[failover] mode = "follow"` (a new
+/// snapshot whose primary is the only reachable writable server).
+pub const WRITER_CHANGES: &str = "causeway_writer_changes_total";
+/// Gauge: 1 for the backend that takes writes now, 0 for the others, label
+/// `backend` (all 0 while there is no writer or a split brain).
+pub const WRITER: &str = "causeway_writer";
+/// Gauge: 1 while two or more reachable servers are writable (writes are
+/// refused), else 0.
+pub const SPLIT_BRAIN: &str = "causeway_split_brain";
+/// Counter: writes and transactions refused because of the writer status,
+/// label `reason` (`split_brain`, `no_writer`, `writer_changed`).
+pub const FENCED_WRITES: &str = "causeway_fenced_writes_total";
+/// Counter: causal reads refused at once because GTIDs of their token were
+/// lost in a failover.
+pub const LOST_TOKENS: &str = "causeway_lost_tokens_total";
+
+/// `reason` label values of [`FENCED_WRITES`].
+pub mod fence_reason {
+    /// Two or more servers are writable.
+    pub const SPLIT_BRAIN: &str = "split_brain";
+    /// No server became writable within `[failover] write_wait_ms`.
+    pub const NO_WRITER: &str = "no_writer";
+    /// The session's transaction was open on a writer that was replaced.
+    pub const WRITER_CHANGED: &str = "writer_changed";
+}
+
 /// Counter: sessions whose replica changed (`read_balance = "session"`),
 /// label `reason` (see [`move_reason`]).
 pub const SESSION_MOVES: &str = "causeway_session_moves_total";

@@ -67,6 +67,7 @@
 mod eval;
 mod probe;
 mod settings;
+mod sources;
 mod task;
 
 pub use settings::Settings;
@@ -172,7 +173,8 @@ impl Monitor {
             }
             keep // dropping the entry drops its settings sender: the task ends
         });
-        self.shared.set_primary(key(&topo.primary));
+        let uuid = topo.primary.state.view.load().server_uuid.clone();
+        self.shared.set_primary(key(&topo.primary), uuid);
         for (k, b) in wanted {
             let settings = Settings::new(&topo.config, &b.config, b.role);
             if let Some(e) = tasks.get_mut(&k) {

@@ -99,13 +99,42 @@ impl Proxy {
                 crate::cache::binlog::spawn(&shared, Arc::clone(c));
             }
         }
-        Ok(Arc::new(Proxy {
+        let proxy = Arc::new(Proxy {
             shared,
             shutdown,
             monitor,
             reloading: Mutex::new(()),
             workers,
-        }))
+        });
+        let weak = Arc::downgrade(&proxy);
+        crate::failover::spawn(
+            Arc::clone(&proxy.shared),
+            Box::new(move |writer: &str| match weak.upgrade() {
+                Some(p) => p.follow(writer).map_err(|e| e.to_string()),
+                None => Err("the proxy is gone".to_string()),
+            }),
+        );
+        Ok(proxy)
+    }
+
+    /// Publishes a snapshot of the running configuration whose primary is
+    /// `writer` (`[failover] mode = "follow"`), serialised with reloads,
+    /// and re-syncs the monitor; the old writer's pool is closed.
+    fn follow(&self, writer: &str) -> Result<(), ReloadError> {
+        let _serial = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_shutting_down() {
+            return Err(ReloadError::ShuttingDown);
+        }
+        let old = self.topology.load_full();
+        if old.primary.name() == writer {
+            return Ok(());
+        }
+        let config = Arc::clone(&old.config);
+        let new = Arc::new(Topology::build_with(config, Some(&old), Some(writer))?);
+        self.topology.store(Arc::clone(&new));
+        self.monitor.sync(&new);
+        crate::reload::release_left_pools(&old, &new);
+        Ok(())
     }
 
     /// The context sessions and admin get.
@@ -148,7 +177,12 @@ impl Proxy {
             return Err(ReloadError::ShuttingDown);
         }
         let old = self.topology.load_full();
-        let new = Arc::new(Topology::build(Arc::new(config), Some(&old))?);
+        // following the writer: a reload keeps the writer found, not
+        // `[primary]` (static mode: `[primary]` is the writer)
+        let writer = (config.failover.mode == causeway_config::FailoverMode::Follow)
+            .then(|| old.primary.name().to_string());
+        let new = Topology::build_with(Arc::new(config), Some(&old), writer.as_deref())?;
+        let new = Arc::new(new);
         self.topology.store(Arc::clone(&new));
         self.monitor.sync(&new);
         crate::reload::release_left_pools(&old, &new);

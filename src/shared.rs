@@ -47,6 +47,8 @@ pub struct Shared {
     drained: Notify,
     /// The cache tier, when `[cache] enabled` (a restart applies changes).
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Who the writer is (`crate::failover`), read per write.
+    pub failover: crate::failover::Failover,
 }
 
 impl Shared {
@@ -58,7 +60,9 @@ impl Shared {
             .cache
             .enabled
             .then(|| Arc::new(crate::cache::Cache::new(&topo.config.cache)));
+        let failover = crate::failover::Failover::new(topo.config.failover.mode);
         Shared {
+            failover,
             topology: ArcSwap::from_pointee(topo),
             next_connection_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),

@@ -270,12 +270,27 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds a snapshot from `config`, reusing the pool and monitored
-    /// state from `previous` for backends whose name, address, role and
-    /// pool settings are unchanged.
+    /// Builds a snapshot from `config` whose primary is `[primary]`; see
+    /// [`Topology::build_with`].
     pub fn build(
         config: Arc<Config>,
         previous: Option<&Topology>,
+    ) -> Result<Topology, TopologyError> {
+        Topology::build_with(config, previous, None)
+    }
+
+    /// Builds a snapshot from `config` whose primary (the writer) is the
+    /// configured server named `writer` (`[primary]` when `None` or not
+    /// configured); every other configured server is a replica, in
+    /// configuration order. A backend keeps its monitored state while its
+    /// name and address are unchanged (a role change included), and its
+    /// pool while its role and pool settings are unchanged too: a server
+    /// that stops or starts being the writer gets a new pool, and the old
+    /// one's idle connections are closed (`crate::reload::release_left_pools`).
+    pub fn build_with(
+        config: Arc<Config>,
+        previous: Option<&Topology>,
+        writer: Option<&str>,
     ) -> Result<Topology, TopologyError> {
         let pool_cfg = PoolConfig {
             max: config.server.pool_max_per_backend as usize,
@@ -290,23 +305,23 @@ impl Topology {
             .transpose()?;
         let mut old: HashMap<&str, &Arc<Backend>> = HashMap::new();
         if let Some(prev) = previous {
-            old.insert(prev.primary.name(), &prev.primary);
-            for r in &prev.replicas {
-                old.insert(r.name(), r);
+            for b in prev.backends() {
+                old.insert(b.name(), b);
             }
         }
         let make = |cfg: &BackendConfig, role: Role| -> Arc<Backend> {
-            let same = old.get(cfg.name.as_str()).filter(|b| {
-                b.config.address == cfg.address
-                    && b.role == role
-                    && same_pool_settings(b.pool.config(), &pool_cfg)
-            });
-            let (pool, state) = match same {
-                Some(b) => (Arc::clone(&b.pool), Arc::clone(&b.state)),
-                None => (
-                    Pool::new(&cfg.name, &cfg.address, pool_cfg.clone()),
-                    Arc::new(BackendState::default()),
-                ),
+            let same = old
+                .get(cfg.name.as_str())
+                .filter(|b| b.config.address == cfg.address);
+            let state = match same {
+                Some(b) => Arc::clone(&b.state),
+                None => Arc::new(BackendState::default()),
+            };
+            let pool = match same
+                .filter(|b| b.role == role && same_pool_settings(b.pool.config(), &pool_cfg))
+            {
+                Some(b) => Arc::clone(&b.pool),
+                None => Pool::new(&cfg.name, &cfg.address, pool_cfg.clone()),
             };
             Arc::new(Backend {
                 config: cfg.clone(),
@@ -315,16 +330,27 @@ impl Topology {
                 state,
             })
         };
-        let primary = make(&config.primary, Role::Primary);
-        let mut names = vec![primary.name().to_string()];
-        let mut replicas = Vec::with_capacity(config.replicas.len());
-        for r in &config.replicas {
-            if names.iter().any(|n| n == &r.name) {
-                return Err(TopologyError::Duplicate(r.name.clone()));
+        let all: Vec<&BackendConfig> = std::iter::once(&config.primary)
+            .chain(config.replicas.iter())
+            .collect();
+        for (i, b) in all.iter().enumerate() {
+            if all[..i].iter().any(|o| o.name == b.name) {
+                return Err(TopologyError::Duplicate(b.name.clone()));
             }
-            names.push(r.name.clone());
-            replicas.push(make(r, Role::Replica));
         }
+        let writer = writer
+            .filter(|w| all.iter().any(|b| b.name == *w))
+            .unwrap_or(config.primary.name.as_str());
+        let mut primary = None;
+        let mut replicas = Vec::with_capacity(config.replicas.len());
+        for b in &all {
+            if b.name == writer {
+                primary = Some(make(b, Role::Primary));
+            } else {
+                replicas.push(make(b, Role::Replica));
+            }
+        }
+        let primary = primary.unwrap_or_else(|| make(&config.primary, Role::Primary));
         let rules = crate::rules::Rules::compile(&config, previous.map(|p| &p.rules))?;
         Ok(Topology {
             rules,

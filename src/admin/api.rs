@@ -59,6 +59,8 @@ pub struct BackendJson {
     pub connections: usize,
     /// Statements sent to it.
     pub queries: u64,
+    /// It takes writes now (`[failover]`; see README, Failover).
+    pub writer: bool,
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -71,7 +73,8 @@ fn to_json<T: Serialize>(v: &T) -> String {
 }
 
 /// `/api/backends`: primary first, then replicas in configuration order.
-pub fn backends(topo: &Topology) -> String {
+pub fn backends(topo: &Topology, status: &crate::failover::Status) -> String {
+    let writer = status.writer(topo);
     let list: Vec<BackendJson> = topo
         .backends()
         .map(|b| {
@@ -101,6 +104,7 @@ pub fn backends(topo: &Topology) -> String {
                 last_error: v.last_error.clone(),
                 connections: b.pool.open_connections(),
                 queries: b.state.queries.load(Ordering::Relaxed),
+                writer: writer == Some(b.name()),
             }
         })
         .collect();

@@ -4,10 +4,12 @@
 //! a health check read it); `source_mismatch` is 1 for a replica whose replication
 //! source is not the configured primary (NULL for the primary and while
 //! unknown). A replica with `read_only` 0 or `source_mismatch` 1 is a
-//! split-brain risk the monitor also warns about in the log.
+//! split-brain risk the monitor also warns about in the log. `writer` is 1
+//! for the backend that takes writes now (see README, Failover).
 
 use std::sync::atomic::Ordering;
 
+use crate::failover::Status;
 use crate::topology::Topology;
 
 /// Column names, in order.
@@ -23,14 +25,17 @@ pub const BACKEND_COLUMNS: &[&str] = &[
     "queries",
     "read_only",
     "source_mismatch",
+    "writer",
 ];
 
 fn flag(on: bool) -> String {
     if on { "1" } else { "0" }.to_string()
 }
 
-/// One row per backend, primary first.
-pub fn backends(topo: &Topology) -> Vec<Vec<Option<String>>> {
+/// One row per backend, primary first; `writer` is 1 for the backend that
+/// takes writes now (`crate::failover::Status::writer`).
+pub fn backends(topo: &Topology, status: &Status) -> Vec<Vec<Option<String>>> {
+    let writer = status.writer(topo);
     topo.backends()
         .map(|b| {
             let v = b.state.view.load();
@@ -46,6 +51,7 @@ pub fn backends(topo: &Topology) -> Vec<Vec<Option<String>>> {
                 Some(b.state.queries.load(Ordering::Relaxed).to_string()),
                 v.server_uuid.as_ref().map(|_| flag(v.read_only)),
                 v.source_mismatch.map(flag),
+                Some(flag(writer == Some(b.name()))),
             ]
         })
         .collect()

@@ -2,7 +2,8 @@
 //! replica lacks is sent to `WAIT_FOR_EXECUTED_GTID_SET`, pipelined with
 //! the read; the wait ends on KILL QUERY / KILL CONNECTION of the session
 //! and when the client goes away, on the replica too; a missed wait falls
-//! back per `on_timeout`.
+//! back per `on_timeout`. A read that falls back to the writer honours
+//! the token there too (`read_on_writer`): waited for, bounded, else refused.
 
 use causeway_config::OnTimeout;
 use causeway_gtid::GtidSet;
@@ -17,6 +18,10 @@ use crate::metrics::{self as m, outcome};
 use crate::protocol::ErrPacket;
 use crate::relay::{self, Expect};
 use crate::topology::Backend;
+
+/// The shortest wait for a token on the writer when a causal read falls
+/// back there (the monitor's view of the writer may be a GTID poll old).
+const WRITER_WAIT_MIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Session {
     /// Sends `SELECT WAIT_FOR_EXECUTED_GTID_SET(missing, timeout)` and the
@@ -36,21 +41,58 @@ impl Session {
         if self.cursor.pool().is_some_and(|p| p.watermark) {
             return self.read_after_watermark(b, token, cmd, expect).await;
         }
+        self.wait_on(b, token, cmd, expect, false).await
+    }
+
+    /// A causal read that falls back to the writer: served there when the
+    /// monitor knows the writer has the token, else after waiting for it
+    /// there too (a freshly promoted writer may still be applying its relay
+    /// log), at least [`WRITER_WAIT_MIN`]. A token the writer does not
+    /// reach in time is refused (1105), whatever `on_timeout` says: it is
+    /// never answered from a server that lacks it.
+    pub(super) async fn read_on_writer(
+        &mut self,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+    ) -> Ran {
+        let p = Arc::clone(&self.topo.primary);
+        self.wait_on(p, token, cmd, expect, true).await
+    }
+
+    /// [`Session::read_after_wait`] on `b`; `writer`: `b` is the writer and
+    /// a missed wait is an error, not a fallback.
+    async fn wait_on(
+        &mut self,
+        b: Arc<Backend>,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+        writer: bool,
+    ) -> Ran {
         let missing = token.difference(&b.state.view.load().gtid_executed);
         if missing.is_empty() {
-            metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::REPLICA).increment(1);
-            return self.send_to(b, Via::Direct, cmd, expect).await;
+            let (label, via) = if writer {
+                (outcome::FALLBACK, Via::Fallback)
+            } else {
+                (outcome::REPLICA, Via::Direct)
+            };
+            metrics::counter!(m::CAUSAL_READS, "outcome" => label).increment(1);
+            return self.send_to(b, via, cmd, expect).await;
         }
-        let timeout = self.settings.wait_timeout;
+        let mut timeout = self.settings.wait_timeout;
+        if writer {
+            timeout = timeout.max(WRITER_WAIT_MIN);
+        }
         if timeout.is_zero() {
-            return self.wait_missed(token, cmd, expect, None).await;
+            return self.missed(writer, token, cmd, expect, None).await;
         }
         let (idx, payload) = match self.prepare_cmd(&b, cmd, true).await {
             Ok(prepared) => prepared,
             Err(f) => {
                 tracing::warn!(conn = self.id, backend = %b.name(), error = %f.err, "causal read could not reach its replica");
                 count_failure(&f);
-                return self.wait_missed(token, cmd, expect, Some(&f.err)).await;
+                return self.missed(writer, token, cmd, expect, Some(&f.err)).await;
             }
         };
         let wait = format!(
@@ -82,7 +124,7 @@ impl Session {
                 let (flow, out) = self.settle(relayed).await;
                 let sent = Sent {
                     backend: b,
-                    via: Via::Waited,
+                    via: if writer { Via::Fallback } else { Via::Waited },
                 };
                 return (flow, Some(sent), out);
             }
@@ -99,10 +141,42 @@ impl Session {
                 self.drop_conn(idx);
                 let f = Failure::lost(b.name());
                 count_failure(&f);
-                return self.wait_missed(token, cmd, expect, Some(&f.err)).await;
+                return self.missed(writer, token, cmd, expect, Some(&f.err)).await;
             }
         }
-        self.wait_missed(token, cmd, expect, None).await
+        self.missed(writer, token, cmd, expect, None).await
+    }
+
+    /// A missed wait: on a replica, [`Session::wait_missed`]; on the writer,
+    /// the refusal of a token no reachable server has.
+    async fn missed(
+        &mut self,
+        writer: bool,
+        token: &GtidSet,
+        cmd: &Cmd<'_>,
+        expect: Expect,
+        failed: Option<&ErrPacket>,
+    ) -> Ran {
+        if !writer {
+            return self.wait_missed(token, cmd, expect, failed).await;
+        }
+        metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
+        let why = match failed {
+            None => "it did not reach it in time".to_string(),
+            Some(err) => format!("the wait failed: {} {}", err.code, err.message),
+        };
+        let err = ErrPacket::new(
+            1105,
+            "HY000",
+            format!(
+                "causeway: no reachable server has executed consistency token '{}' \
+                 (the writer '{}' was waited on: {why}); the read is refused rather than \
+                 answered from a server that lacks it",
+                crate::consistency::clip_value(&token.to_string()),
+                self.topo.primary.name()
+            ),
+        );
+        (self.reply_err(&err).await, None, None)
     }
 
     /// A causal read whose replica did not reach the token in time, or
@@ -123,6 +197,10 @@ impl Session {
             .map(|p| (p.on_timeout, p.name.to_string()));
         let on_timeout = pool.as_ref().map_or(self.settings.on_timeout, |p| p.0);
         match on_timeout {
+            // boxed: the writer's own missed wait ends in an error, never here
+            OnTimeout::Primary if pool.is_none() => {
+                Box::pin(self.read_on_writer(token, cmd, expect)).await
+            }
             OnTimeout::Primary => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
                 let p = Arc::clone(&self.topo.primary);

@@ -1,6 +1,8 @@
 //! The floor of monotonic reads, fetched from the primary when the monitor
 //! has not yet probed since the session's last read and that read's server
-//! cannot be read again (see `crate::monotonic`).
+//! cannot be read again (see `crate::monotonic`). When the primary does not
+//! answer, its last set the monitor read is the floor: a dead primary never
+//! blocks a read.
 
 use causeway_gtid::GtidSet;
 use std::sync::Arc;
@@ -18,23 +20,31 @@ impl Session {
             return;
         }
         let primary = Arc::clone(&self.topo.primary);
-        let Ok(idx) = self.conn_for(&primary).await else {
+        if let Some(set) = self.ask_primary(&primary).await {
+            self.cursor.set_bound(Arc::new(set));
             return;
-        };
-        let Some(h) = self.held.get_mut(idx) else {
-            return;
-        };
+        }
+        // The primary does not answer (it died, or is dying): reads must
+        // not wait for it. The last set the monitor read there is the
+        // bound (older than the read by at most one GTID interval).
+        let last = Arc::clone(&primary.state.view.load().gtid_executed);
+        self.cursor.set_bound(last);
+    }
+
+    /// The primary's executed GTID set, asked over a session connection
+    /// (None when it cannot be asked).
+    async fn ask_primary(&mut self, primary: &Arc<crate::topology::Backend>) -> Option<GtidSet> {
+        let idx = self.conn_for(primary).await.ok()?;
+        let h = self.held.get_mut(idx)?;
         match h.conn.query_value("SELECT @@GLOBAL.gtid_executed").await {
-            Ok(Ok(Some(v))) => {
-                if let Some(set) = std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|t| GtidSet::parse(t).ok())
-                {
-                    self.cursor.set_bound(Arc::new(set));
-                }
+            Ok(Ok(Some(v))) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|t| GtidSet::parse(t).ok()),
+            Ok(_) => None,
+            Err(_) => {
+                self.drop_conn(idx);
+                None
             }
-            Ok(_) => {}
-            Err(_) => self.drop_conn(idx),
         }
     }
 }

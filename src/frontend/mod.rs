@@ -18,3 +18,4 @@ pub(crate) mod rules;
 pub(crate) mod session;
 mod sets;
 pub mod stmt;
+mod writer;

@@ -249,7 +249,7 @@ impl Session {
                     );
                     return self.reply_err(&err).await;
                 }
-                let rows = super::admin_rows::backends(&self.topo);
+                let rows = super::admin_rows::backends(&self.topo, &self.ctx.failover.status());
                 let cols = super::admin_rows::BACKEND_COLUMNS;
                 self.reply_rows(cols, &rows).await
             }

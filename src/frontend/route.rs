@@ -75,6 +75,10 @@ impl Session {
         cmd: &Cmd<'_>,
         expect: Expect,
     ) -> Ran {
+        // failover: the writer's status may answer a write (frontend/writer.rs)
+        if let Some(flow) = self.writer_gate(target).await {
+            return (flow, None, None);
+        }
         if mode == Consistency::Causal
             && matches!(target, Target::Replica | Target::ReadOnlyTransaction)
         {
@@ -123,6 +127,12 @@ impl Session {
         // statement: nothing that may have committed can reach a replica
         let read = matches!(target, Target::Replica | Target::ReadOnlyTransaction);
         let causal = read && mode == Consistency::Causal && !token.is_empty();
+        // failover: a token lost with an old writer is refused at once
+        if causal && !matches!(choice, Choice::Serve(_)) {
+            if let Some(flow) = self.lost_gate(token).await {
+                return (flow, None, None);
+            }
+        }
         match choice {
             Choice::Serve(b) => {
                 if causal {
@@ -151,6 +161,10 @@ impl Session {
                 }
                 let b = Arc::clone(&self.topo.primary);
                 let fallback = !why.is_empty() && mode != Consistency::Strong && read;
+                if fallback && causal && self.cursor.pool().is_none() {
+                    // the writer must hold the token too (causal.rs)
+                    return self.read_on_writer(token, cmd, expect).await;
+                }
                 let via = if fallback { Via::Fallback } else { Via::Direct };
                 self.send_to(b, via, cmd, expect).await
             }

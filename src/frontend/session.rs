@@ -101,14 +101,35 @@ pub struct Session {
     pub(super) diag_hold: Option<String>,
 }
 
+/// Idle connections found closed by their server that one acquire
+/// drops before it takes whatever comes next.
+const STALE_RETRIES: usize = 8;
+
 impl Session {
-    /// Validates the schema named at login (MySQL refuses unknown ones).
+    /// Validates the schema named at login (MySQL refuses unknown ones) on
+    /// the first server that answers: the primary, else each replica the
+    /// monitor does not know to be down, so a dead primary blocks no login.
+    /// The server's own refusal (unknown schema) is the answer; when none
+    /// answers, the first failure (the primary's) is.
     pub(super) async fn check_initial_db(&mut self) -> Result<(), ErrPacket> {
-        if self.db.is_some() {
-            let primary = Arc::clone(&self.topo.primary);
-            self.conn_for(&primary).await.map_err(|f| f.err)?;
+        if self.db.is_none() {
+            return Ok(());
         }
-        Ok(())
+        let topo = Arc::clone(&self.topo);
+        let mut first: Option<ErrPacket> = None;
+        for (i, b) in topo.backends().enumerate() {
+            if i > 0 && !b.state.view.load().reachable {
+                continue;
+            }
+            match self.conn_for(b).await {
+                Ok(_) => return Ok(()),
+                Err(f) if f.cause == super::failure::Cause::Refused => return Err(f.err),
+                Err(f) => {
+                    first.get_or_insert(f.err);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Returns every held backend connection to its pool.
@@ -339,15 +360,27 @@ impl Session {
             (login, key)
         });
         let failed = |e: BackendError| Failure::from_backend(&e, backend);
-        let mut conn = backend
-            .pool
-            .acquire(login, key, self.db.as_deref(), &self.sets, wait)
-            .await
-            .map_err(failed)?;
-        if !self.sets.starts_with(&conn.sets) {
+        // An idle connection the server closed (it died or restarted) is
+        // dropped and another taken, so the error, if any, is the real one
+        // (e.g. connection refused), not the stale socket's state.
+        let mut stale = 0;
+        let mut conn = loop {
+            let mut conn = backend
+                .pool
+                .acquire(login, key, self.db.as_deref(), &self.sets, wait)
+                .await
+                .map_err(failed)?;
+            if self.sets.starts_with(&conn.sets) {
+                break conn;
+            }
+            if !conn.quiescent() && stale < STALE_RETRIES {
+                stale += 1;
+                continue;
+            }
             // another client's SETs: back to a clean state first
             conn.reset().await.map_err(failed)?;
-        }
+            break conn;
+        };
         let applied_sets = conn.sets.len();
         if std::mem::take(&mut conn.fresh) {
             self.ctx.learn_server_version(&conn.version);

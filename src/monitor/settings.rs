@@ -40,6 +40,9 @@ pub struct Settings {
     pub watermark_query: Option<String>,
     /// `[backend_tls]`: the monitor's connections follow the same mode.
     pub tls: causeway_config::BackendTls,
+    /// `[failover] mode = "follow"`: every server's sources are read, and a
+    /// replica takes reads only while it follows the writer.
+    pub follow: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -84,6 +87,7 @@ impl Settings {
                 _ => None,
             },
             tls: config.backend_tls.clone(),
+            follow: config.failover.mode == causeway_config::FailoverMode::Follow,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Shared {
     primary: Mutex<(usize, LagHistory)>,
     /// The primary's `server_uuid`, as its task last read it.
     primary_uuid: Mutex<Option<String>>,
+    /// Every server's replication sources (follow mode).
+    sources: super::sources::Sources,
 }
 
 impl Shared {
@@ -46,13 +48,14 @@ impl Shared {
         self.primary.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes `key` the primary's task; forgets the history if it changed.
-    pub fn set_primary(&self, key: usize) {
+    /// Makes `key` the primary's task (whose server's UUID, when already
+    /// read, is `uuid`); forgets the history if it changed.
+    pub fn set_primary(&self, key: usize, uuid: Option<String>) {
         let mut g = self.lock();
         if g.0 != key {
             g.0 = key;
             g.1.clear();
-            *self.uuid_lock() = None;
+            *self.uuid_lock() = uuid;
         }
     }
 
@@ -135,7 +138,7 @@ async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, Pr
     } else {
         None
     };
-    let source_uuids = if health && s.role == Role::Replica {
+    let source_uuids = if health && (s.role == Role::Replica || s.follow) {
         probe::source_uuids(conn, t).await?
     } else {
         None
@@ -330,8 +333,11 @@ impl Task {
             }
             self.server_uuid = Some(uuid);
         }
-        if r.health && s.role == Role::Replica {
+        if r.health && (s.role == Role::Replica || s.follow) {
             self.source_uuids = r.source_uuids;
+            if let (Some(me), Some(src)) = (&self.server_uuid, &self.source_uuids) {
+                self.shared.sources.record(me, src);
+            }
         }
         if r.health {
             self.last_health = Some(r.at);
@@ -449,6 +455,8 @@ impl Task {
         }
         self.lag_excluded = verdict.lag_excluded;
         let source_mismatch = self.safety(s);
+        // follow mode: a replica that does not follow the writer serves no read
+        let eligible = verdict.eligible && !(s.follow && source_mismatch == Some(true));
         let now = Instant::now();
         let view = View {
             reachable: self.reachable,
@@ -464,7 +472,7 @@ impl Task {
                 .clone()
                 .or_else(|| self.health_error.clone()),
             measured_at: Some(now),
-            eligible: verdict.eligible,
+            eligible,
             server_uuid: self.server_uuid.clone(),
             source_uuids: self.source_uuids.clone(),
             source_mismatch,
@@ -509,7 +517,15 @@ impl Task {
             self.warned_writable = writable;
         }
         let primary = self.shared.primary_uuid();
-        let mismatch = eval::source_mismatch(self.source_uuids.as_deref(), primary.as_deref());
+        let mismatch = if s.follow {
+            // directly or through replicas that follow the writer
+            self.shared
+                .sources
+                .follows(self.source_uuids.as_deref(), primary.as_deref())
+                .map(|f| !f)
+        } else {
+            eval::source_mismatch(self.source_uuids.as_deref(), primary.as_deref())
+        };
         let foreign = measured && mismatch == Some(true);
         if foreign != self.warned_mismatch {
             if foreign {

@@ -29,6 +29,7 @@
 mod address;
 mod cache;
 mod error;
+mod failover;
 mod model;
 mod rules;
 mod tls;
@@ -40,6 +41,7 @@ use std::time::Duration;
 pub use address::split_host_port;
 pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB};
 pub use error::ConfigError;
+pub use failover::{Failover, FailoverMode};
 pub use model::{
     Admin, AuthPlugin, Backend, Config, Consistency, Monitor, OnTimeout, ParseEnumError, PoolMode,
     ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,

@@ -45,6 +45,9 @@ pub struct Config {
     /// `[cache]`: the result cache tier (off by default).
     #[serde(default)]
     pub cache: crate::cache::Cache,
+    /// `[failover]`: follow the writer the monitor finds, or keep `[primary]`.
+    #[serde(default)]
+    pub failover: crate::failover::Failover,
     /// `[[pools]]`: optional settings of named replica pools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<crate::rules::Pool>,

@@ -306,3 +306,26 @@ fn client_limits_are_bounded() {
     let text = format!("[server]\nmax_client_packt = 5\n{MINIMAL}");
     assert_err(&text, Some(2), &["max_client_packt"]);
 }
+
+#[test]
+fn failover_section() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.failover.mode, causeway_config::FailoverMode::Follow);
+    assert_eq!(c.failover.write_wait_ms, 10_000);
+    let c = parse(&format!(
+        "{MINIMAL}[failover]\nmode = \"static\"\nwrite_wait_ms = 0\n"
+    ))
+    .unwrap();
+    assert_eq!(c.failover.mode, causeway_config::FailoverMode::Static);
+    assert_eq!(c.failover.write_wait_ms, 0);
+    let text = format!("{MINIMAL}[failover]\nmode = \"auto\"\n");
+    assert_err(
+        &text,
+        Some(13),
+        &["t.toml:13:", "failover mode", "follow, static"],
+    );
+    let text = format!("{MINIMAL}[failover]\nwait_ms = 1\n");
+    assert_err(&text, Some(13), &["unknown key 'wait_ms' in [failover]"]);
+    let text = format!("{MINIMAL}[failover]\nwrite_wait_ms = 99999999999999\n");
+    assert_err(&text, Some(13), &["failover.write_wait_ms", "out of range"]);
+}

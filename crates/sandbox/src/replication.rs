@@ -179,3 +179,51 @@ pub async fn wait_caught_up(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Promotes `server` by hand, as an operator does after its source died:
+/// `STOP REPLICA; RESET REPLICA ALL;` then makes it writable
+/// (`super_read_only` and `read_only` off).
+pub async fn promote(server: &Server) -> Result<(), ReplicationError> {
+    run_all(
+        server,
+        &[
+            "STOP REPLICA",
+            "RESET REPLICA ALL",
+            "SET GLOBAL super_read_only = OFF",
+            "SET GLOBAL read_only = OFF",
+        ],
+    )
+    .await
+}
+
+/// Makes `server` read-only (`read_only` and `super_read_only` on).
+pub async fn demote(server: &Server) -> Result<(), ReplicationError> {
+    run_all(
+        server,
+        &[
+            "SET GLOBAL read_only = ON",
+            "SET GLOBAL super_read_only = ON",
+        ],
+    )
+    .await
+}
+
+/// Re-points `replica` to `source` with `SOURCE_AUTO_POSITION = 1`
+/// (stops replication first, then [`configure`]).
+pub async fn repoint(replica: &Server, source: &Server) -> Result<(), ReplicationError> {
+    run_all(replica, &["STOP REPLICA"]).await?;
+    configure(replica, source).await
+}
+
+async fn run_all(server: &Server, sql: &[&str]) -> Result<(), ReplicationError> {
+    let mut conn = server.conn().await?;
+    let r = async {
+        for s in sql {
+            conn.query_drop(*s).await?;
+        }
+        Ok::<_, mysql_async::Error>(())
+    }
+    .await;
+    let _ = conn.disconnect().await;
+    r.map_err(|e| server.mysql_err(e).into())
+}

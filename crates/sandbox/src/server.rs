@@ -200,6 +200,18 @@ impl Server {
         Ok(server)
     }
 
+    /// Appends a `[mysqld]` option line (e.g. `read-only=ON`) to the
+    /// server's option file; it applies from the next [`Server::start`].
+    pub fn add_option(&self, line: &str) -> Result<(), ServerError> {
+        use std::io::Write;
+        let path = self.config_path();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        writeln!(f, "{line}").map_err(io_err("writing", &path))
+    }
+
     fn write_config(&self) -> Result<(), ServerError> {
         let inner = |p: PathBuf| self.dist.inner_path(&p).display().to_string();
         let mut c = String::from("[mysqld]\n");
