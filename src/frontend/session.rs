@@ -331,9 +331,13 @@ impl Session {
     async fn acquire(&mut self, backend: &Arc<Backend>, wait: bool) -> Result<usize, Failure> {
         let (login, key) = self.link_identity.get_or_insert_with(|| {
             let login = login::backend_login(&self.user);
+            // every link negotiates DEPRECATE_EOF (the relay frames the
+            // reply for the client): clients with and without share links
+            let shaping =
+                handshake::reply_shaping_capabilities() - CapabilityFlags::CLIENT_DEPRECATE_EOF;
             let key = LinkKey {
                 user: login.user.clone(),
-                caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
+                caps: (self.caps & shaping).bits(),
                 collation: self.collation,
             };
             (login, key)
