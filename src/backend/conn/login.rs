@@ -144,14 +144,11 @@ impl BackendConn {
     }
 }
 
-/// The capabilities of a link: what causeway always asks for (with
-/// CLIENT_DEPRECATE_EOF, so result sets end with an OK that carries the
-/// server's GTID set; the relay gives a client without it EOF packets),
-/// plus the reply-shaping ones of the client it serves, as far as the
-/// server offers them.
+/// The capabilities of a link: what causeway always asks for, plus the
+/// reply-shaping ones of the client it serves, as far as the server
+/// offers them.
 fn link_capabilities(hello: &ServerHello, key: &LinkKey) -> CapabilityFlags {
     (base_capabilities()
-        | CapabilityFlags::CLIENT_DEPRECATE_EOF
         | CapabilityFlags::from_bits_truncate(key.caps) & handshake::reply_shaping_capabilities())
         & (hello.caps | CapabilityFlags::CLIENT_CONNECT_WITH_DB)
 }
