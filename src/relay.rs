@@ -8,6 +8,13 @@
 //! client's capabilities differ from the backend link's (a client without
 //! CLIENT_SESSION_TRACK) or the session adds its consistency token.
 //!
+//! Every backend link negotiates CLIENT_DEPRECATE_EOF, so result sets end
+//! with an OK packet that carries the server's GTID set. A client without
+//! it gets the classic framing instead (`frame`): the EOF the server would
+//! have sent after the column definitions is added, each terminating OK
+//! becomes an EOF (warnings, status), and later packets' sequence ids are
+//! shifted to the client's count.
+//!
 //! The state machine (`Reply`) is pure: it sees one packet at a time and
 //! says what the client gets (the backend's bytes, or a rewritten packet)
 //! and what comes next, one small function per reply state. The driver
@@ -27,6 +34,9 @@ use crate::protocol::messages::{self, read_lenenc};
 use crate::protocol::packet::{complete_packet_len, HEADER, MAX_PAYLOAD};
 use crate::protocol::stream::ByteStream;
 use crate::protocol::{ErrPacket, OkPacket, PacketConn, PacketError};
+
+mod frame;
+use frame::Owed;
 
 /// Errors while relaying.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +121,7 @@ pub async fn relay<B: ByteStream, C: ByteStream>(
         client_caps,
         link_caps: backend.caps,
         client_stmt_id,
+        status_before: backend.status,
     };
     relay_to(backend, client, Reply::new(opts, on_ok), false).await
 }
@@ -127,6 +138,7 @@ pub async fn discard<B: ByteStream, C: ByteStream>(
         client_caps: backend.caps,
         link_caps: backend.caps,
         client_stmt_id: None,
+        status_before: backend.status,
     };
     relay_to(backend, scratch, Reply::new(opts, &mut |_, _| false), true).await
 }
@@ -143,8 +155,11 @@ async fn relay_to<B: ByteStream, C: ByteStream>(
     // pooled; errors also mark it broken.
     backend.begin_reply();
     let r = relay_packets(backend, client, reply, discard).await;
-    match r {
-        Ok(_) => backend.end_reply(),
+    match &r {
+        Ok(out) => {
+            backend.status = out.status;
+            backend.end_reply()
+        }
         Err(_) => backend.broken = true,
     }
     r
@@ -162,19 +177,32 @@ async fn relay_packets<B: ByteStream, C: ByteStream>(
 ) -> Result<Outcome, RelayError> {
     let keep = client.wbuf.len();
     let mut sent = false;
+    let mut owed = Owed::default();
     loop {
         let mut pos = 0;
         while let Some((len, seq)) = backend.io.rbuf.get(pos..).and_then(complete_packet_len) {
             let end = pos + HEADER + len;
             let raw = backend.io.rbuf.get(pos..end).unwrap_or_default();
             let step = reply.packet(raw)?;
+            if let Some(eof) = &step.settle {
+                owed.settle(&mut client.wbuf, eof);
+            }
             let infile = step.send == ToClient::Infile;
+            let mut seq = seq.wrapping_add(step.shift);
             match step.send {
-                ToClient::Verbatim | ToClient::Infile => client.wbuf.extend_from_slice(raw),
-                ToClient::Rewritten(payload) => {
-                    let mut seq = seq;
-                    client.queue(&mut seq, &payload);
+                ToClient::Verbatim | ToClient::Infile => {
+                    frame::put_raw(&mut client.wbuf, raw, step.shift)
                 }
+                ToClient::Rewritten(payload) => client.queue(&mut seq, &payload),
+            }
+            if let Some(extra) = &step.then {
+                let mut next = seq.wrapping_add(1);
+                client.queue(&mut next, extra);
+            }
+            if step.owe {
+                owed.owe(client.wbuf.len(), seq.wrapping_add(1));
+            } else if !reply.owed {
+                owed = Owed::default();
             }
             if let Some(ok) = &step.ok {
                 backend.observe_ok(ok);
@@ -185,7 +213,7 @@ async fn relay_packets<B: ByteStream, C: ByteStream>(
                 pos = 0;
                 client.flush().await.map_err(RelayError::Client)?;
                 sent = true;
-                pump_infile(client, &mut backend.io).await?;
+                frame::pump_infile(client, &mut backend.io, reply.shift).await?;
             } else if reply.done() {
                 backend.io.rbuf.advance(pos);
                 if discard {
@@ -197,6 +225,12 @@ async fn relay_packets<B: ByteStream, C: ByteStream>(
             }
         }
         backend.io.rbuf.advance(pos);
+        if owed.is_owed() {
+            // rows go out before their terminator is known: the EOF after
+            // the column definitions gets the best status known now
+            let eof = reply.settle_now();
+            owed.settle(&mut client.wbuf, &eof);
+        }
         if discard {
             client.wbuf.truncate(keep);
         } else if !client.wbuf.is_empty() {
@@ -206,36 +240,6 @@ async fn relay_packets<B: ByteStream, C: ByteStream>(
         if let Err(source) = backend.io.fill().await {
             return Err(RelayError::Backend { sent, source });
         }
-    }
-}
-
-/// Forwards the client's LOCAL INFILE data packets to the backend, up to
-/// and including the empty packet that ends them.
-async fn pump_infile<B: ByteStream, C: ByteStream>(
-    client: &mut PacketConn<C>,
-    backend: &mut PacketConn<B>,
-) -> Result<(), RelayError> {
-    loop {
-        let mut pos = 0;
-        let mut done = false;
-        while let Some((len, _)) = client.rbuf.get(pos..).and_then(complete_packet_len) {
-            pos += HEADER + len;
-            if len == 0 {
-                done = true;
-                break;
-            }
-        }
-        if pos > 0 {
-            let chunk = client.rbuf.split_to(pos);
-            backend
-                .write_raw(&chunk)
-                .await
-                .map_err(|source| RelayError::Backend { sent: true, source })?;
-        }
-        if done {
-            return Ok(());
-        }
-        client.fill().await.map_err(RelayError::Client)?;
     }
 }
 
@@ -250,6 +254,8 @@ struct ReplyOpts {
     link_caps: CapabilityFlags,
     /// The statement id the client knows a prepared statement by.
     client_stmt_id: Option<u32>,
+    /// The link's status flags after its previous reply.
+    status_before: u16,
 }
 
 /// Where a reply is: what its next packet is.
@@ -283,6 +289,7 @@ enum ToClient {
     Verbatim,
     /// This payload instead, with the packet's sequence id.
     Rewritten(Vec<u8>),
+
     /// The backend's bytes, flushed, then the client's LOCAL INFILE data
     /// is pumped to the backend.
     Infile,
@@ -295,6 +302,18 @@ struct Step {
     send: ToClient,
     /// An OK packet of the reply (the backend connection learns from it).
     ok: Option<OkPacket>,
+    /// Added to the packet's sequence id (packets added for the client
+    /// before it).
+    shift: u8,
+    /// A packet the client gets right after this one (an EOF the link
+    /// does not send).
+    then: Option<Vec<u8>>,
+    /// This packet ends the column definitions of a result set whose EOF
+    /// the client is owed: it is written once known (`settle`).
+    owe: bool,
+    /// The EOF owed after the column definitions, to write where it
+    /// belongs before this packet.
+    settle: Option<Vec<u8>>,
 }
 
 impl Step {
@@ -303,6 +322,10 @@ impl Step {
             next,
             send: ToClient::Verbatim,
             ok: None,
+            shift: 0,
+            then: None,
+            owe: false,
+            settle: None,
         }
     }
 }
@@ -311,6 +334,14 @@ impl Step {
 struct Reply<'h> {
     opts: ReplyOpts,
     deprecate_eof: bool,
+    /// The link sends OK terminators, the client wants EOF packets.
+    to_eof: bool,
+    /// Packets added for the client so far: its sequence ids run ahead of
+    /// the link's by this much.
+    shift: u8,
+    /// An EOF after the column definitions is owed to the client.
+    owed: bool,
+
     on_ok: OkHook<'h>,
     st: St,
     /// The last physical packet was 16 MiB: the next one continues its
@@ -321,11 +352,18 @@ struct Reply<'h> {
 
 impl<'h> Reply<'h> {
     fn new(opts: ReplyOpts, on_ok: OkHook<'h>) -> Reply<'h> {
+        let deprecate_eof = opts
+            .link_caps
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
         Reply {
             opts,
-            deprecate_eof: opts
-                .link_caps
-                .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+            deprecate_eof,
+            to_eof: deprecate_eof
+                && !opts
+                    .client_caps
+                    .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+            shift: 0,
+            owed: false,
             on_ok,
             st: match opts.expect {
                 Expect::Fetch => St::Rows,
@@ -347,20 +385,30 @@ impl<'h> Reply<'h> {
         let continued = self.cont;
         self.cont = payload.len() == MAX_PAYLOAD;
         if continued {
-            return Ok(Step::to(self.st));
+            return Ok(self.shifted(Step::to(self.st)));
         }
         let step = match self.st {
             St::First => self.first(payload)?,
-            St::Cols(n) => Step::to(self.column(n)),
+            St::Cols(n) => self.column(n),
             St::ColsEof => Step::to(self.columns_eof(payload)),
             St::Rows => self.row(payload)?,
-            St::PrepParams(n, cols) => Step::to(self.prepare_param(n, cols)),
+            St::PrepParams(n, cols) => self.prepare_param(n, cols),
             St::PrepParamsEof(cols) => Step::to(prepare_columns(cols)),
-            St::PrepCols(n) => Step::to(self.prepare_column(n)),
+            St::PrepCols(n) => self.prepare_column(n),
             St::PrepColsEof | St::Done => Step::to(St::Done),
         };
         self.st = step.next;
-        Ok(step)
+        Ok(self.shifted(step))
+    }
+
+    /// Stamps the step with the shift in force for its packet, and counts
+    /// the packet it adds after itself.
+    fn shifted(&mut self, mut step: Step) -> Step {
+        step.shift = self.shift;
+        if step.then.is_some() || step.owe {
+            self.shift = self.shift.wrapping_add(1);
+        }
+        step
     }
 
     /// The first packet of a reply (or of the next result).
@@ -370,14 +418,14 @@ impl<'h> Reply<'h> {
             (_, 0xFF) => Ok(self.error(payload)),
             (Expect::Statistics, _) => Ok(Step::to(St::Done)),
             (Expect::Prepare, 0x00) if payload.len() >= 12 => Ok(self.prepare_ok(payload)),
+            (Expect::FieldList, 0xFE) if self.deprecate_eof => self.terminator(payload, first),
             (Expect::FieldList, 0xFE) => Ok(Step::to(St::Done)),
             (Expect::FieldList, _) => Ok(Step::to(St::Rows)),
             // LOCAL INFILE request: forwarded, then the client's file
             // packets go to the backend, then its OK or ERR follows
             (Expect::Query, 0xFB) => Ok(Step {
-                next: St::First,
                 send: ToClient::Infile,
-                ok: None,
+                ..Step::to(St::First)
             }),
             (Expect::Simple, 0xFE) if payload.len() < 9 => {
                 // an old-style EOF (COM_SET_OPTION without
@@ -385,12 +433,13 @@ impl<'h> Reply<'h> {
                 self.out.status = messages::terminator_status(payload, false);
                 Ok(Step::to(St::Done))
             }
-            (_, 0x00) | (Expect::Simple, 0xFE) => {
+            (Expect::Simple, 0xFE) => self.terminator(payload, first),
+            (_, 0x00) => {
                 let (send, ok) = self.ok(payload, first)?;
                 Ok(Step {
-                    next: more_or_done(self.out.status),
                     send,
                     ok: Some(ok),
+                    ..Step::to(more_or_done(self.out.status))
                 })
             }
             (Expect::Query | Expect::Execute, _) => match read_lenenc(payload) {
@@ -406,17 +455,24 @@ impl<'h> Reply<'h> {
     /// An ERR packet: it ends the reply.
     fn error(&mut self, payload: &[u8]) -> Step {
         self.out.error = ErrPacket::parse(payload).ok();
-        Step::to(St::Done)
+        let mut step = Step::to(St::Done);
+        if self.owed {
+            step.settle = Some(self.settle_now());
+        }
+        step
     }
 
     /// A column definition of a result set, `n` of them left.
-    fn column(&self, n: u64) -> St {
+    fn column(&mut self, n: u64) -> Step {
         if n > 1 {
-            St::Cols(n - 1)
+            Step::to(St::Cols(n - 1))
         } else if self.deprecate_eof {
-            St::Rows
+            let mut step = Step::to(St::Rows);
+            step.owe = self.to_eof;
+            self.owed = self.to_eof;
+            step
         } else {
-            St::ColsEof
+            Step::to(St::ColsEof)
         }
     }
 
@@ -440,20 +496,71 @@ impl<'h> Reply<'h> {
         if !messages::is_terminator(payload.len(), first, self.deprecate_eof) {
             return Ok(Step::to(St::Rows));
         }
-        let (send, ok) = if self.deprecate_eof {
-            let (send, ok) = self.ok(payload, first)?;
-            (send, Some(ok))
+        if self.deprecate_eof {
+            return self.terminator(payload, first);
+        }
+        self.out.status = messages::terminator_status(payload, false);
+        Ok(Step::to(self.after_terminator()))
+    }
+
+    /// An OK that ends rows (or a whole reply): the client gets it, or an
+    /// EOF made from it when it does not read OK terminators; an EOF owed
+    /// after the column definitions is settled first.
+    fn terminator(&mut self, payload: &[u8], first: u8) -> Result<Step, RelayError> {
+        let (send, ok) = self.ok(payload, first)?;
+        let next = self.after_terminator();
+        let mut step = Step::to(next);
+        if !self.to_eof {
+            step.send = send;
+            step.ok = Some(ok);
+            return Ok(step);
+        }
+        let out_params = StatusFlags::SERVER_PS_OUT_PARAMS.bits();
+        step.send = if ok.status & out_params != 0 {
+            // MySQL's classic EOF after OUT parameters has neither flag
+            // (the CALL's OK still follows)
+            let more = StatusFlags::SERVER_MORE_RESULTS_EXISTS.bits();
+            let status = ok.status & !(out_params | more);
+            ToClient::Rewritten(frame::eof_from_ok(&OkPacket {
+                status,
+                ..ok.clone()
+            }))
         } else {
-            self.out.status = messages::terminator_status(payload, false);
-            (ToClient::Verbatim, None)
+            ToClient::Rewritten(frame::eof_from_ok(&ok))
         };
+        let cursor = ok.status & StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits() != 0;
+        if std::mem::take(&mut self.owed) {
+            if cursor && self.opts.expect == Expect::Execute {
+                // a cursor: the client's EOF after the columns is this one
+                self.shift = self.shift.wrapping_sub(1);
+            } else {
+                step.settle = Some(frame::columns_eof(ok.status));
+            }
+        }
+        step.ok = Some(ok);
+        Ok(step)
+    }
+
+    /// Where a result goes after its terminator (status in `out`).
+    fn after_terminator(&self) -> St {
         let cursor = self.out.status & StatusFlags::SERVER_STATUS_CURSOR_EXISTS.bits() != 0;
-        let next = if cursor && self.opts.expect == Expect::Execute {
+        if cursor && self.opts.expect == Expect::Execute {
             St::Done
         } else {
             more_or_done(self.out.status)
+        }
+    }
+
+    /// The EOF owed after the column definitions, written before the rows'
+    /// terminator is known: the session's status before this result.
+    fn settle_now(&mut self) -> Vec<u8> {
+        self.owed = false;
+        let before = if self.out.status != 0 {
+            self.out.status
+        } else {
+            self.opts.status_before
         };
-        Ok(Step { next, send, ok })
+        frame::statement_eof(before, self.out.status)
     }
 
     /// A prepare OK: statement id, columns, params; the id is replaced by
@@ -467,37 +574,47 @@ impl<'h> Reply<'h> {
             .opts
             .client_stmt_id
             .and_then(|cid| messages::with_stmt_id(payload, cid));
+        let next = if params > 0 {
+            St::PrepParams(params, cols)
+        } else {
+            prepare_columns(cols)
+        };
         Step {
-            next: if params > 0 {
-                St::PrepParams(params, cols)
-            } else {
-                prepare_columns(cols)
-            },
             send: rewritten.map_or(ToClient::Verbatim, ToClient::Rewritten),
-            ok: None,
+            ..Step::to(next)
         }
     }
 
     /// A parameter definition of a prepare reply, `n` left, then `cols`.
-    fn prepare_param(&self, n: u16, cols: u16) -> St {
+    fn prepare_param(&self, n: u16, cols: u16) -> Step {
         if n > 1 {
-            St::PrepParams(n - 1, cols)
+            Step::to(St::PrepParams(n - 1, cols))
         } else if !self.deprecate_eof {
-            St::PrepParamsEof(cols)
+            Step::to(St::PrepParamsEof(cols))
         } else {
-            prepare_columns(cols)
+            self.prepare_eof(prepare_columns(cols))
         }
     }
 
     /// A column definition of a prepare reply, `n` left.
-    fn prepare_column(&self, n: u16) -> St {
+    fn prepare_column(&self, n: u16) -> Step {
         if n > 1 {
-            St::PrepCols(n - 1)
+            Step::to(St::PrepCols(n - 1))
         } else if !self.deprecate_eof {
-            St::PrepColsEof
+            Step::to(St::PrepColsEof)
         } else {
-            St::Done
+            self.prepare_eof(St::Done)
         }
+    }
+
+    /// The end of a prepare reply's parameters or columns: an EOF follows
+    /// for a client that reads EOF packets.
+    fn prepare_eof(&self, next: St) -> Step {
+        let mut step = Step::to(next);
+        if self.to_eof {
+            step.then = Some(frame::statement_eof(self.opts.status_before, 0));
+        }
+        step
     }
 
     /// Parses an OK from the backend (0x00, or 0xFE ending rows) and lets

@@ -20,7 +20,7 @@
 //! nothing describes (`tainted`, reset before reuse), and the statements
 //! prepared on it (`super::stmt_cache`).
 
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use socket2::SockRef;
 use std::mem::MaybeUninit;
 use std::time::Instant;
@@ -125,6 +125,9 @@ pub struct BackendConn<S = Stream> {
     pub server: String,
     /// Server version string.
     pub version: String,
+    /// Status flags of the last reply read to its end (the EOF a client
+    /// without DEPRECATE_EOF is owed before a result's status is known).
+    pub status: u16,
     /// Pool key this connection belongs to.
     pub key: LinkKey,
     /// Current default schema, as last reported by the server.
@@ -199,6 +202,7 @@ impl<S> BackendConn<S> {
             version: who.version,
             key: who.key,
             db: who.db,
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
             idle_since: Instant::now(),
             broken: false,
             pending: false,
@@ -347,6 +351,7 @@ impl<S: ByteStream> BackendConn<S> {
                     .map_err(|e| self.desync(e.to_string()))?;
                 self.pending = false;
                 self.observe_ok(&ok);
+                self.status = ok.status;
                 Ok(Ok(ok))
             }
             Reply::Err => {

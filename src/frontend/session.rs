@@ -352,9 +352,13 @@ impl Session {
     async fn acquire(&mut self, backend: &Arc<Backend>, wait: bool) -> Result<usize, Failure> {
         let (login, key) = self.link_identity.get_or_insert_with(|| {
             let login = login::backend_login(&self.user);
+            // every link negotiates DEPRECATE_EOF, so its result sets end
+            // in an OK carrying the GTID set (the relay gives a client
+            // without it EOF packets); clients with and without share links
+            let shaping = self.caps & handshake::reply_shaping_capabilities();
             let key = LinkKey {
                 user: login.user.clone(),
-                caps: (self.caps & handshake::reply_shaping_capabilities()).bits(),
+                caps: (shaping | CapabilityFlags::CLIENT_DEPRECATE_EOF).bits(),
                 collation: self.collation,
             };
             (login, key)

@@ -16,6 +16,7 @@ const LAST_ROW: u16 = 0x0080; // SERVER_STATUS_LAST_ROW_SENT
 const AUTOCOMMIT: u16 = 0x0002;
 
 mod failures;
+mod framing;
 
 /// The relay between a scripted server and a client application, all in
 /// memory.

@@ -168,6 +168,7 @@ pub async fn root_conn() -> mysql_async::Conn {
         .expect("root connect")
 }
 
+pub mod cache;
 pub mod delay;
 pub mod dump;
 pub mod external;
