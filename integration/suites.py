@@ -175,12 +175,16 @@ def reset_schemas(servers):
                 time.sleep(0.2)
 
 
-def run_pytest(argv, cwd, logfile, env=None):
-    """Runs pytest, output to `logfile`; returns (exit code, seconds)."""
+def run_pytest(argv, cwd, results, logfile, only=None):
+    """Runs pytest with suites_plugin, output to `logfile`; returns (exit code, seconds)."""
+    env = dict(os.environ, SUITES_RESULTS=results, PYTHONPATH=HERE)
+    env.pop("SUITES_ONLY", None)
+    if only:
+        env["SUITES_ONLY"] = only
     t0 = time.monotonic()
     with open(logfile, "w") as out:
         rc = subprocess.call(
-            [sys.executable, "-m", "pytest", *argv],
+            [sys.executable, "-m", "pytest", "-p", "suites_plugin", "-p", "no:cacheprovider", *argv],
             cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -190,35 +194,57 @@ def run_pytest(argv, cwd, logfile, env=None):
     return rc, time.monotonic() - t0
 
 
-def run_pymysql(src, addr, junit, logfile):
+def pymysql_argv(src, addr):
     """PyMySQL's suite reads its servers from pymysql/tests/databases.json."""
     common = {"host": addr[0], "port": addr[1], "user": USER, "passwd": PASSWORD}
     dbs = [
         dict(common, db="test_pymysql1", use_unicode=True, local_infile=True),
         dict(common, db="test_pymysql2"),
     ]
+    with open(os.path.join(src, "pymysql", "tests", "databases.json"), "w") as f:
+        json.dump(dbs, f)
     # the sdist leaves out the data file of test_load_local: any 22749
     # lines of two integers serve
     data = os.path.join(src, "pymysql", "tests", "data")
     os.makedirs(data, exist_ok=True)
     with open(os.path.join(data, "load_local_data.txt"), "w") as f:
         f.write("1,2\n" * 22749)
-    with open(os.path.join(src, "pymysql", "tests", "databases.json"), "w") as f:
-        json.dump(dbs, f)
-    return run_pytest(
-        ["pymysql/tests", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={junit}"],
-        src,
-        logfile,
-    )
+    return ["pymysql/tests", "-q", "-rfE"]
 
 
-def run_sqlalchemy(src, addr, junit, logfile, dirs, workers):
+def sqlalchemy_argv(addr, dirs):
     uri = f"mysql+pymysql://{USER}:{PASSWORD}@{addr[0]}:{addr[1]}/test?charset=utf8mb4"
-    argv = [*dirs, "--dburi", uri, "--maxfail=1000000", "-p", "no:cacheprovider"]
-    argv += ["-q", "-rfE", f"--junitxml={junit}"]
-    if workers > 1:
-        argv += ["-n", str(workers)]
-    return run_pytest(argv, src, logfile)
+    # the sdist's addopts stop at 250 failures; count them all
+    return [*dirs, "--dburi", uri, "--maxfail=1000000", "-q", "-rfE"]
+
+
+def write_touched(results, path):
+    """The ids of the tests that sent something to the server."""
+    with open(results) as f:
+        res = json.load(f)
+    touched = sorted(t for t, r in res.items() if r["touched"])
+    with open(path, "w") as f:
+        f.writelines(f"{t}\n" for t in touched)
+    return len(touched), len(res)
+
+
+def run_suite(args, suite, target, addr):
+    """One suite against one target; the direct run decides which tests the others run."""
+    results = os.path.join(args.work, f"{suite}-{target}.json")
+    logfile = os.path.join(args.work, f"{suite}-{target}.log")
+    touched = os.path.join(args.work, f"{suite}-touched.txt")
+    if suite == "pymysql":
+        src, argv = args.pymysql_src, pymysql_argv(args.pymysql_src, addr)
+    else:
+        src, argv = args.sqlalchemy_src, sqlalchemy_argv(addr, args.sqla_dirs.split())
+    only = None if target == "direct" else touched
+    rc, secs = run_pytest(argv, src, results, logfile, only)
+    log(f"{suite} / {target}: pytest exit {rc} in {secs:.0f} s (log {logfile})")
+    if not os.path.exists(results):
+        raise SystemExit(f"suites: no results from {suite} / {target}; see {logfile}")
+    if target == "direct":
+        n, total = write_touched(results, touched)
+        log(f"{suite}: {n} of {total} tests send statements to the server; the proxies run those")
 
 
 def main():
@@ -228,7 +254,6 @@ def main():
     ap.add_argument("--pymysql-src", required=True)
     ap.add_argument("--sqlalchemy-src", required=True)
     ap.add_argument("--sqla-dirs", default="test/dialect/mysql test/sql test/engine test/orm")
-    ap.add_argument("--sqla-workers", type=int, default=1)
     ap.add_argument("--targets", default="direct,transaction,session")
     ap.add_argument("--suites", default="pymysql,sqlalchemy")
     args = ap.parse_args()
@@ -242,25 +267,12 @@ def main():
         for mode in MODES:
             if mode in args.targets.split(","):
                 targets[mode] = start_proxy(procs, args.causeway, args.work, mode, servers)
+        if args.targets.split(",")[0] != "direct":
+            raise SystemExit("suites: the direct run comes first (it picks the tests)")
         for target in args.targets.split(","):
             for suite in args.suites.split(","):
                 reset_schemas(servers)
-                junit = os.path.join(args.work, f"{suite}-{target}.xml")
-                logfile = os.path.join(args.work, f"{suite}-{target}.log")
-                if suite == "pymysql":
-                    rc, secs = run_pymysql(args.pymysql_src, targets[target], junit, logfile)
-                else:
-                    rc, secs = run_sqlalchemy(
-                        args.sqlalchemy_src,
-                        targets[target],
-                        junit,
-                        logfile,
-                        args.sqla_dirs.split(),
-                        args.sqla_workers,
-                    )
-                log(f"{suite} / {target}: pytest exit {rc} in {secs:.0f} s (log {logfile})")
-                if not os.path.exists(junit):
-                    raise SystemExit(f"suites: no junit XML from {suite} / {target}; see {logfile}")
+                run_suite(args, suite, target, targets[target])
     finally:
         procs.stop_all()
 

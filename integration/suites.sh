@@ -12,7 +12,6 @@
 #   CAUSEWAY_SUITES=0        skip (local runs; CI runs it)
 #   CAUSEWAY_SUITES_DIR      work dir (default target/suites: venv, sdists, logs)
 #   CAUSEWAY_SUITES_SQLA     SQLAlchemy test dirs (default: the four below)
-#   CAUSEWAY_SUITES_WORKERS  pytest-xdist workers for SQLAlchemy (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,7 +63,6 @@ start=$(date +%s)
   --work "$RUN" \
   --pymysql-src "$SRC/PyMySQL-0.10.1" \
   --sqlalchemy-src "$SRC/sqlalchemy-2.0.59" \
-  --sqla-dirs "$SQLA_DIRS" \
-  --sqla-workers "${CAUSEWAY_SUITES_WORKERS:-1}"
+  --sqla-dirs "$SQLA_DIRS"
 step "client suites ran in $(( $(date +%s) - start )) s; comparing outcomes"
 "$VENV/bin/python" integration/suites_compare.py --work "$RUN"

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Compares per-test outcomes of the client suites: directly vs through causeway.
 
-Owns the verdict of integration/suites.sh. Reads the junit XML files that
-suites.py wrote (`<suite>-<target>.xml`, target = direct | transaction |
-session), prints passed/failed/errors/skipped per suite and target, and fails
+Owns the verdict of integration/suites.sh. Reads the per-test results that
+suites_plugin.py wrote (`<suite>-<target>.json`, target = direct |
+transaction | session), prints passed/failed/errors/skipped per suite and target, and fails
 when a test that passes directly does not pass through causeway in a pool mode,
 unless integration/suites-exclusions.txt names it (only for cross-connection
 freshness, issue 24). For each regression kind it prints the first error
@@ -11,38 +11,24 @@ message and an example test, so the cause can be read from the CI log.
 """
 
 import argparse
+import json
 import os
 import re
 import sys
-import xml.etree.ElementTree as ET
 
 TARGETS = ["direct", "transaction", "session"]
 MODES = ["transaction", "session"]
-# SQLAlchemy names per-backend test classes after the server, e.g.
-# "..._mysql+pymysql_9_7_4" or "...Test_mysql_9_7_4"; a proxy that announces
-# another version string must not rename the test.
-BACKEND_SUFFIX = re.compile(r"_(mysql|mariadb)(\+\w+)?(_\d+)+")
 
 
-def outcomes(path):
-    """{test id: (outcome, first line of the message)} from one junit XML."""
-    res = {}
-    root = ET.parse(path).getroot()
-    for tc in root.iter("testcase"):
-        tid = BACKEND_SUFFIX.sub("", f"{tc.get('classname', '')}::{tc.get('name', '')}")
-        outcome, msg = "passed", ""
-        for child in tc:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = {"failure": "failed", "error": "error"}.get(child.tag, "skipped")
-                text = child.get("message") or child.text or ""
-                msg = text.strip().splitlines()[0] if text.strip() else ""
-                if outcome != "skipped":
-                    break
-        # a test id seen twice (setup error + call) keeps its worst outcome
-        if res.get(tid, ("passed",))[0] in ("failed", "error"):
-            continue
-        res[tid] = (outcome, msg)
-    return res
+def outcomes(path, keep=None):
+    """{test id: (outcome, first line of the message)} from suites_plugin's JSON."""
+    with open(path) as f:
+        raw = json.load(f)
+    return {
+        tid: (r["outcome"], r["msg"])
+        for tid, r in raw.items()
+        if keep is None or tid in keep
+    }
 
 
 def counts(res):
@@ -81,7 +67,7 @@ def kind(msg):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--work", required=True, help="where the junit XML files are")
+    ap.add_argument("--work", required=True, help="where suites.py wrote its results")
     ap.add_argument("--suites", default="pymysql,sqlalchemy")
     ap.add_argument("--exclusions", default=os.path.join(os.path.dirname(__file__), "suites-exclusions.txt"))
     ap.add_argument("--show", type=int, default=3, help="example tests per regression kind")
@@ -93,11 +79,15 @@ def main():
     report = []
     for suite in args.suites.split(","):
         res = {}
+        with open(os.path.join(args.work, f"{suite}-touched.txt")) as f:
+            touched = {line.rstrip("\n") for line in f}
         for target in TARGETS:
-            path = os.path.join(args.work, f"{suite}-{target}.xml")
+            path = os.path.join(args.work, f"{suite}-{target}.json")
             if not os.path.exists(path):
                 sys.exit(f"suites: missing {path}")
-            res[target] = outcomes(path)
+            # the direct run also ran tests that send nothing to the server;
+            # count, like the proxies, only those that do
+            res[target] = outcomes(path, touched)
             c = counts(res[target])
             print(f"{suite:<11} {target:<12} {c['passed']:>7} {c['failed']:>7} {c['error']:>7} {c['skipped']:>8}")
         passing = [t for t, (o, _) in res["direct"].items() if o == "passed"]

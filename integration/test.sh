@@ -44,3 +44,7 @@ fi
 step "cargo test --workspace"
 # one test binary at a time: each starts its own MySQL topology (3 servers)
 cargo test --workspace --locked -- --test-threads="${CAUSEWAY_TEST_THREADS:-8}"
+
+step "client suites: PyMySQL's and SQLAlchemy's own tests, directly and through causeway"
+# integration/suites.sh; CAUSEWAY_SUITES=0 skips it for local runs
+integration/suites.sh
