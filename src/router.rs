@@ -6,11 +6,19 @@
 //! flags are the ground truth; the parsed statement is only a hint.
 //!
 //! States and rules, in order:
-//! 1. **In a transaction** (the last reply from the backend that ran the
-//!    previous statement had `IN_TRANS`): every statement goes to that
-//!    backend (the primary, or the replica of a `START TRANSACTION READ
-//!    ONLY`) until a reply without `IN_TRANS` (COMMIT, ROLLBACK, implicit
-//!    commit).
+//! 1. **In a transaction**: every statement goes to the backend that holds
+//!    it (the primary, or the replica of a `START TRANSACTION READ ONLY`),
+//!    and in `transaction` pool mode the session keeps that backend
+//!    connection. A transaction is open while the last reply had `IN_TRANS`,
+//!    and also, with `autocommit = 0`, from the first statement that may
+//!    open one (anything but `SET`/`USE`/an empty query) until `COMMIT`,
+//!    `ROLLBACK`, a statement that commits implicitly, or `SET autocommit =
+//!    1`. MySQL does not flag every open transaction: with autocommit off,
+//!    `SAVEPOINT` as the first statement, and a transaction that has only
+//!    read, leave `IN_TRANS` clear while the savepoint or the read view
+//!    lives on that connection. A failed statement keeps whatever was open.
+//!    `SET TRANSACTION ...` without a scope (the next transaction only) keeps
+//!    its connection for the statement that consumes it.
 //! 2. **Starting a transaction**: `BEGIN` / `START TRANSACTION` go to the
 //!    primary; `START TRANSACTION READ ONLY` goes to one replica (unless the
 //!    session is pinned or autocommit is off) and the whole transaction
@@ -30,7 +38,7 @@
 //!    consistency mode, see `crate::consistency`), everything else to the
 //!    primary.
 
-use causeway_classify::{Classification, Route};
+use causeway_classify::{Classification, Reason, Route};
 use mysql_common::constants::StatusFlags;
 
 /// Where a statement should go.
@@ -66,6 +74,12 @@ pub fn pin_reason(c: &Classification) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Whether statement `c` may open a transaction when autocommit is off:
+/// anything but `SET`, `USE` and an empty query.
+fn may_open(c: &Classification) -> bool {
+    !matches!(c.reason, Reason::Set | Reason::Use | Reason::Empty)
 }
 
 /// Routing state of one session.
@@ -141,16 +155,33 @@ impl RouteState {
         if self.pinned.is_none() {
             self.pinned = pin_reason(c);
         }
-        let Some(status) = status else { return };
-        if status & StatusFlags::SERVER_STATUS_IN_TRANS.bits() != 0 {
+        let e = &c.effects;
+        let ends = e.commit || e.rollback || e.implicit_commit || e.disconnect;
+        // with autocommit off, a statement that may open a transaction
+        // (MySQL flags it only once the transaction has written)
+        let implicit = |s: &Self| !s.autocommit && !ends && (s.trx.is_some() || may_open(c));
+        if e.next_transaction && status.is_some() {
+            // characteristics pending on this connection for the next
+            // transaction: the next statement runs here, and consumes them
+            self.trx = Some(backend.to_string());
+            return;
+        }
+        let Some(status) = status else {
+            // an error: whatever was open stays open
+            if self.trx.is_none() && implicit(self) {
+                self.trx = Some(backend.to_string());
+            }
+            return;
+        };
+        if is_primary {
+            self.autocommit = status & StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits() != 0;
+        }
+        if status & StatusFlags::SERVER_STATUS_IN_TRANS.bits() != 0 || implicit(self) {
             if self.trx.as_deref() != Some(backend) {
                 self.trx = Some(backend.to_string());
             }
         } else {
             self.trx = None;
-        }
-        if is_primary {
-            self.autocommit = status & StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits() != 0;
         }
     }
 
@@ -211,19 +242,69 @@ mod tests {
         assert_eq!(s.trx, None);
     }
 
+    /// Autocommit off: the transaction is open from the first statement
+    /// that may open one, whatever `IN_TRANS` says (the server reports it
+    /// clear after a first `SAVEPOINT` or a read), until it ends.
     #[test]
-    fn autocommit_off_keeps_reads_on_primary() {
+    fn autocommit_off_holds_the_transaction_until_it_ends() {
         let mut s = RouteState::default();
-        let set = classify("SET autocommit = 0");
-        s.after(&set, "primary", true, Some(0));
+        s.after(&classify("SET autocommit = 0"), "primary", true, Some(0));
+        assert_eq!(s.trx, None, "SET alone opens nothing");
         assert_eq!(s.decide(&classify("SELECT 1")).0, Target::Primary);
-        s.after(
-            &classify("SET autocommit = 1"),
-            "primary",
-            true,
-            Some(AUTOCOMMIT),
-        );
+        // (statement, reply status with autocommit off, open afterwards)
+        let steps: &[(&str, Option<u16>, bool)] = &[
+            ("SAVEPOINT a", Some(0), true),
+            ("SELECT * FROM t", Some(0), true),
+            ("SET NAMES utf8mb4", Some(0), true),
+            ("SELECT nope FROM t", None, true),
+            ("ROLLBACK TO SAVEPOINT a", Some(0), true),
+            ("INSERT INTO t VALUES (1)", Some(IN_TRANS), true),
+            ("COMMIT", Some(0), false),
+            ("USE db", Some(0), false),
+            ("SELECT 1", Some(0), true),
+            ("ROLLBACK", Some(0), false),
+            ("SELECT * FROM t", Some(0), true),
+            ("CREATE TABLE u (a INT)", Some(0), false),
+            ("DELETE FROM t", None, true),
+            ("ROLLBACK AND CHAIN", Some(IN_TRANS), true),
+            ("SET autocommit = 1", Some(AUTOCOMMIT), false),
+        ];
+        for (sql, status, open) in steps {
+            s.after(&classify(sql), "primary", true, *status);
+            assert_eq!(s.trx.is_some(), *open, "open after {sql}");
+            if *open {
+                let target = s.decide(&classify("SELECT 1")).0;
+                assert_eq!(target, Target::Backend("primary".into()), "{sql}");
+            }
+        }
         assert_eq!(s.decide(&classify("SELECT 1")).0, Target::Replica);
+    }
+
+    /// `SET TRANSACTION` (next transaction only) keeps its connection for
+    /// the statement that consumes it, with autocommit on or off.
+    #[test]
+    fn set_transaction_holds_until_the_next_transaction() {
+        for ac in [AUTOCOMMIT, 0] {
+            let mut s = RouteState::default();
+            s.autocommit = ac != 0;
+            let set = classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+            s.after(&set, "primary", true, Some(ac));
+            let read = classify("SELECT * FROM t");
+            assert_eq!(s.decide(&read).0, Target::Backend("primary".into()));
+            s.after(&read, "primary", true, Some(ac));
+            s.after(&classify("COMMIT"), "primary", true, Some(ac));
+            assert_eq!(s.trx, None, "released once the transaction ended");
+        }
+    }
+
+    /// Autocommit on: only the server's flag opens a transaction.
+    #[test]
+    fn autocommit_on_follows_the_flag_only() {
+        let mut s = RouteState::default();
+        s.after(&classify("SAVEPOINT a"), "primary", true, Some(AUTOCOMMIT));
+        assert_eq!(s.trx, None);
+        s.after(&classify("SELECT nope"), "r1", false, None);
+        assert_eq!(s.trx, None, "an error opens nothing with autocommit on");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! After every client command the session gives back each held connection
 //! it does not need: it keeps the one holding an open transaction (the
-//! backend's `SERVER_STATUS_IN_TRANS`, tracked by `crate::router`), the
+//! backend's `SERVER_STATUS_IN_TRANS`, and with autocommit off everything
+//! from the first statement to the end of the transaction, tracked by
+//! `crate::router`), the
 //! primary's while the session is pinned (state causeway cannot replay:
 //! user variables, temporary tables, locks, SQL `PREPARE`, XA, HANDLER, an
 //! unexplained session-state change), and one a prepared statement needs

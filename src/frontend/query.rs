@@ -46,7 +46,7 @@ impl Session {
             return self.reply_connection_id(&column).await;
         }
         let c = classify(sql);
-        let replayable = c.effects.set_session && is_single_statement(sql);
+        let replayable = sets_session_state(&c) && is_single_statement(sql);
         if replayable {
             if let Err(err) = sets::admit(&self.sets, sql) {
                 return self.reply_err(&err).await;
@@ -165,7 +165,7 @@ impl Session {
                 self.db = h.conn.db.clone();
             }
         }
-        if ok && c.effects.set_session {
+        if ok && sets_session_state(c) {
             if !sql.is_empty() && is_single_statement(sql) {
                 // a later SET of the same variables replaces earlier ones
                 for i in sets::replaced(&self.sets, sql).into_iter().rev() {
@@ -387,4 +387,14 @@ fn option_error(e: &ConsistencyError) -> ErrPacket {
 fn is_single_statement(sql: &str) -> bool {
     let t = sql.trim().trim_end_matches(';');
     !t.contains(';')
+}
+
+/// Whether `c` sets session state the SET replay list carries to every
+/// backend connection the session uses later: session variables, and
+/// `autocommit` (a connection left with autocommit off must never serve
+/// another client as if it were on).
+fn sets_session_state(c: &Classification) -> bool {
+    // `SET TRANSACTION` (no scope) is for the next transaction only: it
+    // stays on its connection, which the router keeps (`crate::router`)
+    (c.effects.set_session || c.effects.set_autocommit.is_some()) && !c.effects.next_transaction
 }

@@ -309,6 +309,9 @@ pub struct Effects {
     /// (see `set_autocommit`), `causeway.*`, user variables or `GLOBAL`/
     /// `PERSIST` scope.
     pub set_session: bool,
+    /// `SET TRANSACTION ...` without a scope: characteristics of the next
+    /// transaction only, pending on the connection until it runs.
+    pub next_transaction: bool,
     /// `SET [SESSION|@@[session.]]autocommit = ...`.
     pub set_autocommit: Option<Autocommit>,
     /// `USE db`: the database name, unquoted.
@@ -355,6 +358,7 @@ impl Effects {
         self.implicit_commit |= o.implicit_commit;
         self.disconnect |= o.disconnect;
         self.set_session |= o.set_session;
+        self.next_transaction |= o.next_transaction;
         if o.set_autocommit.is_some() {
             self.set_autocommit = o.set_autocommit;
         }

@@ -216,6 +216,8 @@ pub(crate) fn set(st: &mut Stmt<'_>) -> Classification {
         if is_any_kw(t, &["TRANSACTION", "ROLE", "RESOURCE"]) {
             // Characteristics may contain commas: the rest is this item.
             scan.effects.set_session |= !global;
+            // no scope: the next transaction only
+            scan.effects.next_transaction |= is_kw(first_tok.tok, "TRANSACTION");
             st.drain();
             break;
         }

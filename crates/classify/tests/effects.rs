@@ -84,6 +84,12 @@ fn set_statements() {
     assert!(fx("SET sql_mode = 'STRICT_ALL_TABLES', time_zone = '+00:00'").set_session);
     assert!(fx("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").set_session);
     assert!(!fx("SET GLOBAL TRANSACTION READ ONLY").set_session);
+    // no scope: the next transaction only
+    assert!(fx("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").next_transaction);
+    assert!(fx("set transaction read only, isolation level read committed").next_transaction);
+    assert!(!fx("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").next_transaction);
+    assert!(!fx("SET GLOBAL TRANSACTION READ ONLY").next_transaction);
+    assert!(!fx("SET @@transaction_isolation = 'READ-COMMITTED'").next_transaction);
     assert!(!fx("SET GLOBAL max_connections = 10, sort_buffer_size = 1").set_session);
     assert!(fx("SET GLOBAL max_connections = 10, SESSION sort_buffer_size = 1").set_session);
     assert!(fx("/*!40101 SET NAMES utf8 */").set_session);
