@@ -431,6 +431,7 @@ fn written(c: &Classification, sql: &str, db: Option<&str>) -> Option<Option<Vec
         | Reason::Use
         | Reason::Diagnostics
         | Reason::ReplicationStatus
+        | Reason::Processlist
         | Reason::Causeway
         | Reason::LockTables
         | Reason::LockingRead

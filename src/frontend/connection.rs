@@ -139,6 +139,8 @@ impl Session {
                     compression,
                     "client logged in"
                 );
+                let db = session.db.as_deref();
+                session.shared.activity.start(peer.to_string(), db);
                 let _registered = session.ctx.register(id, Arc::clone(&session.shared));
                 session.serve().await;
             }
@@ -246,9 +248,11 @@ impl Session {
             }
             // diagnostics of the previous statement are read by this one only
             self.diag_hold = None;
+            self.note_command(&pkt.payload);
             let flow = self.dispatch(&pkt.payload).await;
             // transaction mode: connections no longer needed go back now
             self.end_of_command();
+            self.note_idle();
             // the reply's last bytes go out only now, after the session's
             // bookkeeping, so whoever sees the answer also sees its metrics
             if self.client.flush().await.is_err() {

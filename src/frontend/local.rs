@@ -15,28 +15,43 @@ pub fn text_result_set(
     columns: &[&str],
     rows: &[Vec<Option<String>>],
 ) -> Vec<Vec<u8>> {
+    let defs = columns.iter().map(|name| column_def(name)).collect();
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let mut p = Vec::new();
+            for v in row {
+                match v {
+                    Some(s) => put_lenenc_str(&mut p, s.as_bytes()),
+                    None => p.push(0xFB),
+                }
+            }
+            p
+        })
+        .collect();
+    framed_result_set(caps, status, defs, rows)
+}
+
+/// Payloads of a text result set from encoded column definitions and
+/// rows, starting at sequence id 1: the column count, the definitions,
+/// the rows, and the EOF packets or CLIENT_DEPRECATE_EOF terminator.
+pub fn framed_result_set(
+    caps: CapabilityFlags,
+    status: u16,
+    defs: Vec<Vec<u8>>,
+    rows: Vec<Vec<u8>>,
+) -> Vec<Vec<u8>> {
     let deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
-    let mut out = Vec::with_capacity(columns.len() + rows.len() + 3);
+    let mut out = Vec::with_capacity(defs.len() + rows.len() + 3);
     let mut count = Vec::new();
-    put_lenenc(&mut count, columns.len() as u64);
+    put_lenenc(&mut count, defs.len() as u64);
     out.push(count);
-    for name in columns {
-        out.push(column_def(name));
-    }
+    out.extend(defs);
     let status = status & !StatusFlags::SERVER_MORE_RESULTS_EXISTS.bits();
     if !deprecate_eof {
         out.push(eof(0, status));
     }
-    for row in rows {
-        let mut p = Vec::new();
-        for v in row {
-            match v {
-                Some(s) => put_lenenc_str(&mut p, s.as_bytes()),
-                None => p.push(0xFB),
-            }
-        }
-        out.push(p);
-    }
+    out.extend(rows);
     if deprecate_eof {
         let ok = OkPacket {
             status,

@@ -10,6 +10,7 @@ pub(crate) mod local;
 pub mod login;
 mod multiplex;
 mod prepared;
+mod processlist;
 mod query;
 pub(crate) mod registry;
 mod route;

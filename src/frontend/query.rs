@@ -45,6 +45,10 @@ impl Session {
         if let Some(column) = super::multiplex::connection_id_query(sql) {
             return self.reply_connection_id(&column).await;
         }
+        // causeway's own sessions, in every pool mode (processlist.rs)
+        if let Some(q) = causeway_classify::processlist_query(sql) {
+            return self.processlist(&q).await;
+        }
         let c = classify(sql);
         let replayable = sets_session_state(&c) && is_single_statement(sql);
         if replayable {

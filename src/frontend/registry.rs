@@ -145,6 +145,8 @@ pub struct SessionShared {
     pub kill: Notify,
     /// Every KILL aimed at the session (see [`KillSignal`]).
     signal: watch::Sender<KillSignal>,
+    /// What the session is doing, for process lists.
+    pub activity: super::processlist::Activity,
 }
 
 impl SessionShared {
@@ -176,6 +178,7 @@ impl SessionShared {
             killed: AtomicBool::new(false),
             kill: Notify::new(),
             signal: watch::Sender::new(KillSignal::default()),
+            activity: super::processlist::Activity::default(),
         })
     }
 

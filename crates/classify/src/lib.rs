@@ -12,6 +12,8 @@
 //! * [`leading_comment_options`] — `key=value` pairs from a leading
 //!   `/* causeway ... */` comment.
 //! * [`kill_check`] — whether (and how) a text would run a `KILL`.
+//! * [`processlist_query`] — `SHOW [FULL] PROCESSLIST` and the subset of
+//!   `SELECT ... FROM information_schema.PROCESSLIST` the proxy answers.
 //! * [`set_targets`] — the variables a literal-only `SET` assigns (for the
 //!   session's replay list).
 //!
@@ -90,7 +92,10 @@
 //! BINARY/MASTER LOGS`, `SHOW BINLOG/RELAYLOG EVENTS`, `SHOW REPLICA/SLAVE
 //! STATUS`, `SHOW REPLICAS`, `SHOW SLAVE HOSTS`: their answer depends on the
 //! server's role, and a client asking means the primary); `SHOW CAUSEWAY
-//! BACKENDS` and other causeway commands (answered by the proxy); empty
+//! BACKENDS` and other causeway commands (answered by the proxy); reads
+//! that mention `processlist` and that [`processlist_query`] does not
+//! answer (`SELECT COUNT(*) FROM information_schema.PROCESSLIST`, a
+//! prepared `SHOW PROCESSLIST`: a client asking means the primary); empty
 //! queries; unterminated strings/comments; anything else.
 //!
 //! Session-affecting statements go to the primary and the session layer uses
@@ -121,6 +126,7 @@ mod funcs;
 mod kill;
 mod lexer;
 mod parsed;
+mod processlist;
 mod replay;
 mod scan;
 mod session;
@@ -130,6 +136,10 @@ pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
+pub use processlist::{
+    like, numeric_column, processlist_query, PlColumn, PlFilter, PlTest, PlValue, ProcesslistQuery,
+    ProcesslistSource, EXECUTION_ENGINE, PROCESSLIST_COLUMNS,
+};
 pub use replay::set_targets;
 pub use tables::{tables, TableRef, Tables};
 
@@ -208,6 +218,9 @@ pub enum Reason {
     Diagnostics,
     /// Replication-position `SHOW` (`SHOW MASTER STATUS` ...).
     ReplicationStatus,
+    /// A read of a server's process list that the proxy does not answer
+    /// itself (see [`processlist_query`]): the primary's.
+    Processlist,
     /// A causeway command, answered by the proxy.
     Causeway,
 }
@@ -247,6 +260,7 @@ impl Reason {
             Reason::Use => "use",
             Reason::Diagnostics => "diagnostics",
             Reason::ReplicationStatus => "replication_status",
+            Reason::Processlist => "processlist",
             Reason::Causeway => "causeway",
         }
     }
@@ -416,6 +430,12 @@ pub fn classify(sql: &str) -> Classification {
     if flags.unterminated {
         base.route = Route::Primary;
         base.reason = Reason::Unterminated;
+        return base;
+    }
+    if base.route == Route::Replica && processlist::mentions_processlist(sql.as_bytes()) {
+        // a server's process list the proxy does not answer: the primary's
+        base.route = Route::Primary;
+        base.reason = Reason::Processlist;
         return base;
     }
     if base.route == Route::Primary || !(flags.versioned || flags.backslash) {

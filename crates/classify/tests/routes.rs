@@ -136,7 +136,9 @@ const CASES: &[(&str, Route, Reason)] = &[
     ("SELECT 1; BEGIN", P, R::Transaction),
     // --- SHOW / DESCRIBE / EXPLAIN / HELP ---
     ("SHOW TABLES", Rep, R::Show),
-    ("show full processlist", Rep, R::Show),
+    ("show full processlist", P, R::Processlist),
+    ("SELECT COUNT(*) FROM information_schema.PROCESSLIST", P, R::Processlist),
+    ("SELECT * FROM performance_schema.threads WHERE PROCESSLIST_ID = 5", P, R::Processlist),
     ("SHOW CREATE TABLE t", Rep, R::Show),
     ("SHOW GLOBAL STATUS LIKE 'Threads%'", Rep, R::Show),
     ("SHOW VARIABLES WHERE Variable_name = 'x'", Rep, R::Show),
