@@ -50,3 +50,7 @@ step "cargo test --workspace --no-fail-fast"
 # one test binary at a time: each starts its own MySQL topology (3 servers);
 # every binary runs even after one fails, and the exit status is still nonzero
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${CAUSEWAY_TEST_THREADS:-8}"
+
+step "client suites: PyMySQL's and SQLAlchemy's own tests, directly and through causeway"
+# integration/suites.sh; CAUSEWAY_SUITES=0 skips it for local runs
+integration/suites.sh

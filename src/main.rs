@@ -45,6 +45,9 @@ enum Command {
         /// Do not offer TLS (by default a throwaway certificate is made).
         #[arg(long)]
         no_tls: bool,
+        /// Address of the HTTP admin endpoint (`/metrics`), or `off`.
+        #[arg(long, default_value = causeway::sandbox_cmd::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: String,
     },
 }
 
@@ -90,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             replicas,
             no_tls,
+            admin_listen,
         }) => {
             causeway::admin::install_recorder();
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,6 +105,7 @@ fn main() -> anyhow::Result<()> {
                     listen,
                     replicas,
                     tls: !no_tls,
+                    admin_listen: (admin_listen != "off").then_some(admin_listen),
                     ..Default::default()
                 },
             ))?;

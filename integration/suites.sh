@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# suites.sh: the clients' own test suites, directly and through causeway.
+#
+# Runs PyMySQL's suite (0.10.1 sdist) and SQLAlchemy 2.0.59's backend tests
+# (its sdist; PyMySQL 1.2.4 driver) against one sandbox topology (MySQL
+# primary + 2 GTID replicas): directly against the primary, then through
+# causeway with pool_mode = "transaction" and with pool_mode = "session".
+# Fails if any test that passes directly does not pass through causeway in
+# either mode, except those named in integration/suites-exclusions.txt.
+#
+# Environment:
+#   CAUSEWAY_SUITES=0        skip (local runs; CI runs it)
+#   CAUSEWAY_SUITES_DIR      work dir (default target/suites: venv, sdists, logs)
+#   CAUSEWAY_SUITES_SQLA     SQLAlchemy test dirs (default: the four below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '==> %s\n' "$*" >&2; }
+
+if [ "${CAUSEWAY_SUITES:-1}" = "0" ]; then
+  step "client suites skipped (CAUSEWAY_SUITES=0)"
+  exit 0
+fi
+
+WORK="${CAUSEWAY_SUITES_DIR:-$PWD/target/suites}"
+VENV="$WORK/venv"
+DL="$WORK/dl"
+SRC="$WORK/src"
+RUN="$WORK/run"
+SQLA_DIRS="${CAUSEWAY_SUITES_SQLA:-test/dialect/mysql test/sql test/engine test/orm}"
+mkdir -p "$WORK" "$DL"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "Python venv for the client suites ($VENV)"
+  python3 -m venv "$VENV" 2>/dev/null || {
+    apt-get update -qq && apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV"
+  }
+fi
+step "pinned Python packages (integration/suites-requirements.txt)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -r integration/suites-requirements.txt
+
+if [ ! -f "$DL/PyMySQL-0.10.1.tar.gz" ] || [ ! -f "$DL/sqlalchemy-2.0.59.tar.gz" ]; then
+  step "sdists of PyMySQL 0.10.1 and SQLAlchemy 2.0.59 (integration/suites-sdists.txt)"
+  "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+    --no-binary :all: --no-build-isolation --require-hashes \
+    -r integration/suites-sdists.txt -d "$DL"
+fi
+# fresh sources every run: the suites write files into their trees
+rm -rf "$SRC" "$RUN"
+mkdir -p "$SRC"
+tar -xzf "$DL/PyMySQL-0.10.1.tar.gz" -C "$SRC"
+tar -xzf "$DL/sqlalchemy-2.0.59.tar.gz" -C "$SRC"
+
+step "causeway binary (debug)"
+cargo build --locked --quiet --bin causeway
+
+step "client suites: direct, pool_mode = transaction, pool_mode = session"
+start=$(date +%s)
+"$VENV/bin/python" integration/suites.py \
+  --causeway target/debug/causeway \
+  --work "$RUN" \
+  --pymysql-src "$SRC/PyMySQL-0.10.1" \
+  --sqlalchemy-src "$SRC/sqlalchemy-2.0.59" \
+  --sqla-dirs "$SQLA_DIRS"
+step "client suites ran in $(( $(date +%s) - start )) s; comparing outcomes"
+"$VENV/bin/python" integration/suites_compare.py --work "$RUN"
