@@ -418,3 +418,78 @@ async fn set_transaction_applies_to_the_next_transaction_only() {
         .await
         .unwrap();
 }
+
+/// `LAST_INSERT_ID()` (bare, inside a write, prepared, `@@identity`) and
+/// `FOUND_ROWS()` answer for the client's own statements, whichever
+/// pooled connection serves them, while another client inserts on the
+/// same two connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_functions_answer_for_the_client() {
+    let proxy = support::start_proxy_with(small_pool).await;
+    let db = make_db("trxid").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let others = churn(&proxy, &db, &stop);
+    let mut a = proxy.conn().await;
+    for round in 0..5 {
+        a.query_drop(format!("INSERT INTO {db}.t (who) VALUES ('parent')"))
+            .await
+            .unwrap();
+        let mine = a.last_insert_id().expect("insert id in the OK");
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let bare: u64 = a
+            .query_first("SELECT LAST_INSERT_ID()")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bare, mine, "round {round}: bare LAST_INSERT_ID()");
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        a.query_drop(format!(
+            "INSERT INTO {db}.churn (who) VALUES (LAST_INSERT_ID())"
+        ))
+        .await
+        .unwrap();
+        let child = a.last_insert_id().expect("child id");
+        let parent: i64 = support::direct_conn()
+            .await
+            .query_first(format!("SELECT who FROM {db}.churn WHERE id = {child}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parent as u64, mine,
+            "round {round}: LAST_INSERT_ID() inside a write"
+        );
+        // the child insert generated an id: LAST_INSERT_ID() follows it
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let identity: u64 = a
+            .exec_first("SELECT @@identity", ())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(identity, child, "round {round}: prepared @@identity");
+        let found: Vec<u64> = a
+            .query(format!("SELECT SQL_CALC_FOUND_ROWS id FROM {db}.t LIMIT 1"))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let total: u64 = a.query_first("SELECT FOUND_ROWS()").await.unwrap().unwrap();
+        let direct: u64 = count(
+            &mut support::direct_conn().await,
+            format!("SELECT COUNT(*) FROM {db}.t"),
+        )
+        .await;
+        // the others keep inserting: FOUND_ROWS() is between the counts
+        // before and after, never another client's one-row answer
+        assert!(
+            total > 1 && total <= direct,
+            "round {round}: FOUND_ROWS() {total} of {direct}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    futures_sum(others).await;
+    support::root_conn()
+        .await
+        .query_drop(format!("DROP DATABASE {db}"))
+        .await
+        .unwrap();
+}

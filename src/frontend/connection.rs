@@ -183,6 +183,8 @@ impl Session {
             stmt_holds: Vec::new(),
             state_changed: false,
             warned: false,
+            insert_id: 0,
+            needs_insert_id: false,
             diag_hold: None,
             link_identity: None,
             shared,

@@ -17,6 +17,7 @@ use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{self, Expect};
 use crate::router::Target;
 use crate::topology::Backend;
+use causeway_classify::reads_last_insert_id;
 use causeway_config::PoolMode;
 use mysql_common::constants::CapabilityFlags;
 
@@ -283,6 +284,11 @@ impl Session {
             }
         }
         let started = Instant::now();
+        self.needs_insert_id = self.mode == PoolMode::Transaction
+            && self
+                .stmts
+                .get(id)
+                .is_some_and(|s| reads_last_insert_id(s.prepare.get(1..).unwrap_or_default()));
         let (flow, sent, outcome) = self
             .run_cmd(
                 &target,
@@ -292,6 +298,7 @@ impl Session {
                 Expect::Execute,
             )
             .await;
+        self.needs_insert_id = false;
         self.restore_token(token);
         self.end_rules();
         let sql = keyed.as_ref().map_or("", |k| k.0.as_str());

@@ -4,8 +4,8 @@
 //! each statement.
 
 use causeway_classify::{
-    causeway_command, classify, kill_check, leading_comment_options, CausewayCommand,
-    Classification, KillCheck,
+    calcs_found_rows, causeway_command, classify, kill_check, leading_comment_options,
+    reads_last_insert_id, CausewayCommand, Classification, KillCheck,
 };
 use causeway_gtid::GtidSet;
 use std::time::Instant;
@@ -22,7 +22,7 @@ use crate::consistency::{self, ConsistencyError};
 use crate::protocol::{query_attrs, ErrPacket};
 use crate::relay::{Expect, Outcome};
 use crate::topology::Role;
-use causeway_config::Consistency;
+use causeway_config::{Consistency, PoolMode};
 use mysql_common::constants::CapabilityFlags;
 
 impl Session {
@@ -95,9 +95,12 @@ impl Session {
             Before::Skip => None,
         };
         let started = Instant::now();
+        self.needs_insert_id =
+            self.mode == PoolMode::Transaction && reads_last_insert_id(sql_bytes);
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
+        self.needs_insert_id = false;
         self.end_rules();
         if borrowed {
             self.restore_token(token);
@@ -195,7 +198,9 @@ impl Session {
             }
         }
         self.note_pin(c, was_pinned, sent.backend.name());
-        self.keep_diagnostics(!ok, sent.backend.name());
+        // FOUND_ROWS() after SQL_CALC_FOUND_ROWS reads the same connection
+        let found_rows = calcs_found_rows(sql.as_bytes());
+        self.keep_diagnostics(!ok || found_rows, sent.backend.name());
         let handles = sent.backend.metrics();
         if sent.via == Via::Fallback {
             handles.fallbacks.increment(1);

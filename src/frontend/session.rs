@@ -91,6 +91,13 @@ pub struct Session {
     pub(super) state_changed: bool,
     /// Set when an OK of the running command counted warnings.
     pub(super) warned: bool,
+    /// The client's `LAST_INSERT_ID()`: the last nonzero insert id an OK
+    /// reported to it (backend connections are shared in `transaction`
+    /// pool mode, so theirs may be another client's).
+    pub(super) insert_id: u64,
+    /// Set for a statement that reads `LAST_INSERT_ID()` in `transaction`
+    /// pool mode: `ready` gives the connection the client's value first.
+    pub(super) needs_insert_id: bool,
     /// The backend login and link key of the user, capabilities and
     /// collation (built on first use, not per statement; cleared when
     /// COM_CHANGE_USER changes them).
@@ -255,6 +262,7 @@ impl Session {
         let token = &mut self.settings.token;
         let changed = &mut self.state_changed;
         let warned = &mut self.warned;
+        let insert_id = &mut self.insert_id;
         let Some(h) = self.held.get_mut(idx) else {
             return Err(Failure::vanished());
         };
@@ -273,6 +281,9 @@ impl Session {
                 }
                 if ok.warnings > 0 {
                     *warned = true;
+                }
+                if ok.last_insert_id != 0 {
+                    *insert_id = ok.last_insert_id;
                 }
                 from_primary && merge_token(ok, token)
             },
@@ -435,6 +446,18 @@ impl Session {
         if behind {
             // up to date: its state is the session's list
             h.conn.sets.clone_from(&self.sets);
+        }
+        if self.needs_insert_id {
+            // the connection's LAST_INSERT_ID() may be another client's
+            let sql = format!("DO LAST_INSERT_ID({})", self.insert_id);
+            match h.conn.query_ok(&sql).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(Failure::refused(err)),
+                Err(e) => {
+                    self.drop_conn(idx);
+                    return Err(Failure::from_backend(&e, backend));
+                }
+            }
         }
         Ok(())
     }

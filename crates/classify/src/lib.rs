@@ -123,6 +123,7 @@ mod cacheable;
 mod causeway;
 mod fast;
 mod funcs;
+mod insert_id;
 mod kill;
 mod lexer;
 mod parsed;
@@ -134,6 +135,7 @@ mod tables;
 
 pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
+pub use insert_id::{calcs_found_rows, reads_last_insert_id};
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;
 pub use processlist::{
