@@ -394,3 +394,43 @@ async fn other_processlist_reads_run_on_the_primary() {
         );
     }
 }
+
+/// (Command, Info) of `sleeper` while it executes a prepared `SELECT
+/// SLEEP(?)`, as `watcher` lists it (bounded wait for `Execute`).
+async fn executing(watcher: &mut Conn, mut sleeper: Conn) -> (String, Option<String>) {
+    let id = sleeper.id();
+    let run = tokio::spawn(async move { sleeper.exec_drop("SELECT SLEEP(?)", (2,)).await });
+    let started = Instant::now();
+    let seen = loop {
+        let row: Option<(String, Option<String>)> = watcher
+            .query_first(format!(
+                "SELECT COMMAND, INFO FROM information_schema.PROCESSLIST WHERE ID = {id}"
+            ))
+            .await
+            .unwrap();
+        if let Some(r) = row.filter(|r| r.0 == "Execute") {
+            break r;
+        }
+        assert!(started.elapsed() < DEADLINE, "never saw the execution");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    run.await.unwrap().unwrap();
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_shows_its_command_and_prepared_text() {
+    let mut direct = support::direct_conn().await;
+    let (command, info) = executing(&mut direct, support::direct_conn().await).await;
+    // the server shows the parameters substituted; causeway shows the
+    // prepared text (it does not decode the binary parameters)
+    assert_eq!(
+        info.as_deref(),
+        Some("SELECT SLEEP(2)"),
+        "the server's own view"
+    );
+    let p = proxy("transaction").await;
+    let mut watcher = p.conn().await;
+    let seen = executing(&mut watcher, p.conn().await).await;
+    assert_eq!(seen, (command, Some("SELECT SLEEP(?)".to_string())));
+}

@@ -518,10 +518,10 @@ mod tests {
     #[test]
     fn lengths_follow_the_client_character_set() {
         let d = column_def(&SHOW_COLS[1], ["", "", "", "User", ""], 45);
-        // ... 0x0C, charset 45, length 128
-        let at = d.len() - 12;
+        // ... 0x0C, charset 45, length 128, type, flags, decimals, filler
+        let at = d.len() - 13;
         assert_eq!(&d[at..at + 7], &[0x0C, 45, 0, 128, 0, 0, 0]);
         let d = column_def(&SHOW_FULL_INFO, ["", "", "", "Info", ""], 255);
-        assert_eq!(&d[d.len() - 9..d.len() - 5], &u32::MAX.to_le_bytes());
+        assert_eq!(&d[d.len() - 10..d.len() - 6], &u32::MAX.to_le_bytes());
     }
 }
