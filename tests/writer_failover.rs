@@ -25,7 +25,7 @@ async fn start_topology() -> Arc<Topology> {
 
 /// A proxy in front of `topo`: monitor every 100 ms, `extra` appended.
 async fn own_proxy(topo: &Topology, extra: &str) -> (Arc<Proxy>, u16) {
-    let text = support::config_text(topo).replace(
+    let text = followed(support::config_text(topo)).replace(
         "[monitor]\n",
         "[monitor]\ninterval_ms = 100\nconnect_timeout_ms = 300\n",
     ) + extra;
@@ -35,6 +35,14 @@ async fn own_proxy(topo: &Topology, extra: &str) -> (Arc<Proxy>, u16) {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(Arc::clone(&proxy).serve(listener));
     (proxy, port)
+}
+
+/// Config text without the shared tests' `[failover] mode = "static"`: the
+/// default (follow) unless `extra` says otherwise.
+fn followed(text: String) -> String {
+    let shared = "[failover]\nmode = \"static\"\n";
+    assert!(text.contains(shared));
+    text.replace(shared, "")
 }
 
 /// Polls `cond` on the proxy's current snapshot until it holds (bounded).
@@ -596,7 +604,7 @@ async fn a_lost_token_is_refused_at_once_and_the_old_primary_rejoins() {
 fn config_with_primary(topo: &Topology, name: &str) -> String {
     let r = topo.replicas().iter().find(|r| r.name() == name).unwrap();
     let p = topo.primary();
-    let text = support::config_text(topo);
+    let text = followed(support::config_text(topo));
     let old_p = format!("name = \"primary\"\naddress = \"{}\"", p.addr());
     let old_r = format!("name = \"{name}\"\naddress = \"{}\"", r.addr());
     text.replace(&old_p, "@P@")

@@ -151,17 +151,16 @@ mod tests {
         // unmeasured replicas never count as writable
         assert_eq!(writers(&t), Writers::One("p".into()));
         b("r1").state.publish(view(true, true, R1, ""));
-        b("r2").state.publish(view(true, true, "5e11fa47-71ca-11e1-9e33-c80aa9429562", ""));
+        b("r2")
+            .state
+            .publish(view(true, true, "5e11fa47-71ca-11e1-9e33-c80aa9429562", ""));
         assert_eq!(writers(&t), Writers::One("p".into()));
         b("p").state.publish(view(false, false, P, ""));
         assert_eq!(writers(&t), Writers::None, "a dead writer is no writer");
         b("r1").state.publish(view(true, false, R1, ""));
         assert_eq!(writers(&t), Writers::One("r1".into()));
         b("p").state.publish(view(true, false, P, ""));
-        assert_eq!(
-            writers(&t),
-            Writers::Split(vec!["p".into(), "r1".into()])
-        );
+        assert_eq!(writers(&t), Writers::Split(vec!["p".into(), "r1".into()]));
         // read_only never read (no server_uuid): not writable
         b("p").state.publish(View {
             server_uuid: None,
@@ -174,9 +173,18 @@ mod tests {
     fn lost_only_when_the_origin_is_an_old_writer_and_nobody_reachable_has_it() {
         let t = topo();
         let b = |n: &str| Arc::clone(t.backend(n).unwrap());
-        b("p").state.publish(view(false, false, P, &format!("{P}:1-11")));
-        b("r1").state.publish(view(true, false, R1, &format!("{P}:1-10")));
-        b("r2").state.publish(view(true, true, "5e11fa47-71ca-11e1-9e33-c80aa9429562", &format!("{P}:1-10")));
+        b("p")
+            .state
+            .publish(view(false, false, P, &format!("{P}:1-11")));
+        b("r1")
+            .state
+            .publish(view(true, false, R1, &format!("{P}:1-10")));
+        b("r2").state.publish(view(
+            true,
+            true,
+            "5e11fa47-71ca-11e1-9e33-c80aa9429562",
+            &format!("{P}:1-10"),
+        ));
         let tok = GtidSet::parse(&format!("{P}:1-11")).unwrap();
         let lost_set = lost(&t, "r1", &tok).unwrap();
         assert_eq!(lost_set.to_string(), format!("{P}:11"));
@@ -190,7 +198,9 @@ mod tests {
         // while p is the writer nothing of p's is lost
         assert!(lost(&t, "p", &tok).is_none());
         // the old writer back with it: not lost
-        b("p").state.publish(view(true, true, P, &format!("{P}:1-11")));
+        b("p")
+            .state
+            .publish(view(true, true, P, &format!("{P}:1-11")));
         assert!(lost(&t, "r1", &tok).is_none());
     }
 }
