@@ -94,9 +94,10 @@ async fn a_lost_token_is_refused_at_once_and_the_old_primary_rejoins() {
     old.start().await.unwrap();
     replication::repoint(old, r1).await.unwrap();
     until(&proxy, "the old primary eligible as a replica", |t| {
-        let b = t.backend("primary").unwrap();
-        let v = b.state.view.load();
-        b.role == causeway::topology::Role::Replica && v.eligible && v.reachable
+        t.backend("primary").is_some_and(|b| {
+            let v = b.state.view.load();
+            b.role == causeway::topology::Role::Replica && v.eligible && v.reachable
+        })
     })
     .await;
     assert_eq!(proxy.failover.status().writers, Writers::One("r1".into()));
