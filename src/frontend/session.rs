@@ -174,6 +174,8 @@ impl Session {
         expect: Expect,
         stmt_id: Option<u32>,
     ) -> (Flow, Option<Outcome>) {
+        // the writer may have changed since the last statement (failover)
+        self.refresh_topology();
         let primary = Arc::clone(&self.topo.primary);
         self.forward(&primary, payload, expect, stmt_id).await
     }
