@@ -43,13 +43,19 @@ pub fn writable(v: &View) -> bool {
 
 /// The writers among `topo`'s backends. `Unknown` until the backend
 /// configured as `[primary]` has been measured once, so a fresh start
-/// keeps the configured primary until the monitor has looked.
+/// keeps the configured primary until the monitor has looked, and while no
+/// server's `read_only` has ever been read (e.g. every server refuses the
+/// monitor's account): then nobody can tell, and the snapshot's primary
+/// stays the writer as in static mode.
 pub fn writers(topo: &Topology) -> Writers {
     let configured = topo.config.primary.name.as_str();
     let measured = topo
         .backend(configured)
         .is_some_and(|b| b.state.view.load().measured_at.is_some());
-    if !measured {
+    let any_read = topo
+        .backends()
+        .any(|b| b.state.view.load().server_uuid.is_some());
+    if !measured || !any_read {
         return Writers::Unknown;
     }
     let mut found: Vec<String> = Vec::new();
@@ -147,6 +153,12 @@ mod tests {
         let t = topo();
         assert_eq!(writers(&t), Writers::Unknown, "nothing measured");
         let b = |n: &str| Arc::clone(t.backend(n).unwrap());
+        // measured, but read_only never read anywhere (monitor refused)
+        b("p").state.publish(View {
+            server_uuid: None,
+            ..view(true, false, P, "")
+        });
+        assert_eq!(writers(&t), Writers::Unknown);
         b("p").state.publish(view(true, false, P, ""));
         // unmeasured replicas never count as writable
         assert_eq!(writers(&t), Writers::One("p".into()));
