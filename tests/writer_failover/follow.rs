@@ -155,6 +155,25 @@ async fn kill_under_load_then_promote_follows_the_writer_without_reload() {
     assert_eq!(direct_v(&topo.replicas()[0], "fo2", -2).await, Some(-2));
     assert_eq!(proxy.topology.load().primary.name(), "r1");
     assert_eq!(proxy.failover.changes.load(Ordering::Relaxed), 1);
+    // SHOW CAUSEWAY BACKENDS names the writer
+    let mut admin = mysql_async::Conn::new(support::opts(port, "admin", "adminpw", None))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String)> = admin
+        .query_map("SHOW CAUSEWAY BACKENDS", |r: mysql_async::Row| {
+            let name: String = r.get("name").unwrap();
+            let role: String = r.get("role").unwrap();
+            let writer: String = r.get("writer").unwrap();
+            (name, role, writer)
+        })
+        .await
+        .unwrap();
+    let writers: Vec<&(String, String, String)> = rows.iter().filter(|r| r.2 == "1").collect();
+    assert_eq!(writers.len(), 1, "{rows:?}");
+    assert_eq!(
+        (writers[0].0.as_str(), writers[0].1.as_str()),
+        ("r1", "primary")
+    );
     // r2 still replicates from the dead old writer: it serves no read until
     // it is re-pointed to the new one
     let r2_follows = |want: bool| {

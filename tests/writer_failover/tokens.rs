@@ -30,8 +30,26 @@ async fn a_lost_token_is_refused_at_once_and_the_old_primary_rejoins() {
     c.query_drop("INSERT INTO t VALUES (1, 1)").await.unwrap();
     let tok = token(&mut c).await;
     drop(c);
+    // (logged in now: with both receivers stopped no replica is eligible,
+    // so a login's first reads would need the primary)
+    let mut waiter = client(port, Some("fo4")).await;
     topo.primary().kill();
+    status_until(&proxy, "no writer", |w| *w == Writers::None).await;
+    // an autocommit write sent while there is no writer waits for one
+    // ([failover] write_wait_ms, 10 s here) and goes to the new writer
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let waiting = tokio::spawn(async move {
+        let _ = sent_tx.send(Instant::now());
+        let r = waiter.query_drop("INSERT INTO t VALUES (7, 7)").await;
+        (r, Instant::now())
+    });
+    let sent_at = sent_rx.await.unwrap();
     replication::promote(r1).await.unwrap();
+    let promoted = Instant::now();
+    let (r, done_at) = waiting.await.unwrap();
+    r.expect("the waiting write reached the new writer");
+    assert!(sent_at < promoted && done_at > promoted);
+    assert_eq!(direct_v(r1, "fo4", 7).await, Some(7));
     replication::repoint(r2, r1).await.unwrap();
     until(&proxy, "r1 is the writer", |t| t.primary.name() == "r1").await;
     let mut reader = client(port, Some("fo4")).await;
