@@ -239,6 +239,15 @@ async fn a_split_brain_refuses_writes_and_reads_go_on() {
     schema(&topo, port, "fo3").await;
     let mut c = client(port, Some("fo3")).await;
     c.query_drop("INSERT INTO t VALUES (1, 1)").await.unwrap();
+    // a transaction open on the writer when the split brain starts
+    let mut trx = client(port, Some("fo3")).await;
+    trx.query_drop("BEGIN").await.unwrap();
+    trx.query_drop("INSERT INTO t VALUES (8, 8)").await.unwrap();
+    let trx_id: u64 = trx
+        .query_first("SELECT CONNECTION_ID() + 0")
+        .await
+        .unwrap()
+        .unwrap();
     let r2 = &topo.replicas()[1];
     root(r2)
         .await
@@ -259,6 +268,38 @@ async fn a_split_brain_refuses_writes_and_reads_go_on() {
         "{}",
         e.message
     );
+    // the open transaction gets an error at its next statement; its
+    // backend connection is closed (the server rolls it back)
+    let e = server_err(
+        trx.query_drop("INSERT INTO t VALUES (9, 9)")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 1290);
+    assert!(
+        e.message.contains("ended this transaction"),
+        "{}",
+        e.message
+    );
+    let mut p = root(topo.primary()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = p
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {trx_id}"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the transaction's connection lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // a transaction is refused too; reads go on
     let e = server_err(c.query_drop("BEGIN").await.unwrap_err());
     assert_eq!(e.code, 1290);
@@ -276,7 +317,7 @@ async fn a_split_brain_refuses_writes_and_reads_go_on() {
             .failover
             .fenced
             .load(std::sync::atomic::Ordering::Relaxed),
-        2
+        3
     );
     replication::demote(r2).await.unwrap();
     status_until(&proxy, "one writer again", |w| {
@@ -284,6 +325,12 @@ async fn a_split_brain_refuses_writes_and_reads_go_on() {
     })
     .await;
     c.query_drop("INSERT INTO t VALUES (3, 3)").await.unwrap();
+    // the ended transaction's row was never committed; its session goes on
+    assert_eq!(direct_v(topo.primary(), "fo3", 8).await, None);
+    trx.query_drop("INSERT INTO t VALUES (10, 10)")
+        .await
+        .unwrap();
+    assert_eq!(direct_v(topo.primary(), "fo3", 10).await, Some(10));
     assert_eq!(direct_v(topo.primary(), "fo3", 3).await, Some(3));
     assert_eq!(proxy.topology.load().primary.name(), "primary");
     proxy.shutdown();
