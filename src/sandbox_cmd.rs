@@ -379,6 +379,9 @@ address = "{}"
 [monitor]
 user = "monitor"
 password = "monitorpw"
+
+[failover]
+mode = "follow"
 "#,
         admin_listen.is_some(),
         admin_listen.unwrap_or(DEFAULT_ADMIN_LISTEN),

@@ -344,7 +344,8 @@ async fn show_causeway_backends_for_admins_only() {
             "connections",
             "queries",
             "read_only",
-            "source_mismatch"
+            "source_mismatch",
+            "writer"
         ]
     );
     let first: (String, String, String) = (

@@ -56,6 +56,11 @@ async fn sandbox_start_serves_clients_and_stop_cleans_up() {
     assert_ne!(port, 0);
     assert_eq!(handle.topology().replicas().len(), 2);
     assert_eq!(handle.config().replicas.len(), 2);
+    // the sandbox follows the writer (README: rehearse a failover)
+    assert_eq!(
+        handle.config().failover.mode,
+        causeway_config::FailoverMode::Follow
+    );
 
     let text = handle.instructions();
     println!("{text}");

@@ -209,6 +209,32 @@ impl Session {
             .is_ok()
     }
 
+    /// Validates the schema named at login (MySQL refuses unknown ones) on
+    /// the first server that answers: the primary, else each replica the
+    /// monitor does not know to be down, so a dead primary blocks no login.
+    /// The server's own refusal (unknown schema) is the answer; when none
+    /// answers, the first failure (the primary's) is.
+    pub(super) async fn check_initial_db(&mut self) -> Result<(), ErrPacket> {
+        if self.db.is_none() {
+            return Ok(());
+        }
+        let topo = Arc::clone(&self.topo);
+        let mut first: Option<ErrPacket> = None;
+        for (i, b) in topo.backends().enumerate() {
+            if i > 0 && !b.state.view.load().reachable {
+                continue;
+            }
+            match self.conn_for(b).await {
+                Ok(_) => return Ok(()),
+                Err(f) if f.cause == super::failure::Cause::Refused => return Err(f.err),
+                Err(f) => {
+                    first.get_or_insert(f.err);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// The command loop: reads a command, dispatches it, flushes the reply.
     async fn serve(&mut self) {
         let mut stop = self.ctx.shutdown_signal();

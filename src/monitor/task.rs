@@ -519,10 +519,13 @@ impl Task {
         let primary = self.shared.primary_uuid();
         let mismatch = if s.follow {
             // directly or through replicas that follow the writer
+            // (a chain through a server nobody monitors cannot be checked:
+            // then only a direct source counts)
             self.shared
                 .sources
                 .follows(self.source_uuids.as_deref(), primary.as_deref())
                 .map(|f| !f)
+                .or_else(|| eval::source_mismatch(self.source_uuids.as_deref(), primary.as_deref()))
         } else {
             eval::source_mismatch(self.source_uuids.as_deref(), primary.as_deref())
         };

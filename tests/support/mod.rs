@@ -80,6 +80,11 @@ address = "{}"
 [monitor]
 user = "monitor"
 password = "monitorpw"
+# tests sharing one topology make servers writable or kill them: their
+# proxies must not follow each other's fault injections (tests of follow
+# mode, tests/writer_failover.rs, own their topology)
+[failover]
+mode = "static"
 "#,
         topo.primary().addr()
     );
