@@ -157,7 +157,10 @@ async fn relay_to<B: ByteStream, C: ByteStream>(
     let r = relay_packets(backend, client, reply, discard).await;
     match &r {
         Ok(out) => {
-            backend.status = out.status;
+            // an ERR carries no status: the session's flags are unchanged
+            if out.error.is_none() {
+                backend.status = out.status;
+            }
             backend.end_reply()
         }
         Err(_) => backend.broken = true,
