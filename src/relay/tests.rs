@@ -4,8 +4,9 @@
 //! after its reply was read to its end).
 use super::*;
 use crate::backend::conn::base_capabilities;
-use crate::protocol::messages::{eof, gtids_state_entry, track};
+use crate::protocol::messages::{self, eof, gtids_state_entry, track};
 use crate::protocol::packet::write_packets;
+use crate::protocol::packet::MAX_PAYLOAD;
 use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};

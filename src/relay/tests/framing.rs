@@ -123,3 +123,25 @@ async fn a_prepare_reply_gets_eofs_after_parameters_and_columns() {
     ]);
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn an_err_reply_leaves_the_links_status_as_it_was() {
+    let mut h = harness(true);
+    h.server
+        .write_all(&packets(&[&err_packet()]))
+        .await
+        .unwrap();
+    run_classic(&mut h, Expect::Query).await;
+    assert_eq!(h.backend.status, AUTOCOMMIT, "an ERR has no status flags");
+    // so a prepare reply's EOFs still say autocommit
+    h.backend.begin_reply();
+    let prep = [0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    h.server
+        .write_all(&packets(&[&prep, &coldef("a")]))
+        .await
+        .unwrap();
+    received(&mut h).await;
+    run_classic(&mut h, Expect::Prepare).await;
+    let got = received(&mut h).await;
+    assert!(got.ends_with(&[5, 0, 0, 3, 0xFE, 0, 0, 2, 0]), "{got:02x?}");
+}
