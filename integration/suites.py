@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,6 +257,10 @@ def main():
     ap.add_argument("--sqla-dirs", default="test/dialect/mysql test/sql test/engine test/orm")
     ap.add_argument("--targets", default="direct,transaction,session")
     ap.add_argument("--suites", default="pymysql,sqlalchemy")
+    ap.add_argument(
+        "--baseline",
+        help="reuse the direct results of an earlier run in this directory (no direct run)",
+    )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     procs = Procs()
@@ -267,7 +272,11 @@ def main():
         for mode in MODES:
             if mode in args.targets.split(","):
                 targets[mode] = start_proxy(procs, args.causeway, args.work, mode, servers)
-        if args.targets.split(",")[0] != "direct":
+        if args.baseline:
+            for suite in args.suites.split(","):
+                for name in (f"{suite}-direct.json", f"{suite}-touched.txt"):
+                    shutil.copy(os.path.join(args.baseline, name), args.work)
+        elif args.targets.split(",")[0] != "direct":
             raise SystemExit("suites: the direct run comes first (it picks the tests)")
         for target in args.targets.split(","):
             for suite in args.suites.split(","):
