@@ -251,6 +251,10 @@ def run_suite(args, suite, target, addr):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--causeway", required=True, help="the causeway binary")
+    ap.add_argument(
+        "--proxy-causeway",
+        help="another causeway binary for the proxies only (A/B runs; default --causeway)",
+    )
     ap.add_argument("--work", required=True, help="directory for configs, logs, junit XML")
     ap.add_argument("--pymysql-src", required=True)
     ap.add_argument("--sqlalchemy-src", required=True)
@@ -271,7 +275,8 @@ def main():
         targets = {"direct": servers["primary"]}
         for mode in MODES:
             if mode in args.targets.split(","):
-                targets[mode] = start_proxy(procs, args.causeway, args.work, mode, servers)
+                proxy = args.proxy_causeway or args.causeway
+                targets[mode] = start_proxy(procs, proxy, args.work, mode, servers)
         if args.baseline:
             for suite in args.suites.split(","):
                 for name in (f"{suite}-direct.json", f"{suite}-touched.txt"):
