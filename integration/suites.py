@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,12 +251,20 @@ def run_suite(args, suite, target, addr):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--causeway", required=True, help="the causeway binary")
+    ap.add_argument(
+        "--proxy-causeway",
+        help="another causeway binary for the proxies only (A/B runs; default --causeway)",
+    )
     ap.add_argument("--work", required=True, help="directory for configs, logs, junit XML")
     ap.add_argument("--pymysql-src", required=True)
     ap.add_argument("--sqlalchemy-src", required=True)
     ap.add_argument("--sqla-dirs", default="test/dialect/mysql test/sql test/engine test/orm")
     ap.add_argument("--targets", default="direct,transaction,session")
     ap.add_argument("--suites", default="pymysql,sqlalchemy")
+    ap.add_argument(
+        "--baseline",
+        help="reuse the direct results of an earlier run in this directory (no direct run)",
+    )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     procs = Procs()
@@ -266,8 +275,13 @@ def main():
         targets = {"direct": servers["primary"]}
         for mode in MODES:
             if mode in args.targets.split(","):
-                targets[mode] = start_proxy(procs, args.causeway, args.work, mode, servers)
-        if args.targets.split(",")[0] != "direct":
+                proxy = args.proxy_causeway or args.causeway
+                targets[mode] = start_proxy(procs, proxy, args.work, mode, servers)
+        if args.baseline:
+            for suite in args.suites.split(","):
+                for name in (f"{suite}-direct.json", f"{suite}-touched.txt"):
+                    shutil.copy(os.path.join(args.baseline, name), args.work)
+        elif args.targets.split(",")[0] != "direct":
             raise SystemExit("suites: the direct run comes first (it picks the tests)")
         for target in args.targets.split(","):
             for suite in args.suites.split(","):

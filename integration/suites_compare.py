@@ -16,7 +16,6 @@ import os
 import re
 import sys
 
-TARGETS = ["direct", "transaction", "session"]
 MODES = ["transaction", "session"]
 
 
@@ -69,6 +68,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", required=True, help="where suites.py wrote its results")
     ap.add_argument("--suites", default="pymysql,sqlalchemy")
+    ap.add_argument("--modes", default="transaction,session", help="the proxy targets to check")
     ap.add_argument("--exclusions", default=os.path.join(os.path.dirname(__file__), "suites-exclusions.txt"))
     ap.add_argument("--show", type=int, default=3, help="example tests per regression kind")
     args = ap.parse_args()
@@ -81,7 +81,8 @@ def main():
         res = {}
         with open(os.path.join(args.work, f"{suite}-touched.txt")) as f:
             touched = {line.rstrip("\n") for line in f}
-        for target in TARGETS:
+        modes = args.modes.split(",")
+        for target in ["direct", *modes]:
             path = os.path.join(args.work, f"{suite}-{target}.json")
             if not os.path.exists(path):
                 sys.exit(f"suites: missing {path}")
@@ -91,7 +92,7 @@ def main():
             c = counts(res[target])
             print(f"{suite:<11} {target:<12} {c['passed']:>7} {c['failed']:>7} {c['error']:>7} {c['skipped']:>8}")
         passing = [t for t, (o, _) in res["direct"].items() if o == "passed"]
-        for mode in MODES:
+        for mode in modes:
             kinds = {}
             for tid in passing:
                 outcome, msg = res[mode].get(tid, ("missing", "test did not run"))

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what the tests need on a fresh
 # Debian/Ubuntu machine (a MySQL 9.x server via integration/provide-mysql.sh,
-# PyMySQL), then runs every test of the workspace against real MySQL.
+# PyMySQL), then runs every test of the workspace against real MySQL, then the
+# clients' own suites (PyMySQL, SQLAlchemy) directly and through causeway
+# (integration/suites.sh; CAUSEWAY_SUITES=0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
