@@ -156,6 +156,10 @@ pub struct BackendConn<S = Stream> {
     pub stmts: StmtCache,
     /// True until its first borrower has seen it (learns the version).
     pub fresh: bool,
+    /// What `LAST_INSERT_ID()` returns on this connection, as far as
+    /// causeway saw (the last nonzero insert id an OK reported here; 0
+    /// after a reset).
+    pub last_insert_id: u64,
 }
 
 /// Capabilities causeway always asks a backend for.
@@ -212,6 +216,7 @@ impl<S> BackendConn<S> {
             tainted: false,
             stmts: StmtCache::default(),
             fresh: true,
+            last_insert_id: 0,
         }
     }
 
@@ -533,6 +538,7 @@ impl BackendConn {
         self.stmts.clear();
         self.sets.clear();
         self.tainted = false;
+        self.last_insert_id = 0;
         r
     }
 

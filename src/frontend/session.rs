@@ -238,7 +238,7 @@ impl Session {
         let token = &mut self.settings.token;
         let changed = &mut self.state_changed;
         let warned = &mut self.warned;
-        let insert_id = &mut self.insert_id;
+        let mut insert_id = 0;
         let Some(h) = self.held.get_mut(idx) else {
             return Err(Failure::vanished());
         };
@@ -259,13 +259,19 @@ impl Session {
                     *warned = true;
                 }
                 if ok.last_insert_id != 0 {
-                    *insert_id = ok.last_insert_id;
+                    insert_id = ok.last_insert_id;
                 }
                 from_primary && merge_token(ok, token)
             },
         )
         .await;
         self.shared.idle();
+        if insert_id != 0 {
+            self.insert_id = insert_id;
+            if let Some(h) = self.held.get_mut(idx) {
+                h.conn.last_insert_id = insert_id;
+            }
+        }
         match result {
             Ok(outcome) => {
                 if outcome.error.is_none() {
@@ -423,11 +429,12 @@ impl Session {
             // up to date: its state is the session's list
             h.conn.sets.clone_from(&self.sets);
         }
-        if self.needs_insert_id {
-            // the connection's LAST_INSERT_ID() may be another client's
+        if self.needs_insert_id && h.conn.last_insert_id != self.insert_id {
+            // the connection's LAST_INSERT_ID() is another client's (or
+            // unknown): one extra statement, which also sets ROW_COUNT()
             let sql = format!("DO LAST_INSERT_ID({})", self.insert_id);
             match h.conn.query_ok(&sql).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => h.conn.last_insert_id = self.insert_id,
                 Ok(Err(err)) => return Err(Failure::refused(err)),
                 Err(e) => {
                     self.drop_conn(idx);
