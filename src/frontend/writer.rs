@@ -13,6 +13,9 @@
 //! - A transaction open on a writer that was replaced (or during a split
 //!   brain): 1290 / HY000 at its next statement; the connection holding it
 //!   is closed, so the server rolls it back. It is never moved.
+//! - A pinned session whose state lives on a writer that was replaced:
+//!   1290 / HY000, then the client is disconnected (the state cannot
+//!   follow it to the new writer).
 
 use causeway_config::FailoverMode;
 use std::time::Instant;
@@ -49,6 +52,22 @@ pub(crate) fn no_writer_error(waited_ms: u64) -> ErrPacket {
         format!(
             "causeway has no writer: no reachable server is writable (read_only = 0 \
              and super_read_only = 0) after waiting {waited_ms} ms ([failover] write_wait_ms)"
+        ),
+    )
+}
+
+/// The answer to a pinned session whose state was on a replaced writer.
+pub(crate) fn pinned_state_lost_error(old: &str, now: &Writers) -> ErrPacket {
+    let now = match now {
+        Writers::One(w) => format!("the writer is now '{w}'"),
+        _ => "the writer changed".to_string(),
+    };
+    ErrPacket::new(
+        FENCED,
+        "HY000",
+        format!(
+            "causeway ended this session: its session state (user variables, temporary \
+             tables, locks) was on '{old}' and {now}; reconnect"
         ),
     )
 }
@@ -119,6 +138,9 @@ impl Session {
         if status.mode == FailoverMode::Static || status.writers == Writers::Unknown {
             return None;
         }
+        if let Some(flow) = self.pinned_gate(&status).await {
+            return Some(flow);
+        }
         match target {
             Target::Backend(name) if self.route.trx.as_deref() == Some(name.as_str()) => {
                 self.trx_gate(name, &status).await
@@ -158,6 +180,32 @@ impl Session {
             self.reply_err(&writer_changed_error(name, &status.writers))
                 .await,
         )
+    }
+
+    /// A pinned session whose state (user variables, temporary tables,
+    /// locks: on the connection `note_pin` marked tainted) lives on a
+    /// server that is no longer the writer: that state cannot follow, so
+    /// the client gets 1290 and is disconnected, as if its server had gone.
+    async fn pinned_gate(&mut self, status: &Status) -> Option<Flow> {
+        self.route.pinned?;
+        let old = match &status.writers {
+            Writers::One(w) => self
+                .held
+                .iter()
+                .find(|h| h.conn.tainted && h.conn.server != *w)?
+                .conn
+                .server
+                .clone(),
+            _ => return None,
+        };
+        if let Some(i) = self.held.iter().position(|h| h.conn.server == old) {
+            self.drop_conn(i);
+        }
+        self.ctx.failover.count_fenced(fence_reason::WRITER_CHANGED);
+        tracing::info!(conn = self.id, old = %old, "pinned session ended: its writer was replaced");
+        let err = pinned_state_lost_error(&old, &status.writers);
+        self.reply_err(&err).await;
+        Some(Flow::Quit)
     }
 
     /// A statement that needs the writer, outside a transaction.

@@ -26,6 +26,11 @@ async fn a_lost_token_is_refused_at_once_and_the_old_primary_rejoins() {
             .await
             .unwrap();
     }
+    // a session pinned to the old writer (a user variable lives there)
+    let mut pinned = client(port, Some("fo4")).await;
+    pinned.query_drop("SET @x = 41").await.unwrap();
+    let x: i64 = pinned.query_first("SELECT @x + 1").await.unwrap().unwrap();
+    assert_eq!(x, 42);
     let mut c = client(port, Some("fo4")).await;
     c.query_drop("INSERT INTO t VALUES (1, 1)").await.unwrap();
     let tok = token(&mut c).await;
@@ -52,6 +57,18 @@ async fn a_lost_token_is_refused_at_once_and_the_old_primary_rejoins() {
     assert_eq!(direct_v(r1, "fo4", 7).await, Some(7));
     replication::repoint(r2, r1).await.unwrap();
     until(&proxy, "r1 is the writer", |t| t.primary.name() == "r1").await;
+    // its state cannot follow to r1: an error naming it, then disconnected
+    let e = server_err(pinned.query_drop("SELECT @x").await.unwrap_err());
+    assert_eq!((e.code, e.state.as_str()), (1290, "HY000"));
+    assert!(
+        e.message.contains("session state") && e.message.contains("'primary'"),
+        "{}",
+        e.message
+    );
+    assert!(
+        pinned.query_drop("SELECT 1").await.is_err(),
+        "the pinned client is disconnected"
+    );
     let mut reader = client(port, Some("fo4")).await;
     let t = Instant::now();
     let e = server_err(
