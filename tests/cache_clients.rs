@@ -51,11 +51,43 @@ fn num(m: &HashMap<String, String>, k: &str) -> u64 {
 }
 
 fn rule_hits(p: &support::TestProxy) -> u64 {
-    let cache = p.proxy.cache.clone().unwrap();
-    cache
-        .rule_stats(&Arc::from("catalog"))
-        .hits
-        .load(Ordering::Relaxed)
+    rule_counts(p, "catalog").0
+}
+
+/// (hits, misses, bypasses) of `rule`.
+fn rule_counts(p: &support::TestProxy, rule: &str) -> (u64, u64, u64) {
+    let s = p.proxy.cache.clone().unwrap().rule_stats(&Arc::from(rule));
+    (
+        s.hits.load(Ordering::Relaxed),
+        s.misses.load(Ordering::Relaxed),
+        s.bypasses.load(Ordering::Relaxed),
+    )
+}
+
+/// sysbench `oltp_point_select` (libmariadb: no CLIENT_DEPRECATE_EOF) on
+/// `port`, 4 tables of 25 rows; returns its report.
+async fn point_select(port: u16, db: &str, phase: &str) -> String {
+    let out = tokio::process::Command::new("sysbench")
+        .arg("oltp_point_select")
+        .args([
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            "--mysql-ssl=off",
+        ])
+        .args(["--mysql-user=app", "--mysql-password=apppw"])
+        .arg(format!("--mysql-port={port}"))
+        .arg(format!("--mysql-db={db}"))
+        .args(["--tables=4", "--table-size=25", "--db-ps-mode=disable"])
+        .args(["--threads=2", "--time=3", "--rand-type=uniform"])
+        .arg(phase)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("sysbench");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sysbench {phase}: {text}\n{err}");
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,6 +161,31 @@ async fn pymysql_token_checker_through_the_cache_reads_nothing_stale() {
         ev_stale > 0,
         "the eventual control reads stale while the appliers are stopped: {out:?}"
     );
+    let mut d = support::direct_conn().await;
+    d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sysbench_point_select_in_causal_mode_hits_the_cache() {
+    let _g = SERIAL.lock().await;
+    let db = support::unique_db("sbcache");
+    setup(&db).await;
+    let primary = support::topology().primary().port();
+    point_select(primary, &db, "prepare").await;
+    support::sync_replicas().await;
+    let tables: Vec<String> = (1..=4).map(|i| format!("\"{db}.sbtest{i}\"")).collect();
+    let rule = format!(
+        "[[rules]]\nname = \"sb\"\nmatch_tables = [{}]\ncache_ttl_ms = 60000\n",
+        tables.join(", ")
+    );
+    let p = cached_proxy(&db, &rule).await;
+    let report = point_select(p.port(), &db, "run").await;
+    let (hits, misses, bypasses) = rule_counts(&p, "sb");
+    let total = hits + misses + bypasses;
+    let rate = hits as f64 / total.max(1) as f64;
+    println!("sysbench causal: {hits} hits, {misses} misses, {bypasses} bypasses: {rate:.3}");
+    assert!(total > 1000, "sysbench ran through the cache:\n{report}");
+    assert!(rate >= 0.9, "hit rate {rate:.3}");
     let mut d = support::direct_conn().await;
     d.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
