@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -289,6 +290,10 @@ def main():
                 run_suite(args, suite, target, targets[target])
     finally:
         procs.stop_all()
+        # pytest, causeway and (reaped by the sandbox) every mysqld: on an
+        # otherwise idle 2-core box the wall time is between cpu/2 and cpu
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log(f"CPU time of everything started here: {ru.ru_utime + ru.ru_stime:.0f} s")
 
 
 if __name__ == "__main__":
