@@ -93,3 +93,31 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99.0);
     }
 }
+
+/// Latency summary in microseconds.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
+pub struct Stats {
+    pub n: usize,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+}
+
+/// Summary of latencies `v` (microseconds).
+pub fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Stats {
+        n,
+        mean_us: v.iter().sum::<f64>() / n.max(1) as f64,
+        p50_us: percentile(&v, 50.0),
+        p95_us: percentile(&v, 95.0),
+        p99_us: percentile(&v, 99.0),
+    }
+}
+
+/// `d` in microseconds.
+pub fn us(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 use mysql_async::prelude::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A proxy with the cache on and one rule caching `{db}.products`.
@@ -83,4 +85,31 @@ pub async fn replicas_sql(sql: &str) {
     for r in super::topology().replicas() {
         r.conn().await.unwrap().query_drop(sql).await.unwrap();
     }
+}
+
+/// `@@causeway.last_route` of `c`.
+pub async fn route(c: &mut mysql_async::Conn) -> String {
+    c.query_first("SELECT @@causeway.last_route")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// `@@causeway.token` of `c`.
+pub async fn token(c: &mut mysql_async::Conn) -> String {
+    c.query_first("SELECT @@causeway.token")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// (hits, misses, bypasses) of the `catalog` rule.
+pub fn stats(p: &super::TestProxy) -> (u64, u64, u64) {
+    let cache = p.proxy.cache.clone().unwrap();
+    let s = cache.rule_stats(&Arc::from("catalog"));
+    (
+        s.hits.load(Ordering::Relaxed),
+        s.misses.load(Ordering::Relaxed),
+        s.bypasses.load(Ordering::Relaxed),
+    )
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use causeway_bench::{app_opts as opts, percentile, timestamp};
+use causeway_bench::{app_opts as opts, stats, timestamp, us, Stats};
 use clap::Parser;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -62,32 +62,6 @@ async fn connect(port: u16) -> anyhow::Result<Conn> {
     Conn::new(opts(port))
         .await
         .with_context(|| format!("connecting to 127.0.0.1:{port}"))
-}
-
-/// Latency summary in microseconds.
-#[derive(Serialize, Deserialize, Debug, Clone, Default)]
-struct Stats {
-    n: usize,
-    mean_us: f64,
-    p50_us: f64,
-    p95_us: f64,
-    p99_us: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Stats {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Stats {
-        n,
-        mean_us: v.iter().sum::<f64>() / n.max(1) as f64,
-        p50_us: percentile(&v, 50.0),
-        p95_us: percentile(&v, 95.0),
-        p99_us: percentile(&v, 99.0),
-    }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// Where reads ran, from `@@causeway.last_route`.
@@ -594,11 +568,16 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(format!("{base}.json"), serde_json::to_string_pretty(&json)?)?;
     println!("{md}");
     eprintln!("wrote {base}.md and {base}.json");
+    verdict(&ck_c, &wr_c, &ck_e)
+}
+
+/// Fails on a stale causal read, and when the run proved nothing: the
+/// disruptions must have made causal reads wait or fall back, and the same
+/// reads in eventual mode stale.
+fn verdict(ck_c: &PairResult, wr_c: &PairResult, ck_e: &PairResult) -> anyhow::Result<()> {
     if ck_c.stale > 0 || wr_c.stale > 0 {
         bail!("causal mode returned stale reads");
     }
-    // the checker proves something only if the disruptions made reads wait
-    // or fall back, and made the same reads in eventual mode stale
     if ck_c.routes.replica_waited + ck_c.routes.primary_fallback == 0 {
         bail!("the causal checker never waited or fell back: the replicas were never behind");
     }
