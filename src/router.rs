@@ -285,8 +285,10 @@ mod tests {
     #[test]
     fn set_transaction_holds_until_the_next_transaction() {
         for ac in [AUTOCOMMIT, 0] {
-            let mut s = RouteState::default();
-            s.autocommit = ac != 0;
+            let mut s = RouteState {
+                autocommit: ac != 0,
+                ..RouteState::default()
+            };
             let set = classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
             s.after(&set, "primary", true, Some(ac));
             let read = classify("SELECT * FROM t");
