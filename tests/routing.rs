@@ -344,7 +344,9 @@ async fn show_causeway_backends_for_admins_only() {
             "connections",
             "queries",
             "read_only",
-            "source_mismatch"
+            "source_mismatch",
+            "writer",
+            "zone"
         ]
     );
     let first: (String, String, String) = (
