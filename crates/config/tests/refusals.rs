@@ -341,5 +341,5 @@ fn zones_are_names() {
     let bad = format!("{MINIMAL}[[replicas]]\nname = \"r1\"\naddress = \"h:1\"\nzone = \"a b\"\n");
     assert_err(&bad, Some(15), &["replicas[0].zone", "is not a zone name"]);
     let bad = format!("{MINIMAL}[routing]\nzone = \"\"\n");
-    assert_err(&bad, Some(14), &["routing.zone", "is not a zone name"]);
+    assert_err(&bad, Some(13), &["routing.zone", "is not a zone name"]);
 }
