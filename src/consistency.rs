@@ -16,6 +16,10 @@
 //! cumulative weights. Either way there is no shared state on the
 //! per-statement path.
 //!
+//! Zones (`crate::zone`) narrow the preferred replicas to the local zone's
+//! when any of them qualifies; a sticky key (`@@causeway.sticky_key`)
+//! replaces the home by weighted rendezvous over the key.
+//!
 //! Monotonic reads (causal mode): a read on a replica other than the one the
 //! session last read on must also contain a *floor*, a GTID set the monitor
 //! read (from that last backend or from the primary) with a probe sent after
