@@ -53,6 +53,13 @@ pub fn score(id: u64, name: &str, weight: u32) -> f64 {
     u.ln() / f64::from(weight.max(1))
 }
 
+/// The rendezvous id of sticky key `key`: the same on every instance (FNV-1a
+/// has no per-process seed), so one key picks one replica everywhere the
+/// topology is the same.
+pub fn sticky_id(key: &str) -> u64 {
+    mix(fnv1a(key.as_bytes()))
+}
+
 /// The index (in `replicas`) of the highest-scoring replica for `id` among
 /// those `ok` accepts (weight 0 never wins).
 pub fn winner<'a, I>(id: u64, replicas: I) -> Option<usize>
@@ -152,6 +159,10 @@ pub struct Picker {
     seen: Option<Seen>,
     wait_set: Option<causeway_gtid::GtidSet>,
     pool: Option<Arc<PoolPick>>,
+    /// The session's sticky key (`@@causeway.sticky_key`).
+    sticky: Option<Arc<str>>,
+    /// One statement's sticky key (`/* causeway sticky_key=... */`).
+    sticky_once: Option<Arc<str>>,
 }
 
 impl Picker {
@@ -168,7 +179,24 @@ impl Picker {
             seen: None,
             wait_set: None,
             pool: None,
+            sticky: None,
+            sticky_once: None,
         }
+    }
+
+    /// Sets the session's sticky key (`None`: no key).
+    pub fn set_sticky(&mut self, key: Option<Arc<str>>) {
+        self.sticky = key;
+    }
+
+    /// Sets the current statement's sticky key (`None`: the session's).
+    pub fn set_sticky_once(&mut self, key: Option<Arc<str>>) {
+        self.sticky_once = key;
+    }
+
+    /// The sticky key reads go by: the statement's, else the session's.
+    pub fn sticky(&self) -> Option<&str> {
+        self.sticky_once.as_deref().or(self.sticky.as_deref())
     }
 
     /// Routes the next reads to a named pool (`None`: the general pool).

@@ -16,6 +16,10 @@
 //! cumulative weights. Either way there is no shared state on the
 //! per-statement path.
 //!
+//! Zones (`crate::zone`) narrow the preferred replicas to the local zone's
+//! when any of them qualifies; a sticky key (`@@causeway.sticky_key`)
+//! replaces the home by weighted rendezvous over the key.
+//!
 //! Monotonic reads (causal mode): a read on a replica other than the one the
 //! session last read on must also contain a *floor*, a GTID set the monitor
 //! read (from that last backend or from the primary) with a probe sent after
@@ -124,15 +128,37 @@ fn floor_in(pool: Option<&str>, p: &Picker, r: &Backend, topo: &Topology) -> Flo
 /// Chooses the backend of a read under `mode` with requirement `token`,
 /// never one in `exclude` (replicas that just failed or are full).
 ///
-/// The preferred replica is the session's home (`read_balance = "session"`,
-/// see `crate::balance`) or the next by weight (`"statement"`). A causal
-/// read goes there when the monitor knows it has the token and the floor of
-/// monotonic reads; else to another qualifying replica known to have both
-/// (a one-off; the home does not change); else it waits there for both
-/// (`WaitFor`, the set in [`Picker::take_wait_set`]); with no sound floor
-/// yet, it stays on the replica of the session's last read, or goes to the
-/// primary.
+/// The preferred replica is, among the qualifying replicas of this
+/// instance's zone (or, when none of those qualifies, among all qualifying
+/// replicas; see `crate::zone`): the one weighted rendezvous over the
+/// sticky key picks, when the read has one; else the session's home
+/// (`read_balance = "session"`, see `crate::balance`) or the next by
+/// weight (`"statement"`). A causal read goes there when the monitor knows
+/// it has the token and the floor of monotonic reads; else to another
+/// qualifying replica known to have both, local ones first, then other
+/// zones' (a one-off; the home does not change); else it waits there for
+/// both (`WaitFor`, the set in [`Picker::take_wait_set`]); with no sound
+/// floor yet, it stays on the replica of the session's last read, or goes
+/// to the primary.
 pub fn choose(
+    topo: &Topology,
+    mode: Consistency,
+    token: &GtidSet,
+    max_lag_ms: Option<u64>,
+    exclude: &[&str],
+    p: &mut Picker,
+) -> Choice {
+    let c = choose_in(topo, mode, token, max_lag_ms, exclude, p);
+    if let Choice::Serve(b) | Choice::WaitFor(b) = &c {
+        if b.role != crate::topology::Role::Primary {
+            crate::zone::count_read(topo, b);
+        }
+    }
+    c
+}
+
+/// [`choose`] without the zone counting.
+fn choose_in(
     topo: &Topology,
     mode: Consistency,
     token: &GtidSet,
@@ -148,15 +174,28 @@ pub fn choose(
     let pool = p.pool().map(|x| Arc::clone(&x.name));
     let pool = pool.as_deref();
     let ok = |r: &Backend| qualifies_in(r, pool, max_lag_ms, exclude);
-    let preferred = match p.balance() {
-        ReadBalance::Session => {
-            // the cached home is the general pool's
-            let cacheable = max_lag_ms.is_none() && exclude.is_empty() && pool.is_none();
-            p.home(topo, cacheable, ok).cloned()
-        }
-        ReadBalance::Statement => {
-            let candidates = eligible_in(topo, pool, max_lag_ms, exclude);
-            pick(p.cursor_mut(), &candidates).cloned()
+    let local_only = crate::zone::any_local(topo, ok);
+    let preferable = |r: &Backend| ok(r) && (!local_only || crate::zone::is_local(topo, r));
+    let preferred = if let Some(key) = p.sticky() {
+        let id = crate::balance::sticky_id(key);
+        let candidates = topo.replicas.iter().enumerate();
+        crate::balance::winner(id, candidates.filter(|(_, r)| preferable(r)))
+            .and_then(|i| topo.replicas.get(i))
+            .cloned()
+    } else {
+        match p.balance() {
+            ReadBalance::Session => {
+                // the cached home is the general pool's
+                let cacheable = max_lag_ms.is_none() && exclude.is_empty() && pool.is_none();
+                p.home(topo, cacheable, preferable).cloned()
+            }
+            ReadBalance::Statement => {
+                let candidates: Vec<&Arc<Backend>> = eligible_in(topo, pool, max_lag_ms, exclude)
+                    .into_iter()
+                    .filter(|r| preferable(r))
+                    .collect();
+                pick(p.cursor_mut(), &candidates).cloned()
+            }
         }
     };
     let Some(b) = preferred else {
@@ -169,12 +208,14 @@ pub fn choose(
     if let Ready::Now = first {
         return Choice::Serve(b);
     }
-    let others = || {
-        topo.replicas
-            .iter()
-            .filter(|r| !Arc::ptr_eq(r, &b) && ok(r))
-    };
-    for r in others() {
+    // local replicas first, then other zones'
+    let mut others: Vec<&Arc<Backend>> = topo
+        .replicas
+        .iter()
+        .filter(|r| !Arc::ptr_eq(r, &b) && ok(r))
+        .collect();
+    others.sort_by_key(|r| !crate::zone::is_local(topo, r));
+    for r in &others {
         if let Ready::Now = readiness(r, token, floor_in(pool, p, r, topo)) {
             return Choice::Serve(Arc::clone(r));
         }
@@ -186,7 +227,7 @@ pub fn choose(
         return Choice::WaitFor(b);
     }
     // no sound floor for b yet: the replica of the last read needs none
-    for r in others() {
+    for r in &others {
         if let (Floor::None, Ready::Wait(need)) =
             (floor_in(pool, p, r, topo), readiness(r, token, Floor::None))
         {

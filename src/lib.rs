@@ -22,3 +22,4 @@ pub(crate) mod shared;
 pub mod tls;
 pub mod topology;
 pub(crate) mod workers;
+pub(crate) mod zone;

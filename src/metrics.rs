@@ -118,6 +118,18 @@ pub mod move_reason {
     pub const ADDED: &str = "added";
 }
 
+/// Counter: reads routed to a replica while `[routing] zone` is set, label
+/// `zone` (see [`zone_read`]).
+pub const ZONE_READS: &str = "causeway_zone_reads_total";
+
+/// `zone` label values of [`ZONE_READS`].
+pub mod zone_read {
+    /// The replica is in this instance's zone.
+    pub const LOCAL: &str = "local";
+    /// The replica is in another zone (or has none).
+    pub const CROSS: &str = "cross";
+}
+
 /// `outcome` label values of [`CAUSAL_READS`].
 pub mod outcome {
     /// Served by a replica that already had the token.

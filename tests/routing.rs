@@ -345,7 +345,8 @@ async fn show_causeway_backends_for_admins_only() {
             "queries",
             "read_only",
             "source_mismatch",
-            "writer"
+            "writer",
+            "zone"
         ]
     );
     let first: (String, String, String) = (

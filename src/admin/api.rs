@@ -61,6 +61,8 @@ pub struct BackendJson {
     pub queries: u64,
     /// It takes writes now (`[failover]`; see README, Failover).
     pub writer: bool,
+    /// The replica's configured `zone` (null when none).
+    pub zone: Option<String>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -105,6 +107,7 @@ pub fn backends(topo: &Topology, status: &crate::failover::Status) -> String {
                 connections: b.pool.open_connections(),
                 queries: b.state.queries.load(Ordering::Relaxed),
                 writer: writer == Some(b.name()),
+                zone: b.config.zone.clone(),
             }
         })
         .collect();

@@ -14,6 +14,9 @@ pub const MAX_WAIT_TIMEOUT_MS: u64 = 60_000;
 /// Bounds of a client token (`@@causeway.token`, `/* causeway token=... */`).
 pub const TOKEN_LIMITS: Limits = Limits::TOKEN;
 
+/// Longest sticky key (`@@causeway.sticky_key`), in bytes.
+pub const MAX_STICKY_KEY_LEN: usize = 256;
+
 /// How many characters of a refused value an error message shows.
 const VALUE_CLIP_CHARS: usize = 100;
 
@@ -112,6 +115,8 @@ pub struct Settings {
     pub on_timeout: OnTimeout,
     /// Session lag budget (bounded staleness), if set.
     pub max_lag_ms: Option<u64>,
+    /// The session's sticky key (`@@causeway.sticky_key`), if set.
+    pub sticky_key: Option<std::sync::Arc<str>>,
 }
 
 impl Settings {
@@ -123,6 +128,7 @@ impl Settings {
             wait_timeout: cfg.routing.wait_timeout(),
             on_timeout: cfg.routing.on_timeout,
             max_lag_ms: None,
+            sticky_key: None,
         }
     }
 
@@ -168,6 +174,14 @@ impl Settings {
                             .map_err(|_| bad(": expected milliseconds".into()))?,
                     )
                 };
+            }
+            "sticky_key" => {
+                if value.len() > MAX_STICKY_KEY_LEN {
+                    return Err(bad(format!(
+                        ": a sticky key has at most {MAX_STICKY_KEY_LEN} bytes"
+                    )));
+                }
+                self.sticky_key = (!value.is_empty()).then(|| value.into());
             }
             "last_route" => return Err(bad(": it is read-only".into())),
             _ => return Err(ConsistencyError::Unknown(format!("causeway.{name}"))),
@@ -277,6 +291,21 @@ mod tests {
         assert!(check_options_len(&format!("SELECT '{long}'"), false).is_ok());
         assert!(check_options_len("/* causeway token=a */ SELECT 1", false).is_ok());
         assert!(check_options_len("/* caus", false).is_ok());
+    }
+
+    #[test]
+    fn sticky_keys_are_bounded() {
+        let mut s = settings();
+        s.set("sticky_key", "user-42").unwrap();
+        assert_eq!(s.sticky_key.as_deref(), Some("user-42"));
+        let e = s
+            .set("sticky_key", &"k".repeat(MAX_STICKY_KEY_LEN + 1))
+            .unwrap_err();
+        assert_eq!(e.code(), (1231, "42000"));
+        assert!(e.to_string().contains("at most 256 bytes"), "{e}");
+        assert_eq!(s.sticky_key.as_deref(), Some("user-42"));
+        s.set("sticky_key", "").unwrap();
+        assert_eq!(s.sticky_key, None);
     }
 
     #[test]

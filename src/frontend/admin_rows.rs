@@ -5,7 +5,8 @@
 //! source is not the configured primary (NULL for the primary and while
 //! unknown). A replica with `read_only` 0 or `source_mismatch` 1 is a
 //! split-brain risk the monitor also warns about in the log. `writer` is 1
-//! for the backend that takes writes now (see README, Failover).
+//! for the backend that takes writes now (see README, Failover). `zone` is
+//! the replica's configured zone (NULL when none; see README, Zones).
 
 use std::sync::atomic::Ordering;
 
@@ -26,6 +27,7 @@ pub const BACKEND_COLUMNS: &[&str] = &[
     "read_only",
     "source_mismatch",
     "writer",
+    "zone",
 ];
 
 fn flag(on: bool) -> String {
@@ -52,6 +54,7 @@ pub fn backends(topo: &Topology, status: &Status) -> Vec<Vec<Option<String>>> {
                 v.server_uuid.as_ref().map(|_| flag(v.read_only)),
                 v.source_mismatch.map(flag),
                 Some(flag(writer == Some(b.name()))),
+                b.config.zone.clone(),
             ]
         })
         .collect()

@@ -72,6 +72,7 @@ impl Session {
         self.sets.clear();
         self.route = RouteState::default();
         self.settings = Settings::from_config(&self.topo.config);
+        self.cursor.set_sticky(None);
         self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits();
         self.insert_id = 0;
     }

@@ -10,6 +10,10 @@ use causeway_classify::{
 use causeway_gtid::GtidSet;
 use std::time::Instant;
 
+/// What a leading `/* causeway ... */` comment sets for one statement:
+/// mode, token to add, sticky key.
+type StatementOptions = (Consistency, Option<GtidSet>, Option<std::sync::Arc<str>>);
+
 use super::cached::{Before, CacheStmt};
 use super::local;
 use super::prepared::Cmd;
@@ -64,10 +68,11 @@ impl Session {
         if c.effects.causeway_var {
             return self.causeway(sql).await;
         }
-        let (mode, stmt_token) = match self.statement_options(sql) {
+        let (mode, stmt_token, sticky) = match self.statement_options(sql) {
             Ok(options) => options,
             Err(err) => return self.reply_err(&err).await,
         };
+        self.cursor.set_sticky_once(sticky);
         let (target, reason) = self.route.decide(&c);
         let (target, mode) = match self.apply_rules(sql, &c, target, mode).await {
             Ok(routed) => routed,
@@ -113,11 +118,13 @@ impl Session {
         flow
     }
 
-    /// The consistency mode, and the token to add to the session's, that a
-    /// leading `/* causeway ... */` comment sets for statement `sql` alone.
-    fn statement_options(&self, sql: &str) -> Result<(Consistency, Option<GtidSet>), ErrPacket> {
+    /// The consistency mode, the token to add to the session's and the
+    /// sticky key that a leading `/* causeway ... */` comment sets for
+    /// statement `sql` alone.
+    fn statement_options(&self, sql: &str) -> Result<StatementOptions, ErrPacket> {
         let mut mode = self.settings.mode;
         let mut stmt_token: Option<GtidSet> = None;
+        let mut sticky = None;
         if let Some(opts) = leading_comment_options(sql) {
             let mut probe = self.settings.clone();
             for (k, v) in opts {
@@ -126,12 +133,15 @@ impl Session {
                         .set("token", &v)
                         .map(|_| stmt_token = Some(probe.token.clone())),
                     "consistency" => probe.set("consistency", &v).map(|_| mode = probe.mode),
+                    "sticky_key" => probe
+                        .set("sticky_key", &v)
+                        .map(|_| sticky = probe.sticky_key.clone()),
                     _ => Ok(()),
                 };
                 r.map_err(|e| option_error(&e))?;
             }
         }
-        Ok((mode, stmt_token))
+        Ok((mode, stmt_token, sticky))
     }
 
     /// Puts the session token back after a statement ran with it taken out
@@ -241,6 +251,7 @@ impl Session {
                     }
                 }
                 self.settings = next;
+                self.cursor.set_sticky(self.settings.sticky_key.clone());
                 self.reply_ok().await
             }
             Some(CausewayCommand::ShowRules) => self.show_rules().await,
@@ -283,6 +294,7 @@ impl Session {
             "wait_timeout_ms" => Some(s.wait_timeout.as_millis().to_string()),
             "on_timeout" => Some(s.on_timeout.as_str().to_string()),
             "max_lag_ms" => s.max_lag_ms.map(|v| v.to_string()),
+            "sticky_key" => s.sticky_key.as_deref().map(str::to_string),
             _ => return None,
         })
     }

@@ -147,6 +147,7 @@ impl Session {
     /// Ends the statement's rule: later reads go to the general pool again.
     pub(super) fn end_rules(&mut self) {
         self.cursor.set_pool(None);
+        self.cursor.set_sticky_once(None);
     }
 
     /// A read routed to a pool that no member can serve (`why`): under the

@@ -281,6 +281,10 @@ pub struct Backend {
         skip_serializing_if = "crate::rules::is_default_pool"
     )]
     pub pool: String,
+    /// The availability zone (or region) this replica is in. Reads prefer
+    /// replicas in `[routing] zone`. Never set on the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// Maximum allowed replica weight.
@@ -334,6 +338,7 @@ fn deserialize_primary<'de, D: Deserializer<'de>>(d: D) -> Result<Backend, D::Er
         weight: 1,
         max_lag_ms: None,
         pool: crate::rules::DEFAULT_POOL.to_string(),
+        zone: None,
     })
 }
 
@@ -430,6 +435,10 @@ pub struct Routing {
     pub lag_hysteresis_ms: u64,
     /// How reads are spread over replicas: per session or per statement.
     pub read_balance: ReadBalance,
+    /// The zone this instance runs in: reads prefer qualifying replicas
+    /// whose `zone` is this one (unset: no preference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 impl Default for Routing {
@@ -441,6 +450,7 @@ impl Default for Routing {
             max_lag_ms: 5000,
             lag_hysteresis_ms: 500,
             read_balance: ReadBalance::Session,
+            zone: None,
         }
     }
 }

@@ -127,6 +127,9 @@ fn check_backends(c: &Config) -> Result<(), Problem> {
     check_backend(&c.primary, &mut backend_names, |f| key(&["primary", f]))?;
     for (i, r) in c.replicas.iter().enumerate() {
         check_backend(r, &mut backend_names, |f| indexed("replicas", i, f))?;
+        if let Some(z) = &r.zone {
+            check_zone(z, || indexed("replicas", i, "zone"))?;
+        }
         if r.weight > MAX_WEIGHT {
             return fail(
                 indexed("replicas", i, "weight"),
@@ -186,7 +189,26 @@ fn check_routing(c: &Config) -> Result<(), Problem> {
             ),
         );
     }
+    if let Some(z) = &r.zone {
+        check_zone(z, || key(&["routing", "zone"]))?;
+    }
     Ok(())
+}
+
+/// A zone name: 1 to 64 characters, letters, digits, `-`, `_`, `.`.
+fn check_zone(z: &str, path: impl Fn() -> Vec<Seg>) -> Result<(), Problem> {
+    let ok = !z.is_empty()
+        && z.len() <= 64
+        && z.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        fail(
+            path(),
+            format!("{z:?} is not a zone name (1-64 of letters, digits, '-', '_', '.')"),
+        )
+    }
 }
 
 /// The client-facing bounds of `[server]`.

@@ -231,6 +231,7 @@ proptest! {
             weight: *w,
             max_lag_ms: lag,
             pool: if i % 2 == 0 { "default".to_string() } else { "olap".to_string() },
+            zone: (i % 3 == 0).then(|| format!("z{i}")),
         }).collect();
         let text = c.to_toml_string();
         let back = parse(&text).unwrap();

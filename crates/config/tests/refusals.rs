@@ -53,7 +53,7 @@ fn unknown_key_in_array_table() {
     let e = err(&text);
     assert_eq!(
         e.to_string(),
-        "t.toml:19: unknown key 'weigth' in [[replicas]] (expected one of name, address, weight, max_lag_ms, pool)"
+        "t.toml:19: unknown key 'weigth' in [[replicas]] (expected one of name, address, weight, max_lag_ms, pool, zone)"
     );
     let text = MINIMAL.replace(
         "password = \"apppw\"",
@@ -328,4 +328,18 @@ fn failover_section() {
     assert_err(&text, Some(13), &["unknown key 'wait_ms' in [failover]"]);
     let text = format!("{MINIMAL}[failover]\nwrite_wait_ms = 99999999999999\n");
     assert_err(&text, Some(13), &["failover.write_wait_ms", "out of range"]);
+}
+
+#[test]
+fn zones_are_names() {
+    let ok = format!(
+        "{MINIMAL}[[replicas]]\nname = \"r1\"\naddress = \"h:1\"\nzone = \"eu-west-1a\"\n[routing]\nzone = \"eu-west-1a\"\n"
+    );
+    let c = parse(&ok).unwrap();
+    assert_eq!(c.routing.zone.as_deref(), Some("eu-west-1a"));
+    assert_eq!(c.replicas[0].zone.as_deref(), Some("eu-west-1a"));
+    let bad = format!("{MINIMAL}[[replicas]]\nname = \"r1\"\naddress = \"h:1\"\nzone = \"a b\"\n");
+    assert_err(&bad, Some(15), &["replicas[0].zone", "is not a zone name"]);
+    let bad = format!("{MINIMAL}[routing]\nzone = \"\"\n");
+    assert_err(&bad, Some(13), &["routing.zone", "is not a zone name"]);
 }
