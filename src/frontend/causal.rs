@@ -197,15 +197,9 @@ impl Session {
             .map(|p| (p.on_timeout, p.name.to_string()));
         let on_timeout = pool.as_ref().map_or(self.settings.on_timeout, |p| p.0);
         match on_timeout {
-            // boxed: the writer's own missed wait ends in an error, never here
-            OnTimeout::Primary if pool.is_none() => {
-                Box::pin(self.read_on_writer(token, cmd, expect)).await
-            }
-            OnTimeout::Primary => {
-                metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::FALLBACK).increment(1);
-                let p = Arc::clone(&self.topo.primary);
-                self.send_to(p, Via::Fallback, cmd, expect).await
-            }
+            // boxed: the writer's own missed wait ends in an error, never
+            // here; a named pool's fallback honours the token there too
+            OnTimeout::Primary => Box::pin(self.read_on_writer(token, cmd, expect)).await,
             OnTimeout::Error => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::ERROR).increment(1);
                 let why = match failed {

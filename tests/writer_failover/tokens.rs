@@ -69,6 +69,20 @@ async fn a_lost_token_is_refused_at_once_and_the_old_primary_rejoins() {
         pinned.query_drop("SELECT 1").await.is_err(),
         "the pinned client is disconnected"
     );
+    // the monitor has seen the new state: the old primary unreachable, the
+    // others measured since r2 was re-pointed (a loaded host delays probes)
+    let repointed = Instant::now();
+    until(&proxy, "every server measured after the re-point", |t| {
+        t.backends().all(|b| {
+            let v = b.state.view.load();
+            if b.name() == "primary" {
+                !v.reachable
+            } else {
+                v.reachable && v.measured_at.is_some_and(|m| m > repointed)
+            }
+        })
+    })
+    .await;
     let mut reader = client(port, Some("fo4")).await;
     let t = Instant::now();
     let e = server_err(
