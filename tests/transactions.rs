@@ -202,6 +202,14 @@ async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<u32>>) -> u32 {
     total
 }
 
+async fn drop_db(db: &str) {
+    let mut root = support::root_conn().await;
+    root.query_drop(format!("DROP DATABASE {db}"))
+        .await
+        .unwrap();
+    root.disconnect().await.unwrap();
+}
+
 async fn make_db(prefix: &str) -> String {
     let db = support::unique_db(prefix);
     let mut root = support::root_conn().await;
@@ -227,11 +235,7 @@ async fn every_transaction_keeps_its_connection_while_others_churn() {
     for (name, open, check) in CASES {
         run_case(&proxy, &db, name, open, *check).await;
     }
-    support::root_conn()
-        .await
-        .query_drop(format!("DROP DATABASE {db}"))
-        .await
-        .unwrap();
+    drop_db(&db).await;
 }
 
 /// The server's own flags under autocommit = 0 (why the flag alone cannot
@@ -288,11 +292,7 @@ async fn autocommit_off_holds_where_the_server_does_not_flag() {
         "one backend connection: {ids:?}"
     );
     a.query_drop("ROLLBACK").await.unwrap();
-    support::root_conn()
-        .await
-        .query_drop(format!("DROP DATABASE {db}"))
-        .await
-        .unwrap();
+    drop_db(&db).await;
 }
 
 /// `SET autocommit = 0` stays with its client: connections it ran on go
@@ -412,11 +412,7 @@ async fn set_transaction_applies_to_the_next_transaction_only() {
     }
     stop.store(true, Ordering::Relaxed);
     futures_sum(others).await;
-    support::root_conn()
-        .await
-        .query_drop(format!("DROP DATABASE {db}"))
-        .await
-        .unwrap();
+    drop_db(&db).await;
 }
 
 /// `LAST_INSERT_ID()` (bare, inside a write, prepared, `@@identity`) and
@@ -487,9 +483,5 @@ async fn connection_functions_answer_for_the_client() {
     }
     stop.store(true, Ordering::Relaxed);
     futures_sum(others).await;
-    support::root_conn()
-        .await
-        .query_drop(format!("DROP DATABASE {db}"))
-        .await
-        .unwrap();
+    drop_db(&db).await;
 }
