@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod backend;
 pub mod balance;
+pub mod binlog;
 pub(crate) mod cache;
 pub(crate) mod consistency;
 pub mod failover;

@@ -159,6 +159,11 @@ pub const CACHE_BYTES: &str = "causeway_cache_bytes";
 pub const CACHE_INVALIDATIONS: &str = "causeway_cache_invalidations_total";
 /// Gauge: how far the cache's binlog reader is behind the primary, seconds.
 pub const CACHE_READER_LAG_SECONDS: &str = "causeway_cache_reader_lag_seconds";
+/// Histogram: per transaction, from its commit on the primary (its GTID
+/// event's immediate commit timestamp) to the binlog reader processing it.
+pub const BINLOG_LAG_SECONDS: &str = "causeway_binlog_reader_lag_seconds";
+/// Counter: fresh reads, label `tables` (known, unknown).
+pub const FRESH_READS: &str = "causeway_fresh_reads_total";
 
 /// `result` label values of [`CACHE_REQUESTS`].
 pub mod cache_result {

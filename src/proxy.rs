@@ -3,7 +3,7 @@
 //! endpoint's start and graceful shutdown (stop, then drain).
 //!
 //! [`Proxy`] owns all of these; what sessions, the admin endpoint and the
-//! cache's binlog reader need is the [`Shared`] context, handed to them as
+//! binlog reader need is the [`Shared`] context, handed to them as
 //! an `Arc<Shared>` (as pingora hands `ServerApp::process_new` a stream and
 //! a `ShutdownWatch`). No module below this one imports it. There are no
 //! process globals (except the metrics recorder, see `crate::admin`), so
@@ -94,11 +94,12 @@ impl Proxy {
         let monitor = crate::monitor::Monitor::start(&topo)?;
         let (shutdown, watch) = watch::channel(false);
         let shared = Arc::new(Shared::new(topo, watch));
-        if let Some(c) = &shared.cache {
-            if c.config().invalidation == causeway_config::Invalidation::Binlog {
-                crate::cache::binlog::spawn(&shared, Arc::clone(c));
-            }
-        }
+        let cache = shared
+            .cache
+            .as_ref()
+            .filter(|c| c.config().invalidation == causeway_config::Invalidation::Binlog)
+            .map(Arc::clone);
+        crate::binlog::reader::spawn(&shared, Arc::clone(&shared.binlog), cache);
         let proxy = Arc::new(Proxy {
             shared,
             shutdown,

@@ -1,5 +1,5 @@
-//! The context every session, the admin endpoint and the cache's binlog
-//! reader share: the current topology snapshot, the session registry (for
+//! The context every session, the admin endpoint and the binlog reader
+//! share: the current topology snapshot, the session registry (for
 //! KILL), client and login counters, the version announced to clients, the
 //! cache tier and the shutdown watch.
 //!
@@ -49,6 +49,9 @@ pub struct Shared {
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Who the writer is (`crate::failover`), read per write.
     pub failover: crate::failover::Failover,
+    /// The binlog reader's per-table last writes (`crate::binlog`): the
+    /// cache's invalidation and fresh reads.
+    pub binlog: Arc<crate::binlog::Binlog>,
 }
 
 impl Shared {
@@ -61,7 +64,16 @@ impl Shared {
             .enabled
             .then(|| Arc::new(crate::cache::Cache::new(&topo.config.cache)));
         let failover = crate::failover::Failover::new(topo.config.failover.mode);
+        let cfg = &topo.config;
+        let fresh = causeway_config::Consistency::Fresh;
+        let wanted = cache
+            .as_ref()
+            .is_some_and(|c| c.config().invalidation == causeway_config::Invalidation::Binlog)
+            || cfg.routing.consistency == fresh
+            || cfg.rules.iter().any(|r| r.consistency == Some(fresh));
+        let binlog = Arc::new(crate::binlog::Binlog::new(cfg.binlog.max_tables, wanted));
         Shared {
+            binlog,
             failover,
             topology: ArcSwap::from_pointee(topo),
             next_connection_id: AtomicU32::new(1),

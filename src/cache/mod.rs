@@ -4,12 +4,12 @@
 //! Owns the store (a `moka` cache weighed in bytes of result packets, with
 //! TinyLFU admission, LRU eviction and a per-entry TTL from the rule), the
 //! freshness state ([`fresh::Fresh`], behind one `RwLock`), the binlog
-//! reader's status ([`binlog`]), per-rule counters and the metrics. The
+//! reader's status (the reader itself is `crate::binlog`), per-rule
+//! counters and the metrics. The
 //! session side (key building, lookup before routing, capture after a
 //! miss, invalidation after writes) is `crate::frontend::cached`.
 
 pub mod admin;
-pub mod binlog;
 pub mod fresh;
 pub mod key;
 
@@ -178,7 +178,7 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    /// A cache for `config` (the reader is started by [`binlog::spawn`]).
+    /// A cache for `config` (the reader is started by `crate::binlog::reader::spawn`).
     pub fn new(config: &causeway_config::Cache) -> Cache {
         let max = config.max_bytes();
         let store = moka::sync::Cache::builder()

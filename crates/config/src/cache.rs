@@ -23,8 +23,8 @@ pub struct Cache {
     pub max_memory_mb: u64,
     /// How entries are kept fresh.
     pub invalidation: Invalidation,
-    /// Binlog reader account (REPLICATION SLAVE, REPLICATION CLIENT);
-    /// required when `invalidation = "binlog"`.
+    /// Binlog reader account (REPLICATION SLAVE, REPLICATION CLIENT), used
+    /// when `[binlog] user` is not set (neither: `[monitor]`'s).
     pub user: String,
     /// Its password.
     pub password: String,
@@ -118,12 +118,6 @@ pub(crate) fn check(c: &Cache) -> Result<(), (&'static str, String)> {
                 "{} is out of range (1-{MAX_CACHE_MEMORY_MB})",
                 c.max_memory_mb
             ),
-        ));
-    }
-    if c.invalidation == Invalidation::Binlog && c.user.trim().is_empty() {
-        return Err((
-            "user",
-            "is required with invalidation = \"binlog\" (an account with REPLICATION SLAVE, REPLICATION CLIENT)".to_string(),
         ));
     }
     Ok(())

@@ -27,6 +27,7 @@
 //! ```
 
 mod address;
+mod binlog;
 mod cache;
 mod error;
 mod failover;
@@ -39,6 +40,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use address::split_host_port;
+pub use binlog::{Binlog, MAX_BINLOG_TABLES};
 pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB};
 pub use error::ConfigError;
 pub use failover::{Failover, FailoverMode};

@@ -45,6 +45,10 @@ pub struct Config {
     /// `[cache]`: the result cache tier (off by default).
     #[serde(default)]
     pub cache: crate::cache::Cache,
+    /// `[binlog]`: the binlog reader's account (cache invalidation, fresh
+    /// reads).
+    #[serde(default)]
+    pub binlog: crate::binlog::Binlog,
     /// `[failover]`: follow the writer the monitor finds, or keep `[primary]`.
     #[serde(default)]
     pub failover: crate::failover::Failover,
@@ -435,6 +439,10 @@ pub struct Routing {
     pub lag_hysteresis_ms: u64,
     /// How reads are spread over replicas: per session or per statement.
     pub read_balance: ReadBalance,
+    /// `consistency = "fresh"`: ask the primary for `@@gtid_executed`
+    /// before each fresh read and wait for it (closes the binlog reader's
+    /// window, one primary round trip per read).
+    pub fresh_sync: bool,
     /// The zone this instance runs in: reads prefer qualifying replicas
     /// whose `zone` is this one (unset: no preference).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -450,6 +458,7 @@ impl Default for Routing {
             max_lag_ms: 5000,
             lag_hysteresis_ms: 500,
             read_balance: ReadBalance::Session,
+            fresh_sync: false,
             zone: None,
         }
     }
@@ -534,6 +543,10 @@ pub enum Consistency {
     /// Read-your-writes: a replica that has applied the session's last GTID.
     #[default]
     Causal,
+    /// Read-the-latest per table: a replica that has applied the last
+    /// write to every table the read names (known from writes relayed here
+    /// and from the binlog reader), plus the session's token.
+    Fresh,
     /// A replica that has applied everything the primary had executed when
     /// the read arrived (or the primary).
     Strong,
@@ -541,8 +554,8 @@ pub enum Consistency {
 
 pub(crate) use string_enum;
 
-string_enum!(Consistency, "consistency", "eventual, causal, strong",
-    Eventual => "eventual", Causal => "causal", Strong => "strong");
+string_enum!(Consistency, "consistency", "eventual, causal, fresh, strong",
+    Eventual => "eventual", Causal => "causal", Fresh => "fresh", Strong => "strong");
 
 /// What to do when a consistent replica cannot be found in time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

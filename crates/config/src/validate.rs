@@ -56,6 +56,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     if let Err((field, message)) = crate::cache::check(&c.cache) {
         return fail(key(&["cache", field]), message);
     }
+    if let Err((field, message)) = crate::binlog::check(&c.binlog) {
+        return fail(key(&["binlog", field]), message);
+    }
     if let Err((field, message)) = crate::failover::check(&c.failover) {
         return fail(key(&["failover", field]), message);
     }
