@@ -178,6 +178,7 @@ impl Session {
             sets: Vec::new(),
             cursor: Picker::new(u64::from(id), cfg.routing.read_balance),
             cache_written: Vec::new(),
+            fresh_written: Vec::new(),
             mode: cfg.server.pool_mode,
             kill_seen: 0,
             stmt_holds: Vec::new(),

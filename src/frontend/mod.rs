@@ -7,6 +7,7 @@ mod change_user;
 mod connection;
 mod failure;
 mod floor;
+mod fresh;
 pub(crate) mod local;
 pub mod login;
 mod multiplex;

@@ -268,12 +268,25 @@ impl Session {
             Ok(routed) => routed,
             Err(flow) => return flow,
         };
+        let text = self.stmts.get(id).map(|s| {
+            String::from_utf8_lossy(s.prepare.get(1..).unwrap_or_default()).into_owned()
+        });
+        let fresh = self
+            .fresh_need(mode, &target, text.as_deref().unwrap_or(""))
+            .await;
+        let mode = super::fresh::as_causal(mode);
         let token = std::mem::take(&mut self.settings.token);
+        // a fresh read runs with the implicit token; the session's is kept
+        let run_token = fresh.map(|mut need| {
+            need.union(&token);
+            need
+        });
         let mut fill = None;
         if let Some((sql, types)) = &keyed {
             let params = payload.get(5..).unwrap_or_default();
             let stmt = CacheStmt::Execute { sql, types, params };
-            match self.cache_before(stmt, &class, &target, mode, &token).await {
+            let t = run_token.as_ref().unwrap_or(&token);
+            match self.cache_before(stmt, &class, &target, mode, t).await {
                 Before::Hit(flow) => {
                     self.restore_token(token);
                     self.end_rules();
@@ -293,7 +306,7 @@ impl Session {
             .run_cmd(
                 &target,
                 mode,
-                &token,
+                run_token.as_ref().unwrap_or(&token),
                 &Cmd::Execute(id, payload),
                 Expect::Execute,
             )
@@ -303,6 +316,8 @@ impl Session {
         self.end_rules();
         let sql = keyed.as_ref().map_or("", |k| k.0.as_str());
         self.cache_after(fill, &class, sql, sent.as_ref(), outcome.as_ref());
+        let text = text.unwrap_or_default();
+        self.fresh_after(&class, &text, outcome.as_ref());
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }

@@ -78,12 +78,22 @@ impl Session {
             Ok(routed) => routed,
             Err(flow) => return flow,
         };
-        let (token, borrowed) = match stmt_token {
-            Some(mut t) => {
+        // fresh: a causal read with the implicit token (frontend/fresh.rs)
+        let fresh = self.fresh_need(mode, &target, sql).await;
+        let mode = super::fresh::as_causal(mode);
+        let (token, borrowed) = match (stmt_token, fresh) {
+            (stmt, Some(mut need)) => {
+                need.union(&self.settings.token);
+                if let Some(t) = stmt {
+                    need.union(&t);
+                }
+                (need, false)
+            }
+            (Some(mut t), None) => {
                 t.union(&self.settings.token);
                 (t, false)
             }
-            None => (std::mem::take(&mut self.settings.token), true),
+            (None, None) => (std::mem::take(&mut self.settings.token), true),
         };
         let fill = match self
             .cache_before(CacheStmt::Text(sql), &c, &target, mode, &token)
@@ -111,6 +121,7 @@ impl Session {
             self.restore_token(token);
         }
         self.cache_after(fill, &c, sql, sent.as_ref(), outcome.as_ref());
+        self.fresh_after(&c, sql, outcome.as_ref());
         if let (Some(sent), Some(outcome)) = (sent, outcome) {
             tracing::debug!(conn = self.id, route = %sent.label(), reason, "statement routed");
             self.after_statement(&c, sql, &sent, &outcome, started);
@@ -295,6 +306,10 @@ impl Session {
             "on_timeout" => Some(s.on_timeout.as_str().to_string()),
             "max_lag_ms" => s.max_lag_ms.map(|v| v.to_string()),
             "sticky_key" => s.sticky_key.as_deref().map(str::to_string),
+            // binlog reader lag over its last transactions: "p50_ms,p99_ms"
+            "binlog_lag_ms" => self.ctx.binlog.lag_quantiles().map(|(a, b)| {
+                format!("{:.3},{:.3}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3)
+            }),
             _ => return None,
         })
     }

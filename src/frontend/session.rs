@@ -77,6 +77,9 @@ pub struct Session {
     /// Tables written in the open transaction (the cache invalidates them
     /// again when it ends).
     pub(super) cache_written: Vec<String>,
+    /// Tables written in the open transaction, recorded for fresh reads
+    /// when it ends (an empty name: not known, every table).
+    pub(super) fresh_written: Vec<String>,
     /// How this session shares backend connections (fixed at login).
     pub(super) mode: PoolMode,
     /// The KILL epoch (see `SessionShared::kill_epoch`) last seen when
