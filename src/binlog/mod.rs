@@ -35,6 +35,7 @@ pub struct Binlog {
     wanted: AtomicBool,
     wake: tokio::sync::Notify,
     state: Mutex<&'static str>,
+    error: Mutex<Option<String>>,
 }
 
 impl Binlog {
@@ -47,6 +48,7 @@ impl Binlog {
             wanted: AtomicBool::new(wanted),
             wake: tokio::sync::Notify::new(),
             state: Mutex::new("idle"),
+            error: Mutex::new(None),
         }
     }
 
@@ -130,5 +132,14 @@ impl Binlog {
 
     pub(crate) fn set_state(&self, s: &'static str) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Why the reader last stopped, if it did.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_error(&self, e: Option<String>) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = e;
     }
 }

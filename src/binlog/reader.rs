@@ -75,6 +75,7 @@ pub fn spawn(shared: &Arc<Shared>, binlog: Arc<Binlog>, cache: Option<Arc<Cache>
             };
             sink.binlog.with(|v| v.stop());
             sink.binlog.set_state("disconnected");
+            sink.binlog.set_error(Some(err.to_string()));
             if let Some(cache) = &sink.cache {
                 cache.with_fresh(|f| f.stop());
                 cache.set_reader(|s| {
