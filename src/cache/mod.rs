@@ -242,7 +242,12 @@ impl Cache {
             None
         } else {
             match shared::SharedStore::new(config) {
-                Ok(s) => Some(Arc::new(s)),
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    // connect now (in the background) when a runtime runs
+                    s.warm();
+                    Some(s)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cache: the shared level is off");
                     None

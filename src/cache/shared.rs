@@ -278,6 +278,11 @@ impl SharedStore {
         None
     }
 
+    /// Starts connecting, when a tokio runtime runs this thread.
+    pub fn warm(self: &Arc<Self>) {
+        let _ = self.connection();
+    }
+
     /// The value under `key`, waiting at most `redis_timeout_ms`. Any
     /// failure is None (and counts against the breaker).
     pub async fn get(self: &Arc<Self>, key: &str) -> Option<Vec<u8>> {
