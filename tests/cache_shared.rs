@@ -306,6 +306,61 @@ async fn redis_killed_mid_run_every_read_still_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_costs_hits_never_answers_and_recovers() {
+    let _g = SERIAL.lock().await;
+    let redis = RedisServer::start(Kind::Redis);
+    let db = support::unique_db("shared_frozen");
+    setup(&db).await;
+    let a = shared_proxy(&db, &redis, "").await;
+    let b = shared_proxy(&db, &redis, "").await;
+    let sql = format!("SELECT name FROM {db}.products WHERE id = 2");
+    let mut ca = a.conn().await;
+    let v: Option<String> = ca.query_first(&sql).await.unwrap();
+    assert_eq!(v.as_deref(), Some("two"));
+    wait_sets(&a, 1).await;
+    // B's reads ask a Redis that never answers: each waits at most the
+    // timeout (50 ms) until the breaker opens, then not at all
+    redis.freeze(true);
+    let mut slowest = Duration::ZERO;
+    for i in 0..30 {
+        let mut cb = b.conn().await;
+        let t = Instant::now();
+        let v = tokio::time::timeout(Duration::from_secs(5), cb.query_first::<String, _>(&sql))
+            .await
+            .unwrap_or_else(|_| panic!("read {i} hung on a frozen Redis"))
+            .unwrap();
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(v.as_deref(), Some("two"));
+        // a new key each time: B's memory cannot answer
+        let other = format!("SELECT name FROM {db}.products WHERE id = 2 AND {i} = {i}");
+        let v: Option<String> = tokio::time::timeout(Duration::from_secs(5), cb.query_first(&other))
+            .await
+            .unwrap_or_else(|_| panic!("read {i} hung on a frozen Redis"))
+            .unwrap();
+        assert_eq!(v.as_deref(), Some("two"));
+    }
+    let (timeouts, skipped) = (stat!(&b, timeouts), stat!(&b, skipped));
+    let state = b.proxy.cache.clone().unwrap().shared().unwrap().breaker.state();
+    println!("frozen: B timeouts {timeouts}, skipped {skipped}, breaker {state}, slowest read {slowest:?}");
+    assert!(timeouts >= 1 && timeouts <= 10, "timeouts {timeouts}");
+    assert!(skipped >= 20, "the breaker opened: skipped {skipped}");
+    // thawed: the breaker's probe closes it and the shared level serves again
+    redis.freeze(false);
+    let found = stat!(&b, found);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    while stat!(&b, found) == found {
+        assert!(Instant::now() < deadline, "the shared level never came back");
+        let probe = format!("SELECT name FROM {db}.products WHERE id = 2 AND 1000 = {n}");
+        n += 1;
+        let _: Option<String> = ca.query_first(&probe).await.unwrap();
+        let mut cb = b.conn().await;
+        let _: Option<String> = cb.query_first(&probe).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn users_with_other_privileges_or_set_state_never_share() {
     let _g = SERIAL.lock().await;
     let redis = RedisServer::start(Kind::Redis);

@@ -128,6 +128,14 @@ impl RedisServer {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: a hung Redis.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SIGSTOP / SIGCONT on Linux
+        let sig = if frozen { 19 } else { 18 };
+        assert!(causeway_sandbox::process::signal(pid, sig));
+    }
+
     /// Runs one command (inline protocol) and returns the raw reply.
     pub fn raw(&self, cmd: &str) -> String {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
