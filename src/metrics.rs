@@ -153,6 +153,13 @@ pub mod reload_result {
 /// Counter: cache lookups, labels `rule` and `result` (see
 /// [`cache_result`]).
 pub const CACHE_REQUESTS: &str = "causeway_cache_requests_total";
+/// Counter: cache hits, labels `rule` and `level` (local: this instance's
+/// memory; shared: the Redis level).
+pub const CACHE_HITS: &str = "causeway_cache_hits_total";
+/// Counter: operations on the cache's shared level, labels `op` (get, set)
+/// and `result` (found, absent, refused, timeout, error, skipped; ok,
+/// error, timeout, dropped).
+pub const CACHE_SHARED_REQUESTS: &str = "causeway_cache_shared_requests_total";
 /// Gauge: bytes held by the result cache.
 pub const CACHE_BYTES: &str = "causeway_cache_bytes";
 /// Counter: cache invalidations, label `reason`.

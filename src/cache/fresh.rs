@@ -48,6 +48,10 @@ pub struct Fresh {
     tables: HashMap<String, TableState>,
     /// The reader follows the primary (connected, stream open).
     pub live: bool,
+    /// Tables invalidated since [`Fresh::take_dropped`] last ran (their
+    /// entries are freed then), and whether every entry was.
+    dropped: Vec<String>,
+    dropped_all: bool,
 }
 
 impl Fresh {
@@ -70,6 +74,25 @@ impl Fresh {
         self.base = start.clone();
         self.processed = start;
         self.live = true;
+        self.dropped_all = true;
+    }
+
+    /// The tables invalidated since the last call (true: every entry), for
+    /// the cache to free their entries at once.
+    pub fn take_dropped(&mut self) -> (bool, Vec<String>) {
+        let all = std::mem::take(&mut self.dropped_all);
+        let tables = std::mem::take(&mut self.dropped);
+        if all {
+            (true, Vec::new())
+        } else {
+            (false, tables)
+        }
+    }
+
+    fn note_dropped(&mut self, table: &str) {
+        if !self.dropped_all && !self.dropped.iter().any(|t| t == table) {
+            self.dropped.push(table.to_string());
+        }
     }
 
     /// The reader lost the primary.
@@ -136,6 +159,7 @@ impl Fresh {
             let s = self.tables.entry(t.clone()).or_default();
             s.generation = s.generation.wrapping_add(1);
             s.last_write = Arc::clone(&p);
+            self.note_dropped(t);
         }
     }
 
@@ -143,6 +167,7 @@ impl Fresh {
     /// knows of (its token after the write), if any.
     pub fn invalidate(&mut self, tables: &[String], gtids: Option<&GtidSet>) {
         for t in tables {
+            self.note_dropped(t);
             let s = self.tables.entry(t.clone()).or_default();
             s.generation = s.generation.wrapping_add(1);
             if let Some(g) = gtids {
@@ -158,6 +183,7 @@ impl Fresh {
     /// Every entry dies (DDL, grants, a write whose tables are unknown).
     pub fn invalidate_all(&mut self, gtids: Option<&GtidSet>) {
         self.global = self.global.wrapping_add(1);
+        self.dropped_all = true;
         if let Some(g) = gtids {
             self.base.union(g);
         }
@@ -235,6 +261,24 @@ mod tests {
         assert!(f.may_insert(&after, &set("1-11")));
         f.invalidate_all(None);
         assert!(!f.valid(&after));
+    }
+
+    #[test]
+    fn invalidated_tables_are_reported_once() {
+        let mut f = Fresh::new();
+        f.restart(set("1-10"));
+        assert_eq!(f.take_dropped(), (true, vec![]));
+        f.commit(Some(&set("11")), &t("shop.p"));
+        f.invalidate(&t("shop.p"), None);
+        f.invalidate(&t("shop.q"), None);
+        assert_eq!(
+            f.take_dropped(),
+            (false, vec!["shop.p".to_string(), "shop.q".to_string()])
+        );
+        assert_eq!(f.take_dropped(), (false, vec![]));
+        f.invalidate(&t("shop.p"), None);
+        f.invalidate_all(None);
+        assert_eq!(f.take_dropped(), (true, vec![]));
     }
 
     proptest! {

@@ -20,6 +20,11 @@ impl Key {
         self.0.len()
     }
 
+    /// Its bytes (hashed for the shared level's key).
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Whether it is empty (never, for a built key).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -3,27 +3,36 @@
 //!
 //! Owns the store (a `moka` cache weighed in bytes of result packets, with
 //! TinyLFU admission, LRU eviction and a per-entry TTL from the rule), the
-//! freshness state ([`fresh::Fresh`], behind one `RwLock`), the binlog
-//! reader's status (the reader itself is `crate::binlog`), per-rule
-//! counters and the metrics. The
-//! session side (key building, lookup before routing, capture after a
-//! miss, invalidation after writes) is `crate::frontend::cached`.
+//! index of entries by table (invalidated entries are freed eagerly, when
+//! the write is reported, not on their next lookup), the freshness state
+//! ([`fresh::Fresh`], behind one `RwLock`), the binlog reader's status (the
+//! reader itself is `crate::binlog`), the optional shared level ([`shared`],
+//! Redis; its values are checked against this instance's freshness state
+//! like local entries), per-rule counters and the metrics. The session side
+//! (key building, lookup before routing, capture after a miss, invalidation
+//! after writes) is `crate::frontend::cached`.
 
 pub mod admin;
 pub mod fresh;
 pub mod key;
+mod second;
+pub mod shared;
+pub mod wire;
 
 use causeway_gtid::GtidSet;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use fresh::{Fresh, Ticket};
 pub use key::Key;
 
 /// Counter: cache requests by `rule` and `result` (hit, miss, bypass).
 pub const REQUESTS: &str = crate::metrics::CACHE_REQUESTS;
+/// Counter: cache hits by `rule` and `level` (local, shared).
+pub const HITS: &str = crate::metrics::CACHE_HITS;
 /// Gauge: bytes of result packets held.
 pub const BYTES: &str = crate::metrics::CACHE_BYTES;
 /// Counter: invalidations by `reason` (binlog_rows, binlog_ddl, write,
@@ -99,34 +108,59 @@ impl moka::Expiry<Key, Arc<Entry>> for PerEntryTtl {
 /// Per-rule request counts (SHOW CAUSEWAY CACHE) and metric handles.
 #[derive(Debug, Default)]
 pub struct RuleStats {
-    /// Served from the cache.
+    /// Served from the cache (either level).
     pub hits: AtomicU64,
     /// Ran on a backend, result offered to the cache.
     pub misses: AtomicU64,
     /// Ran on a backend without the cache (not cacheable now).
     pub bypasses: AtomicU64,
-    /// `REQUESTS{rule, result}` handles: hit, miss, bypass.
-    counters: std::sync::OnceLock<[metrics::Counter; 3]>,
+    /// Hits served by the shared level (included in `hits`).
+    pub shared_hits: AtomicU64,
+    /// `REQUESTS{rule, result}` handles (hit, miss, bypass), then
+    /// `HITS{rule, level}` (local, shared).
+    counters: std::sync::OnceLock<[metrics::Counter; 5]>,
+}
+
+/// What [`RuleStats::count`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    LocalHit,
+    Miss,
+    Bypass,
+    SharedHit,
 }
 
 impl RuleStats {
-    fn count(&self, rule: &str, result: usize) {
+    fn count(&self, rule: &str, what: Count) {
         let c = self.counters.get_or_init(|| {
+            let r = |result: &'static str| {
+                metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => result)
+            };
+            let h = |level: &'static str| {
+                metrics::counter!(HITS, "rule" => rule.to_string(), "level" => level)
+            };
             [
-                crate::metrics::cache_result::HIT,
-                crate::metrics::cache_result::MISS,
-                crate::metrics::cache_result::BYPASS,
+                r(crate::metrics::cache_result::HIT),
+                r(crate::metrics::cache_result::MISS),
+                r(crate::metrics::cache_result::BYPASS),
+                h("local"),
+                h("shared"),
             ]
-            .map(|r| metrics::counter!(REQUESTS, "rule" => rule.to_string(), "result" => r))
         });
-        let n = match result {
-            0 => &self.hits,
-            1 => &self.misses,
-            _ => &self.bypasses,
+        let (n, handles): (&AtomicU64, &[usize]) = match what {
+            Count::LocalHit => (&self.hits, &[0, 3]),
+            Count::Miss => (&self.misses, &[1]),
+            Count::Bypass => (&self.bypasses, &[2]),
+            Count::SharedHit => {
+                self.shared_hits.fetch_add(1, Ordering::Relaxed);
+                (&self.hits, &[0, 4])
+            }
         };
         n.fetch_add(1, Ordering::Relaxed);
-        if let Some(h) = c.get(result) {
-            h.increment(1);
+        for i in handles {
+            if let Some(h) = c.get(*i) {
+                h.increment(1);
+            }
         }
     }
 }
@@ -151,15 +185,21 @@ pub struct ReaderStatus {
 pub enum Lookup {
     /// Serve these bytes.
     Hit(Arc<Entry>),
-    /// Run the statement; offer its result afterwards with this ticket.
+    /// Not in memory: ask the shared level ([`Cache::lookup_shared`]),
+    /// else run the statement and offer its result with this ticket.
     Miss(Ticket),
     /// Run the statement without the cache, for this reason.
     Bypass(&'static str),
 }
 
+/// Keys of the entries reading each table (eager freeing).
+type Index = Arc<Mutex<HashMap<String, HashSet<Key>>>>;
+
 /// The cache of one proxy instance.
 pub struct Cache {
     store: moka::sync::Cache<Key, Arc<Entry>>,
+    index: Index,
+    shared: Option<Arc<shared::SharedStore>>,
     fresh: RwLock<Fresh>,
     reader: Mutex<ReaderStatus>,
     rules: DashMap<Arc<str>, Arc<RuleStats>>,
@@ -181,6 +221,8 @@ impl Cache {
     /// A cache for `config` (the reader is started by `crate::binlog::reader::spawn`).
     pub fn new(config: &causeway_config::Cache) -> Cache {
         let max = config.max_bytes();
+        let index: Index = Arc::default();
+        let on_removal = Arc::clone(&index);
         let store = moka::sync::Cache::builder()
             .max_capacity(max)
             .weigher(|k: &Key, v: &Arc<Entry>| {
@@ -188,13 +230,37 @@ impl Cache {
                     .unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
+            .eviction_listener(move |k: Arc<Key>, v: Arc<Entry>, cause| {
+                // a replaced entry's key now names its successor
+                if cause != moka::notification::RemovalCause::Replaced {
+                    unindex(&on_removal, &k, &v.ticket);
+                }
+            })
             .build();
+        let shared = if config.redis_url.is_empty() {
+            None
+        } else {
+            match shared::SharedStore::new(config) {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    // connect now (in the background) when a runtime runs
+                    s.warm();
+                    Some(s)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cache: the shared level is off");
+                    None
+                }
+            }
+        };
         let state = match config.invalidation {
             causeway_config::Invalidation::Binlog => "connecting",
             causeway_config::Invalidation::Ttl => "off",
         };
         Cache {
             store,
+            index,
+            shared,
             fresh: RwLock::new(Fresh::new()),
             reader: Mutex::new(ReaderStatus {
                 state,
@@ -225,7 +291,12 @@ impl Cache {
 
     /// Counts a bypass of `rule`.
     pub fn count_bypass(&self, rule: &Arc<str>) {
-        self.rule_stats(rule).count(rule, 2);
+        self.rule_stats(rule).count(rule, Count::Bypass);
+    }
+
+    /// The shared level, when configured.
+    pub fn shared(&self) -> Option<&Arc<shared::SharedStore>> {
+        self.shared.as_ref()
     }
 
     /// Looks `key` up for a read of `tables` under `rule`. `causal` carries
@@ -249,22 +320,62 @@ impl Cache {
                     "binlog reader behind the token"
                 };
                 drop(fresh);
-                stats.count(rule, 2);
+                stats.count(rule, Count::Bypass);
                 return Lookup::Bypass(why);
             }
         }
         if let Some(e) = self.store.get(key) {
             if fresh.valid(&e.ticket) {
                 drop(fresh);
-                stats.count(rule, 0);
+                stats.count(rule, Count::LocalHit);
                 return Lookup::Hit(e);
             }
             self.store.invalidate(key);
         }
         let ticket = fresh.ticket(tables);
         drop(fresh);
-        stats.count(rule, 1);
+        if self.shared.is_none() {
+            stats.count(rule, Count::Miss);
+        }
         Lookup::Miss(ticket)
+    }
+
+    /// Puts `entry` in memory and in the index (the caller holds the
+    /// freshness read lock, so no invalidation passes in between).
+    pub(crate) fn store_entry(&self, key: Key, entry: Arc<Entry>) {
+        if let Ok(mut ix) = self.index.lock() {
+            for (t, _) in &entry.ticket.tables {
+                ix.entry(t.clone()).or_default().insert(key.clone());
+            }
+        }
+        self.store.insert(key, entry);
+        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
+    }
+
+    /// Frees the entries of `tables` (every entry when `all`) at once.
+    fn free(&self, all: bool, tables: Vec<String>) {
+        if all {
+            if let Ok(mut ix) = self.index.lock() {
+                ix.clear();
+            }
+            self.store.invalidate_all();
+            self.store.run_pending_tasks();
+        } else if !tables.is_empty() {
+            let mut keys = Vec::new();
+            if let Ok(mut ix) = self.index.lock() {
+                for t in &tables {
+                    if let Some(set) = ix.remove(t) {
+                        keys.extend(set);
+                    }
+                }
+            }
+            for k in &keys {
+                self.store.invalidate(k);
+            }
+        } else {
+            return;
+        }
+        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
     }
 
     /// Offers the reply of a miss. `executed` is what the monitor knew the
@@ -282,10 +393,10 @@ impl Cache {
         if bytes.len() > self.max_entry_bytes {
             return false;
         }
-        match self.fresh.read() {
-            Ok(f) if f.may_insert(&ticket, executed) => {}
+        let fresh = match self.fresh.read() {
+            Ok(f) if f.may_insert(&ticket, executed) => f,
             _ => return false,
-        }
+        };
         let entry = Arc::new(Entry {
             bytes,
             rule,
@@ -293,15 +404,16 @@ impl Cache {
             ttl,
             bound,
         });
-        self.store.insert(key, entry);
-        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
+        self.store_entry(key.clone(), Arc::clone(&entry));
+        drop(fresh);
+        self.share(key, entry, executed);
         true
     }
 
     /// A write through causeway to `tables` (None: not known, every entry
     /// dies), with the GTIDs its session knows.
     pub fn invalidate(&self, tables: Option<&[String]>, gtids: Option<&GtidSet>) {
-        if let Ok(mut f) = self.fresh.write() {
+        let dropped = self.fresh.write().ok().map(|mut f| {
             match tables {
                 Some(t) => {
                     f.invalidate(t, gtids);
@@ -312,12 +424,28 @@ impl Cache {
                     metrics::counter!(INVALIDATIONS, "reason" => "write_unknown").increment(1);
                 }
             }
+            f.take_dropped()
+        });
+        if let Some((all, tables)) = dropped {
+            self.free(all, tables);
         }
     }
 
-    /// Runs `f` on the freshness state (the reader's updates).
+    /// Runs `f` on the freshness state (the reader's updates); the entries
+    /// of the tables it invalidated are freed right after.
     pub fn with_fresh<R>(&self, f: impl FnOnce(&mut Fresh) -> R) -> Option<R> {
-        self.fresh.write().ok().map(|mut g| f(&mut g))
+        let (r, (all, tables)) = self.fresh.write().ok().map(|mut g| {
+            let r = f(&mut g);
+            (r, g.take_dropped())
+        })?;
+        self.free(all, tables);
+        Some(r)
+    }
+
+    /// Entries held now (after pending maintenance).
+    pub fn entry_count(&self) -> u64 {
+        self.store.run_pending_tasks();
+        self.store.entry_count()
     }
 
     /// P, and whether the reader follows the primary.
@@ -367,6 +495,27 @@ impl Cache {
         self.store.run_pending_tasks();
         self.store.weighted_size()
     }
+}
+
+/// Removes `key` from the index entries of `ticket`'s tables.
+fn unindex(index: &Index, key: &Key, ticket: &Ticket) {
+    if let Ok(mut ix) = index.lock() {
+        for (t, _) in &ticket.tables {
+            if let Some(set) = ix.get_mut(t) {
+                set.remove(key);
+                if set.is_empty() {
+                    ix.remove(t);
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `bytes` (reply packets) with sequence ids renumbered from `first`, as a

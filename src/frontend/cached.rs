@@ -146,6 +146,12 @@ impl Session {
         match cache.lookup(&k, &rule_name, &tables, causal) {
             Lookup::Hit(entry) => Before::Hit(self.serve_hit(&entry, mode, floor.as_deref()).await),
             Lookup::Miss(ticket) => {
+                if let Some(entry) = cache
+                    .lookup_shared(&k, &rule_name, &tables, &ticket, ttl)
+                    .await
+                {
+                    return Before::Hit(self.serve_hit(&entry, mode, floor.as_deref()).await);
+                }
                 if !self.client.wbuf.is_empty() {
                     return Before::Skip;
                 }

@@ -20,6 +20,17 @@ pub async fn cached_proxy_probing(
     extra: &str,
     gtid_interval_ms: u64,
 ) -> super::TestProxy {
+    cached_proxy_keys(db, extra, gtid_interval_ms, "").await
+}
+
+/// [`cached_proxy_probing`] with more `[cache]` keys (`cache_keys`, lines).
+pub async fn cached_proxy_keys(
+    db: &str,
+    extra: &str,
+    gtid_interval_ms: u64,
+    cache_keys: &str,
+) -> super::TestProxy {
+    let cache_keys = cache_keys.to_string();
     let db = db.to_string();
     let extra = extra.to_string();
     let p = super::start_proxy_with(move |t| {
@@ -28,7 +39,7 @@ pub async fn cached_proxy_probing(
             &format!("password = \"monitorpw\"\ngtid_interval_ms = {gtid_interval_ms}\n"),
         );
         format!(
-            "{t}{extra}\n[cache]\nenabled = true\nuser = \"repl\"\npassword = \"replpw\"\n\n[[rules]]\nname = \"catalog\"\nmatch_tables = [\"{db}.products\"]\ncache_ttl_ms = 60000\n"
+            "{t}{extra}\n[cache]\nenabled = true\nuser = \"repl\"\npassword = \"replpw\"\n{cache_keys}\n[[rules]]\nname = \"catalog\"\nmatch_tables = [\"{db}.products\"]\ncache_ttl_ms = 60000\n"
         )
     })
     .await;

@@ -178,6 +178,7 @@ pub mod delay;
 pub mod dump;
 pub mod external;
 pub mod raw;
+pub mod redis;
 
 /// Waits (bounded) until every replica has applied everything the primary
 /// has executed, so direct setup statements are visible on replicas.

@@ -1,5 +1,6 @@
 //! The `[cache]` section: the result cache tier (opt-in), its memory
-//! budget, how entries are kept fresh, and the binlog reader's account.
+//! budget, how entries are kept fresh, the binlog reader's account, and the
+//! optional shared second level (`redis_url`, `redis_timeout_ms`).
 //! Which statements are cached is said by `[[rules]]` with `cache_ttl_ms`.
 
 use std::fmt;
@@ -11,6 +12,8 @@ use crate::model::ParseEnumError;
 
 /// Largest `max_memory_mb` (1 TiB).
 pub const MAX_CACHE_MEMORY_MB: u64 = 1 << 20;
+/// Largest `redis_timeout_ms`.
+pub const MAX_REDIS_TIMEOUT_MS: u64 = 10_000;
 
 /// `[cache]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +31,13 @@ pub struct Cache {
     pub user: String,
     /// Its password.
     pub password: String,
+    /// The shared second level: `redis://[user:password@]host:port[/db]`
+    /// of a Redis or Valkey server that every instance consults after a
+    /// local miss (empty: off). Needs `invalidation = "binlog"`.
+    pub redis_url: String,
+    /// How long a lookup waits for Redis before it counts as a miss
+    /// (1..=10000 ms; default 5).
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for Cache {
@@ -38,6 +48,8 @@ impl Default for Cache {
             invalidation: Invalidation::Binlog,
             user: String::new(),
             password: String::new(),
+            redis_url: String::new(),
+            redis_timeout_ms: 5,
         }
     }
 }
@@ -118,6 +130,37 @@ pub(crate) fn check(c: &Cache) -> Result<(), (&'static str, String)> {
                 "{} is out of range (1-{MAX_CACHE_MEMORY_MB})",
                 c.max_memory_mb
             ),
+        ));
+    }
+    check_redis(c)
+}
+
+fn check_redis(c: &Cache) -> Result<(), (&'static str, String)> {
+    if c.redis_timeout_ms == 0 || c.redis_timeout_ms > MAX_REDIS_TIMEOUT_MS {
+        return Err((
+            "redis_timeout_ms",
+            format!(
+                "{} is out of range (1-{MAX_REDIS_TIMEOUT_MS})",
+                c.redis_timeout_ms
+            ),
+        ));
+    }
+    if c.redis_url.is_empty() {
+        return Ok(());
+    }
+    let scheme_ok = ["redis://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|s| c.redis_url.len() > s.len() && c.redis_url[..s.len()].eq_ignore_ascii_case(s));
+    if !scheme_ok {
+        return Err((
+            "redis_url",
+            "must start with redis://, redis+unix:// or unix:// (TLS is not supported)".to_string(),
+        ));
+    }
+    if c.invalidation != Invalidation::Binlog {
+        return Err((
+            "redis_url",
+            "needs invalidation = \"binlog\": each instance checks shared entries against its own binlog reader".to_string(),
         ));
     }
     Ok(())

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 pub use address::split_host_port;
 pub use binlog::{Binlog, MAX_BINLOG_TABLES};
-pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB};
+pub use cache::{Cache, Invalidation, MAX_CACHE_MEMORY_MB, MAX_REDIS_TIMEOUT_MS};
 pub use error::ConfigError;
 pub use failover::{Failover, FailoverMode};
 pub use model::{

@@ -19,14 +19,18 @@ fn defaults_off() {
     assert_eq!(c.cache.invalidation, Invalidation::Binlog);
     // a disabled cache needs no reader account
     assert!(c.cache.user.is_empty());
+    // no shared level unless asked for
+    assert!(c.cache.redis_url.is_empty());
+    assert_eq!(c.cache.redis_timeout_ms, 5);
 }
 
 #[test]
 fn every_key_read_and_round_trips() {
     let c = parse(
-        "\n[cache]\nenabled = true\nmax_memory_mb = 64\ninvalidation = \"ttl\"\nuser = \"repl\"\npassword = \"replpw\"\n",
+        "\n[cache]\nenabled = true\nmax_memory_mb = 64\ninvalidation = \"ttl\"\nuser = \"repl\"\npassword = \"replpw\"\nredis_timeout_ms = 7\n",
     )
     .unwrap();
+    assert_eq!(c.cache.redis_timeout_ms, 7);
     assert!(c.cache.enabled);
     assert_eq!(c.cache.max_memory_mb, 64);
     assert_eq!(c.cache.invalidation, Invalidation::Ttl);
@@ -57,6 +61,21 @@ fn invalid_values_name_file_line_and_key() {
             Some(14),
         ),
         ("\n[cache]\nttl = 5\n", "ttl", Some(14)),
+        (
+            "\n[cache]\nenabled = true\nuser = \"r\"\nredis_url = \"http://x\"\n",
+            "cache.redis_url",
+            Some(16),
+        ),
+        (
+            "\n[cache]\nenabled = true\ninvalidation = \"ttl\"\nredis_url = \"redis://127.0.0.1:6379\"\n",
+            "cache.redis_url",
+            Some(16),
+        ),
+        (
+            "\n[cache]\nenabled = true\nuser = \"r\"\nredis_timeout_ms = 0\n",
+            "cache.redis_timeout_ms",
+            Some(16),
+        ),
     ];
     for (extra, key, line) in cases {
         let e = parse(extra).unwrap_err();
@@ -73,4 +92,14 @@ fn ttl_mode_needs_no_account() {
     let c = parse("\n[cache]\nenabled = true\ninvalidation = \"ttl\"\n").unwrap();
     assert!(c.cache.enabled);
     assert_eq!(c.cache.invalidation, Invalidation::Ttl);
+}
+
+#[test]
+fn redis_url_read() {
+    let c = parse(
+        "\n[cache]\nenabled = true\nuser = \"r\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nredis_timeout_ms = 20\n",
+    )
+    .unwrap();
+    assert_eq!(c.cache.redis_url, "redis://127.0.0.1:6379/0");
+    assert_eq!(c.cache.redis_timeout_ms, 20);
 }
