@@ -185,9 +185,19 @@ fn choose_in(
     } else {
         match p.balance() {
             ReadBalance::Session => {
-                // the cached home is the general pool's
-                let cacheable = max_lag_ms.is_none() && exclude.is_empty() && pool.is_none();
-                p.home(topo, cacheable, preferable).cloned()
+                // the home is kept among what every general read accepts
+                let general_ok = |r: &Backend| qualifies(r, None, &[]);
+                let any_local = if max_lag_ms.is_none() && exclude.is_empty() {
+                    local_only
+                } else {
+                    crate::zone::any_local(topo, general_ok)
+                };
+                let general = |r: &Backend| {
+                    general_ok(r) && (!any_local || crate::zone::is_local(topo, r))
+                };
+                let general: Option<&dyn Fn(&Backend) -> bool> =
+                    if pool.is_none() { Some(&general) } else { None };
+                p.home(topo, general, preferable).cloned()
             }
             ReadBalance::Statement => {
                 let candidates: Vec<&Arc<Backend>> = eligible_in(topo, pool, max_lag_ms, exclude)
@@ -290,10 +300,11 @@ mod tests {
     }
 
     #[test]
-    fn session_balance_spreads_sessions_by_weight_and_keeps_the_replica() {
+    fn session_balance_splits_sessions_exactly_by_weight_and_keeps_the_replica() {
         let t = topo(&[3, 1]);
         let mut per_replica = [0usize; 2];
         let none = GtidSet::new();
+        let mut live = Vec::new();
         for id in 1..=4_000 {
             let mut p = Picker::new(id, ReadBalance::Session);
             let first = replica_of(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
@@ -314,9 +325,29 @@ mod tests {
             assert_ne!(other, first);
             let back = replica_of(choose(&t, Consistency::Eventual, &none, None, &[], &mut p));
             assert_eq!(back, first);
+            // every prefix of sessions is split 3:1 within one session
+            let n = id as f64;
+            assert!(
+                (per_replica[0] as f64 - 0.75 * n).abs() <= 1.0,
+                "{per_replica:?} after {id}"
+            );
+            live.push(p);
         }
-        let share = per_replica[0] as f64 / 4_000.0;
-        assert!((share - 0.75).abs() < 0.03, "{per_replica:?}");
+        assert_eq!(per_replica, [3_000, 1_000]);
+        let homed: Vec<u64> = t
+            .replicas
+            .iter()
+            .map(|r| r.state.homed.load(std::sync::atomic::Ordering::Acquire))
+            .collect();
+        assert_eq!(homed, [3_000, 1_000]);
+        drop(live);
+        let homed: Vec<u64> = t
+            .replicas
+            .iter()
+            .map(|r| r.state.homed.load(std::sync::atomic::Ordering::Acquire))
+            .collect();
+        assert_eq!(homed, [0, 0], "ended sessions free their places");
+        assert_eq!(t.ledger.total(), 0);
     }
 
     #[test]
@@ -330,6 +361,7 @@ mod tests {
             .iter_mut()
             .map(|p| replica_of(choose(&t, Consistency::Eventual, &none, None, &[], p)))
             .collect();
+        assert_eq!(homes.iter().filter(|h| *h == "r1").count(), 500);
         t.replicas[0].state.publish(View {
             eligible: false,
             ..View::default()
@@ -341,7 +373,13 @@ mod tests {
             );
         }
         t.replicas[0].state.publish(View::default());
-        for (p, home) in pickers.iter_mut().zip(&homes) {
+        let back: Vec<String> = pickers
+            .iter_mut()
+            .map(|p| replica_of(choose(&t, Consistency::Eventual, &none, None, &[], p)))
+            .collect();
+        // exactly half move back (the least that restores 1:1), and then stay
+        assert_eq!(back.iter().filter(|h| *h == "r1").count(), 500);
+        for (p, home) in pickers.iter_mut().zip(&back) {
             assert_eq!(
                 &replica_of(choose(&t, Consistency::Eventual, &none, None, &[], p)),
                 home
@@ -351,26 +389,19 @@ mod tests {
 
     #[test]
     fn move_reasons() {
+        use crate::balance::reason;
         let t = topo(&[1, 1]);
-        let before = vec![("r1".to_string(), 1), ("r2".to_string(), 1)];
-        assert_eq!(
-            crate::balance::reason("r1", false, "r2", &before, &t),
-            "left"
-        );
-        assert_eq!(
-            crate::balance::reason("r2", true, "r1", &before, &t),
-            "returned"
-        );
-        let only_r1 = vec![("r1".to_string(), 1)];
-        assert_eq!(
-            crate::balance::reason("r1", true, "r2", &only_r1, &t),
-            "added"
-        );
+        let before = (t.generation, vec![("r1".to_string(), 1), ("r2".to_string(), 1)]);
+        assert_eq!(reason(None, "r2", &before, false, &t), "left");
+        assert_eq!(reason(Some((false, false)), "r2", &before, false, &t), "left");
+        assert_eq!(reason(Some((false, true)), "r2", &before, false, &t), "returned");
+        assert_eq!(reason(Some((true, true)), "r1", &before, true, &t), "returned");
+        assert_eq!(reason(Some((true, true)), "r1", &before, false, &t), "rebalanced");
+        let only_r1 = (0, vec![("r1".to_string(), 1)]);
+        assert_eq!(reason(Some((true, true)), "r2", &only_r1, false, &t), "added");
         let t3 = topo(&[3, 1]);
-        assert_eq!(
-            crate::balance::reason("r2", true, "r1", &before, &t3),
-            "reweighted"
-        );
+        let old = (0, before.1.clone());
+        assert_eq!(reason(Some((true, true)), "r1", &old, false, &t3), "reweighted");
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub mod move_reason {
     pub const REWEIGHTED: &str = "reweighted";
     /// A reload added a replica.
     pub const ADDED: &str = "added";
+    /// Sessions started or ended and a replica's count left its quota
+    /// (exact weights, `crate::balance::ledger`).
+    pub const REBALANCED: &str = "rebalanced";
 }
 
 /// Counter: reads routed to a replica while `[routing] zone` is set, label

@@ -134,6 +134,9 @@ pub struct BackendState {
     /// flag flips: sessions compare the sum over the replicas with the one
     /// their cached replica choice was made at (`crate::balance`).
     pub flips: AtomicU64,
+    /// Sessions homed on this replica (`read_balance = "session"`, counted
+    /// by `crate::balance::ledger`).
+    pub homed: AtomicU64,
     /// When the monitor last confirmed the view's GTID set: the instant its
     /// probe query was *sent*, in ns since `born`, plus 1 (0: never). The
     /// published set is a superset of everything the server had executed
@@ -150,6 +153,7 @@ impl Default for BackendState {
             queries: AtomicU64::new(0),
             metrics: std::sync::OnceLock::new(),
             flips: AtomicU64::new(0),
+            homed: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
             born: Instant::now(),
         }
@@ -267,6 +271,9 @@ pub struct Topology {
     pub rules: crate::rules::Rules,
     /// TLS offered to clients (`[tls]`, its files read by this build).
     pub client_tls: Option<crate::tls::ServerTls>,
+    /// The instance's session counts (`crate::balance::ledger`), carried
+    /// over from the previous snapshot.
+    pub ledger: Arc<crate::balance::Ledger>,
 }
 
 impl Topology {
@@ -359,6 +366,7 @@ impl Topology {
             primary,
             replicas,
             client_tls,
+            ledger: previous.map(|p| Arc::clone(&p.ledger)).unwrap_or_default(),
         })
     }
 

@@ -1,13 +1,13 @@
 //! Long-lived sessions follow the topology, and causal sessions never read
 //! backwards, against real MySQL (a primary and replicas r1, r2):
 //!
-//! 1. 16 long-lived sessions split their reads by weight at 1:1, each on the
-//!    replica rendezvous hashing predicts for its connection id;
-//! 2. when r1 leaves (applier stopped, lag) its sessions move to r2, and
-//!    after it catches up the same sessions give it its share again within
-//!    3 s, with the moves counted as `left` and `returned`;
-//! 3. after a reload to weights 3:1 the same sessions reach 0.6–0.9 on r1,
-//!    counted as `reweighted`;
+//! 1. 16 long-lived sessions split exactly by weight at 1:1 (8/8), each
+//!    staying on its replica (exact weights, `crate::balance::ledger`);
+//! 2. when r1 leaves (applier stopped, lag) exactly its sessions move to r2
+//!    (`left`), and after it catches up it gets its 8 back within 3 s, with
+//!    exactly 8 moves counted as `returned`;
+//! 3. after a reload to weights 3:1 the sessions split 12/4, with exactly
+//!    the 4 needed moves counted as `reweighted`;
 //! 4. 8 causal sessions (half `read_balance = "session"`, half
 //!    `"statement"`) read a counter incremented every 5 ms for 20 s while
 //!    r1's applier is stopped and restarted every 1.5 s: no session ever sees
@@ -18,7 +18,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use causeway::balance::score;
 use causeway::proxy::Proxy;
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
@@ -92,33 +91,30 @@ async fn round(conns: &mut [mysql_async::Conn]) -> Vec<u32> {
     out
 }
 
-/// The replica (0 or 1) rendezvous hashing gives session `id` at weights `w`.
-fn predicted(id: u32, w: [u32; 2]) -> usize {
-    let names: Vec<String> = support::topology()
-        .replicas()
-        .iter()
-        .map(|r| r.name().to_string())
-        .collect();
-    usize::from(score(u64::from(id), &names[1], w[1]) > score(u64::from(id), &names[0], w[0]))
+/// Sessions on `of` in one round.
+fn on(sids: &[u32], of: u32) -> usize {
+    sids.iter().filter(|&&s| s == of).count()
 }
 
 /// Polls rounds (a pause between them, so the monitor's probes land between
-/// a session's reads) until every session reads on its predicted replica;
-/// returns how long it took, or panics after `limit`.
-async fn until_predicted(
+/// a session's reads) until `want` sessions read on `of` and the next round
+/// lands every session where the last did; returns that round and how long
+/// it took, or panics after `limit`.
+async fn until_split(
     conns: &mut [mysql_async::Conn],
-    want: &[u32],
+    of: u32,
+    want: usize,
     limit: Duration,
-) -> Duration {
+) -> (Vec<u32>, Duration) {
     let t0 = Instant::now();
     loop {
         let got = round(conns).await;
-        if got == want {
-            return t0.elapsed();
+        if on(&got, of) == want && round(conns).await == got {
+            return (got, t0.elapsed());
         }
         assert!(
             t0.elapsed() < limit,
-            "sessions not on their predicted replicas after {limit:?}: {got:?} vs {want:?}"
+            "not {want} sessions on server {of} after {limit:?}: {got:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -146,26 +142,16 @@ async fn long_lived_sessions_follow_eligibility_and_weights() {
     for _ in 0..16 {
         conns.push(tp.conn().await);
     }
-    let ids: Vec<u32> = conns.iter().map(|c| c.id()).collect();
-    let home = |w: [u32; 2]| -> Vec<u32> { ids.iter().map(|&id| sid[predicted(id, w)]).collect() };
 
-    // 1. at 1:1 each session reads on its predicted replica; 0.3–0.7 each
-    let even = home([1, 1]);
-    let mut reads = Vec::new();
+    // 1. at 1:1 the sessions split 8/8 and stay on their replicas
+    let even = round(&mut conns).await;
+    assert_eq!(on(&even, sid[0]), 8, "{even:?}");
     for _ in 0..10 {
-        let got = round(&mut conns).await;
-        assert_eq!(got, even, "sessions stay on their replicas");
-        reads.extend(got);
+        assert_eq!(round(&mut conns).await, even, "sessions stay on their replicas");
     }
-    let r1_share = share(&reads, sid[0]);
-    assert!(
-        (0.3..=0.7).contains(&r1_share),
-        "r1 share {r1_share} at 1:1"
-    );
-    let on_r1 = even.iter().filter(|&&s| s == sid[0]).count() as f64;
 
     // 2. r1's applier stops while the primary writes: r1 leaves (its
-    // sessions go to r2), then catches up and gets them back within 3 s
+    // sessions go to r2), then catches up and gets 8 back within 3 s
     let before = moves();
     let mut r1c = topo.replicas()[0].conn().await.unwrap();
     r1c.query_drop("STOP REPLICA SQL_THREAD").await.unwrap();
@@ -187,52 +173,33 @@ async fn long_lived_sessions_follow_eligibility_and_weights() {
         );
     }
     r1c.query_drop("START REPLICA SQL_THREAD").await.unwrap();
-    let back = until_predicted(&mut conns, &even, Duration::from_secs(3)).await;
-    let got = round(&mut conns).await;
-    let r1_share = share(&got, sid[0]);
-    assert!(
-        (0.3..=0.7).contains(&r1_share),
-        "r1 share {r1_share} after it returned"
-    );
+    let (_, back) = until_split(&mut conns, sid[0], 8, Duration::from_secs(3)).await;
     let after = moves();
-    assert!(
-        delta(&before, &after, "left") >= on_r1,
-        "{before:?} → {after:?}"
-    );
-    assert!(
-        delta(&before, &after, "returned") >= on_r1,
+    assert_eq!(delta(&before, &after, "left"), 8.0, "{before:?} → {after:?}");
+    assert_eq!(
+        delta(&before, &after, "returned"),
+        8.0,
         "{before:?} → {after:?}"
     );
     assert_eq!(delta(&before, &after, "reweighted"), 0.0);
     assert_eq!(delta(&before, &after, "added"), 0.0);
     eprintln!("r1 got its sessions back {back:?} after START REPLICA");
 
-    // 3. reload to 3:1: the same sessions reach 0.6–0.9 on r1, and only the
-    // sessions whose winner changed move
-    let heavy = home([3, 1]);
-    let should_move = even.iter().zip(&heavy).filter(|(a, b)| a != b).count() as f64;
-    assert!(
-        heavy.iter().zip(&even).all(|(h, e)| h == e || *h == sid[0]),
-        "only r2 → r1 moves"
-    );
+    // 3. reload to 3:1: 12/4, and only the 4 sessions needed move
     let path = std::env::temp_dir().join(format!("{db}.toml"));
     std::fs::write(&path, config(routing, 3)).unwrap();
     let before = moves();
     tp.proxy.reload_from(&path).expect("reload to 3:1");
-    until_predicted(&mut conns, &heavy, Duration::from_secs(3)).await;
+    until_split(&mut conns, sid[0], 12, Duration::from_secs(3)).await;
     let mut reads = Vec::new();
     for _ in 0..10 {
         reads.extend(round(&mut conns).await);
     }
-    let r1_share = share(&reads, sid[0]);
-    assert!(
-        (0.6..=0.9).contains(&r1_share),
-        "r1 share {r1_share} at 3:1"
-    );
+    assert_eq!(share(&reads, sid[0]), 0.75);
     let after = moves();
     assert_eq!(
         delta(&before, &after, "reweighted"),
-        should_move,
+        4.0,
         "{before:?} → {after:?}"
     );
     assert_eq!(delta(&before, &after, "left"), 0.0);
