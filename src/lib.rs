@@ -6,6 +6,7 @@ pub mod backend;
 pub mod balance;
 pub(crate) mod cache;
 pub(crate) mod consistency;
+pub mod digest;
 pub mod failover;
 pub mod frontend;
 pub(crate) mod metrics;

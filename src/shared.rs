@@ -49,6 +49,11 @@ pub struct Shared {
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Who the writer is (`crate::failover`), read per write.
     pub failover: crate::failover::Failover,
+    /// Per-digest statistics, when `[digests] enabled` (a restart applies
+    /// changes).
+    pub digests: Option<Arc<crate::digest::Digests>>,
+    /// The routing decision log, when `[decision_log] path` is set.
+    pub decisions: Option<crate::digest::log::DecisionLog>,
 }
 
 impl Shared {
@@ -61,7 +66,15 @@ impl Shared {
             .enabled
             .then(|| Arc::new(crate::cache::Cache::new(&topo.config.cache)));
         let failover = crate::failover::Failover::new(topo.config.failover.mode);
+        let digests = topo
+            .config
+            .digests
+            .enabled
+            .then(|| Arc::new(crate::digest::Digests::new(topo.config.digests.max_digests)));
+        let decisions = crate::digest::log::DecisionLog::start(&topo.config.decision_log);
         Shared {
+            digests,
+            decisions,
             failover,
             topology: ArcSwap::from_pointee(topo),
             next_connection_id: AtomicU32::new(1),

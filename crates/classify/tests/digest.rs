@@ -176,3 +176,19 @@ proptest! {
         prop_assert_eq!(digest(&d.text, false), d, "{:?}", s);
     }
 }
+
+#[test]
+fn digest_commands() {
+    use causeway_classify::{causeway_command, classify, CausewayCommand};
+    assert_eq!(
+        causeway_command("show causeway digests"),
+        Some(CausewayCommand::ShowDigests)
+    );
+    assert_eq!(
+        causeway_command("RESET CAUSEWAY DIGESTS;"),
+        Some(CausewayCommand::ResetDigests)
+    );
+    assert_eq!(causeway_command("RESET CAUSEWAY"), None);
+    assert!(classify("RESET CAUSEWAY DIGESTS").effects.causeway_var);
+    assert!(!classify("RESET MASTER").effects.causeway_var);
+}
