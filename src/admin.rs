@@ -19,6 +19,7 @@
 //! | `GET /api/backends` | 200, JSON array: one object per backend (state, lag, GTIDs, safety facts, connections) |
 //! | `GET /api/sessions` | 200, JSON: connected clients and sessions counted per user and state |
 //! | `GET /api/config` | 200, JSON: the configuration in force, passwords redacted |
+//! | `GET /api/digests?limit=N&order=COLUMN` | 200, JSON array: the rows of `SHOW CAUSEWAY DIGESTS`, sorted descending by a numeric column (default `sum_us`), at most N (default all); 400 for an unknown column or a bad limit; 404 when `[digests]` is disabled |
 //! | other path | 404; other method than GET / HEAD 405; malformed request 400 |
 //!
 //! The `metrics` facade needs one global recorder per process; everything
@@ -109,6 +110,10 @@ pub fn update_gauges(shared: &Shared) {
     backend_gauges(&topo);
     writer_gauges(&topo, &shared.failover.status());
     metrics::gauge!(m::CLIENT_CONNECTIONS).set(shared.clients.load(Ordering::Relaxed) as f64);
+    if let Some(d) = &shared.digests {
+        metrics::gauge!(m::DIGESTS).set(d.len() as f64);
+        metrics::gauge!(m::DIGEST_EVICTIONS).set(d.evictions() as f64);
+    }
 }
 
 fn backend_gauges(topo: &Topology) {
@@ -253,7 +258,8 @@ async fn answer(
     stream: TcpStream,
 ) -> Result<(), AdminError> {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let resp = respond(&shared, &handle, req.method(), req.uri().path());
+        let uri = req.uri();
+        let resp = respond(&shared, &handle, req.method(), uri.path(), uri.query());
         async move { Ok::<_, std::convert::Infallible>(resp) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -278,6 +284,7 @@ fn route(
     handle: &PrometheusHandle,
     method: &Method,
     path: &str,
+    query: Option<&str>,
 ) -> (StatusCode, &'static str, String) {
     if method != Method::GET && method != Method::HEAD {
         return (
@@ -290,10 +297,15 @@ fn route(
         "/metrics" => {
             update_gauges(shared);
             handle.run_upkeep();
+            let mut text = handle.render();
+            if let Some(d) = &shared.digests {
+                let top = shared.topology.load().config.digests.export_top;
+                text.push_str(&crate::digest::export::render(d, top));
+            }
             (
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                handle.render(),
+                text,
             )
         }
         "/healthz" => (StatusCode::OK, TEXT, "ok\n".into()),
@@ -311,6 +323,10 @@ fn route(
             api::backends(&shared.topology.load(), &shared.failover.status()),
         ),
         "/api/sessions" => (StatusCode::OK, JSON, api::sessions(shared)),
+        "/api/digests" => match api::digests(shared, query.unwrap_or("")) {
+            Ok(body) => (StatusCode::OK, JSON, body),
+            Err((status, why)) => (status, TEXT, format!("{why}\n")),
+        },
         "/api/config" => (
             StatusCode::OK,
             JSON,
@@ -327,8 +343,9 @@ fn respond(
     handle: &PrometheusHandle,
     method: &Method,
     path: &str,
+    query: Option<&str>,
 ) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = route(shared, handle, method, path);
+    let (status, ctype, body) = route(shared, handle, method, path, query);
     let len = body.len();
     let body = if method == Method::HEAD {
         Bytes::new()

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod binlog;
 pub(crate) mod cache;
 pub(crate) mod consistency;
+pub mod digest;
 pub mod failover;
 pub mod frontend;
 pub(crate) mod metrics;

@@ -145,6 +145,10 @@ async fn serve(path: PathBuf, config: causeway_config::Config) -> anyhow::Result
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!(file = %path.display(), "SIGHUP: reloading the configuration");
+                // logrotate: the decision log reopens its file
+                if let Some(log) = &proxy.shared().decisions {
+                    log.reopen();
+                }
                 let (p, file) = (Arc::clone(&proxy), path.clone());
                 // outcome is logged and counted by reload_from itself
                 let _ = tokio::task::spawn_blocking(move || p.reload_from(&file)).await;

@@ -184,3 +184,20 @@ pub mod cache_result {
     /// Ran on a backend without the cache (not cacheable now).
     pub const BYPASS: &str = "bypass";
 }
+
+/// Counter: statements by routing `reason` (the decision log's reasons:
+/// `eventual`, `token_contained`, `waited`, `lag_budget_fallback`,
+/// `no_replica`, `in_transaction`, `pinned`, `write`, `strong`,
+/// `diagnostics`, `cache_hit`, `rule:<name>`).
+pub const ROUTING_REASONS: &str = "causeway_routing_reasons_total";
+/// Counter: decision log lines dropped because the writer's buffer was
+/// full (a slow or blocked disk).
+pub const DECISION_LOG_DROPPED: &str = "causeway_decision_log_dropped_total";
+/// Histogram (seconds), rendered from the digest store for the
+/// `[digests] export_top` digests with the largest total time only, labels
+/// `digest` (hash), `user`, `schema`.
+pub const DIGEST_LATENCY_SECONDS: &str = "causeway_digest_latency_seconds";
+/// Gauge: rows in the digest store.
+pub const DIGESTS: &str = "causeway_digests";
+/// Gauge: digest rows evicted (least recently used) since start.
+pub const DIGEST_EVICTIONS: &str = "causeway_digest_evictions";

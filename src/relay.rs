@@ -90,6 +90,10 @@ pub struct Outcome {
     pub gtids: Option<String>,
     /// For a prepare: backend statement id, columns, params.
     pub prepared: Option<(u32, u16, u16)>,
+    /// Rows relayed (text or binary result set rows).
+    pub rows: u64,
+    /// Sum of the affected-rows counts of the reply's OK packets.
+    pub affected: u64,
 }
 
 impl Outcome {

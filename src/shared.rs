@@ -52,6 +52,11 @@ pub struct Shared {
     /// The binlog reader's per-table last writes (`crate::binlog`): the
     /// cache's invalidation and fresh reads.
     pub binlog: Arc<crate::binlog::Binlog>,
+    /// Per-digest statistics, when `[digests] enabled` (a restart applies
+    /// changes).
+    pub digests: Option<Arc<crate::digest::Digests>>,
+    /// The routing decision log, when `[decision_log] path` is set.
+    pub decisions: Option<crate::digest::log::DecisionLog>,
 }
 
 impl Shared {
@@ -72,8 +77,16 @@ impl Shared {
             || cfg.routing.consistency == fresh
             || cfg.rules.iter().any(|r| r.consistency == Some(fresh));
         let binlog = Arc::new(crate::binlog::Binlog::new(cfg.binlog.max_tables, wanted));
+        let digests = topo
+            .config
+            .digests
+            .enabled
+            .then(|| Arc::new(crate::digest::Digests::new(topo.config.digests.max_digests)));
+        let decisions = crate::digest::log::DecisionLog::start(&topo.config.decision_log);
         Shared {
             binlog,
+            digests,
+            decisions,
             failover,
             topology: ArcSwap::from_pointee(topo),
             next_connection_id: AtomicU32::new(1),

@@ -178,6 +178,34 @@ pub fn redact(v: &mut Value) {
     }
 }
 
+/// `/api/digests?limit=N&order=COLUMN`: the digest rows as a JSON array,
+/// sorted descending by `order` (default `sum_us`), at most `limit`.
+pub fn digests(shared: &Shared, query: &str) -> Result<String, (hyper::StatusCode, String)> {
+    let bad = |m: String| (hyper::StatusCode::BAD_REQUEST, m);
+    let Some(d) = &shared.digests else {
+        let m = "digests are disabled ([digests] enabled = false)".to_string();
+        return Err((hyper::StatusCode::NOT_FOUND, m));
+    };
+    let mut order = crate::digest::Order::SumUs;
+    let mut limit = usize::MAX;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "order" => {
+                order = crate::digest::Order::parse(v)
+                    .ok_or_else(|| bad(format!("order: unknown numeric column {v:?}")))?;
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| bad(format!("limit: not a number: {v:?}")))?;
+            }
+            _ => return Err(bad(format!("unknown parameter {k:?}"))),
+        }
+    }
+    Ok(to_json(&d.rows(order, limit)))
+}
+
 /// `/api/config`: the configuration in force, passwords redacted.
 pub fn config(cfg: &causeway_config::Config) -> String {
     match serde_json::to_value(cfg) {

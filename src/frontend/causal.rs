@@ -104,6 +104,7 @@ impl Session {
             return (self.reply_err(&lost_wait()).await, None, None);
         };
         let client = self.client.tcp();
+        let wait_start = std::time::Instant::now();
         let waited = tokio::select! {
             r = h.conn.pipelined_wait(&wait, &payload) => r,
             k = registry::next_kill(&mut kills) => {
@@ -113,6 +114,7 @@ impl Session {
                 return (self.killed_wait(idx, &b, Interrupt::ClientGone).await, None, None);
             }
         };
+        self.obs.wait_us = u64::try_from(wait_start.elapsed().as_micros()).unwrap_or(u64::MAX);
         match waited {
             Ok(true) => {
                 metrics::counter!(m::CAUSAL_READS, "outcome" => outcome::WAITED).increment(1);

@@ -173,6 +173,7 @@ impl Session {
             stmts: StmtMap::default(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
             last_route: None,
+            obs: Default::default(),
             route: RouteState::default(),
             settings: Settings::from_config(&cfg),
             sets: Vec::new(),

@@ -11,6 +11,7 @@ mod fresh;
 pub(crate) mod local;
 pub mod login;
 mod multiplex;
+mod observe;
 mod prepared;
 mod processlist;
 mod query;

@@ -95,11 +95,13 @@ impl Session {
             }
             (None, None) => (std::mem::take(&mut self.settings.token), true),
         };
+        self.obs.start(reason, mode, !token.is_empty());
         let fill = match self
             .cache_before(CacheStmt::Text(sql), &c, &target, mode, &token)
             .await
         {
             Before::Hit(flow) => {
+                self.observe(&c, sql, None);
                 self.end_rules();
                 if borrowed {
                     self.restore_token(token);
@@ -231,6 +233,7 @@ impl Session {
             handles.statements.increment(1);
         }
         handles.latency.record(started.elapsed().as_secs_f64());
+        self.observe(c, sql, Some(outcome));
     }
 
     /// `SELECT @@causeway.x`, `SET @@causeway.x = v`, `SHOW CAUSEWAY BACKENDS`.
@@ -267,6 +270,9 @@ impl Session {
             }
             Some(CausewayCommand::ShowRules) => self.show_rules().await,
             Some(CausewayCommand::ShowCache) => self.show_cache().await,
+            Some(cmd @ (CausewayCommand::ShowDigests | CausewayCommand::ResetDigests)) => {
+                self.digests_command(&cmd).await
+            }
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
                     let err = ErrPacket::new(

@@ -156,6 +156,7 @@ impl Session {
                 }
             }
             Choice::Primary(why) => {
+                self.obs.why = why;
                 if let Some(flow) = self.pool_unavailable(why).await {
                     return (flow, None, None);
                 }

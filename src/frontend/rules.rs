@@ -85,6 +85,7 @@ impl Session {
         mode: Consistency,
     ) -> Result<(Target, Consistency), Flow> {
         self.cursor.set_pool(None);
+        self.obs.rule = None;
         if self.topo.rules.is_empty() {
             return Ok((target, mode));
         }
@@ -96,6 +97,7 @@ impl Session {
             return Ok((target, mode));
         };
         rule.count_match();
+        self.obs.rule = Some(rule.name().into());
         tracing::debug!(conn = self.id, rule = rule.name(), "query rule applies");
         let mode = rule_mode(rule, sql, mode);
         match rule.route() {

@@ -109,6 +109,8 @@ pub struct Session {
     /// last statement there left warnings or an error (`SHOW WARNINGS`,
     /// `GET DIAGNOSTICS` must read them on the same connection).
     pub(super) diag_hold: Option<String>,
+    /// The running statement's routing facts (digests, decision log).
+    pub(super) obs: super::observe::Obs,
 }
 
 /// Idle connections found closed by their server that one acquire

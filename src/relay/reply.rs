@@ -262,6 +262,7 @@ impl<'h> Reply<'h> {
             return Ok(self.error(payload));
         }
         if !messages::is_terminator(payload.len(), first, self.deprecate_eof) {
+            self.out.rows = self.out.rows.saturating_add(1);
             return Ok(Step::to(St::Rows));
         }
         if self.deprecate_eof {
@@ -396,6 +397,7 @@ impl<'h> Reply<'h> {
         let mut ok = OkPacket::parse(payload, self.opts.link_caps)
             .map_err(|e| RelayError::Protocol(e.to_string()))?;
         self.out.status = ok.status;
+        self.out.affected = self.out.affected.saturating_add(ok.affected_rows);
         for (ty, data) in ok.state_entries() {
             if ty == messages::track::GTIDS {
                 if let Some(g) = messages::gtids_from_state_data(data) {

@@ -8,7 +8,7 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/tmp/target-bench cargo bench -p causeway-classify`.
 
-use causeway_classify::classify;
+use causeway_classify::{classify, digest_into};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 /// (label, SQL). Weighted roughly like an OLTP application's traffic.
@@ -53,6 +53,26 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("classify");
     for (label, sql) in MIX {
         g.bench_function(*label, |b| b.iter(|| classify(black_box(sql))));
+    }
+    g.finish();
+    // the digest of each statement (issue 27), into a reused buffer as the
+    // proxy does
+    let mut g = c.benchmark_group("digest_mix");
+    g.throughput(Throughput::Elements(MIX.len() as u64));
+    let mut buf = String::with_capacity(1024);
+    g.bench_function("whole_mix", |b| {
+        b.iter(|| {
+            for (_, sql) in MIX {
+                black_box(digest_into(black_box(sql), false, &mut buf));
+            }
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("digest");
+    for (label, sql) in MIX {
+        g.bench_function(*label, |b| {
+            b.iter(|| digest_into(black_box(sql), false, &mut buf))
+        });
     }
     g.finish();
 }

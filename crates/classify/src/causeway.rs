@@ -1,6 +1,6 @@
 //! The proxy's own commands: `SELECT @@causeway.x [AS a], ...`,
-//! `SET [SESSION] @@causeway.x = v, ...`, `SHOW CAUSEWAY BACKENDS|RULES|CACHE`,
-//! and the
+//! `SET [SESSION] @@causeway.x = v, ...`, `SHOW CAUSEWAY BACKENDS|RULES|CACHE|DIGESTS`,
+//! `RESET CAUSEWAY DIGESTS` and the
 //! `key=value` options of a leading `/* causeway ... */` comment. These
 //! functions allocate; call them only for statements whose
 //! [`crate::Effects::causeway_var`] is set (or, for the comment, when the
@@ -34,6 +34,10 @@ pub enum CausewayCommand {
     ShowRules,
     /// `SHOW CAUSEWAY CACHE`.
     ShowCache,
+    /// `SHOW CAUSEWAY DIGESTS`.
+    ShowDigests,
+    /// `RESET CAUSEWAY DIGESTS`.
+    ResetDigests,
 }
 
 /// The causeway variable name in `@@[session.]causeway.x`, lower-cased.
@@ -73,9 +77,17 @@ pub fn causeway_command(sql: &str) -> Option<CausewayCommand> {
             Some(CausewayCommand::ShowRules)
         } else if is_kw(b, "CACHE") {
             Some(CausewayCommand::ShowCache)
+        } else if is_kw(b, "DIGESTS") {
+            Some(CausewayCommand::ShowDigests)
         } else {
             None
         };
+    }
+    if is_kw(first, "RESET") {
+        let a = st.next()?.tok;
+        let b = st.next()?.tok;
+        let whole = is_kw(a, "CAUSEWAY") && is_kw(b, "DIGESTS") && st.next().is_none();
+        return whole.then_some(CausewayCommand::ResetDigests);
     }
     if is_kw(first, "SELECT") {
         return get(&mut st).map(CausewayCommand::Get);

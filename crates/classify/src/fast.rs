@@ -127,6 +127,11 @@ fn classify_stmt(st: &mut Stmt<'_>) -> Option<Classification> {
             c.effects.implicit_commit = !instance;
             c
         }
+        "RESET" if st.peek().is_some_and(|t| is_kw(t, "CAUSEWAY")) => {
+            let mut c = Classification::primary(Reason::Causeway);
+            c.effects.causeway_var = true;
+            c
+        }
         "FLUSH" | "RESET" | "ANALYZE" | "OPTIMIZE" | "REPAIR" | "CHECK" | "CACHE" | "INSTALL"
         | "UNINSTALL" | "CHANGE" | "STOP" => implicit(st, first, Reason::Admin),
         "CHECKSUM" | "PURGE" | "KILL" | "SHUTDOWN" | "RESTART" | "CLONE" | "IMPORT" | "BINLOG" => {

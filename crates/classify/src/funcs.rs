@@ -354,7 +354,7 @@ pub(crate) const SESSION_FUNCS: &[&str] =
 /// Sequence functions (primary).
 pub(crate) const SEQUENCE_FUNCS: &[&str] = &["LASTVAL", "NEXTVAL", "SETVAL"];
 
-fn cmp_ci(a: &str, b: &str) -> Ordering {
+pub(crate) fn cmp_ci(a: &str, b: &str) -> Ordering {
     let a = a.bytes().map(|c| c.to_ascii_uppercase());
     let b = b.bytes().map(|c| c.to_ascii_uppercase());
     a.cmp(b)

@@ -16,6 +16,9 @@
 //!   `SELECT ... FROM information_schema.PROCESSLIST` the proxy answers.
 //! * [`set_targets`] — the variables a literal-only `SET` assigns (for the
 //!   session's replay list).
+//! * [`digest`] / [`digest_into`] — the normalised text of a statement
+//!   (literals `?`, `IN` lists and repeated `VALUES` tuples folded) and its
+//!   64-bit hash, for per-digest statistics.
 //!
 //! Every entry point is total: any input, including unterminated strings
 //! and comments ending inside a multi-byte character, gives an answer.
@@ -121,6 +124,7 @@
 
 mod cacheable;
 mod causeway;
+mod digest;
 mod fast;
 mod funcs;
 mod insert_id;
@@ -135,6 +139,7 @@ mod tables;
 
 pub use cacheable::{cacheable, NotCacheable};
 pub use causeway::{causeway_command, leading_comment_options, CausewayCommand, GetItem};
+pub use digest::{digest, digest_into, fnv1a, Digest};
 pub use insert_id::{calcs_found_rows, reads_last_insert_id};
 pub use kill::{kill_check, KillCheck};
 pub use parsed::ParseError;

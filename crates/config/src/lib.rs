@@ -32,6 +32,7 @@ mod cache;
 mod error;
 mod failover;
 mod model;
+mod observe;
 mod rules;
 mod tls;
 mod validate;
@@ -49,6 +50,7 @@ pub use model::{
     ReadBalance, Routing, Server, User, MAX_CLIENT_PACKET, MAX_TIMEOUT_MS, MAX_WEIGHT,
     MIN_CLIENT_PACKET,
 };
+pub use observe::{DecisionLog, Digests, MAX_DIGESTS, MAX_EXPORT_TOP};
 pub use rules::{
     compile_pattern, split_table_name, ParseRouteError, Pool, Rule, RuleRoute, DEFAULT_POOL,
     MAX_PATTERN_LEN, REGEX_SIZE_LIMIT,

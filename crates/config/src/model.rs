@@ -64,6 +64,12 @@ pub struct Config {
     /// `[backend_tls]`: TLS towards the MySQL servers.
     #[serde(default)]
     pub backend_tls: crate::tls::BackendTls,
+    /// `[digests]`: per-digest statement statistics.
+    #[serde(default)]
+    pub digests: crate::observe::Digests,
+    /// `[decision_log]`: JSON lines of routing decisions (off by default).
+    #[serde(default)]
+    pub decision_log: crate::observe::DecisionLog,
 }
 
 /// `[server]` section.

@@ -62,6 +62,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Problem> {
     if let Err((field, message)) = crate::failover::check(&c.failover) {
         return fail(key(&["failover", field]), message);
     }
+    if let Err((section, field, message)) = crate::observe::check(&c.digests, &c.decision_log) {
+        return fail(key(&[section, field]), message);
+    }
     // replicas[].pool, [[pools]], [[rules]]
     crate::rules::validate(c)
 }
