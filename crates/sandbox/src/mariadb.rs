@@ -42,6 +42,8 @@ pub(crate) fn config_lines(datadir: &str, dir: &str, port: u16, server_id: u32) 
         "sync-binlog=0".into(),
         "performance-schema=OFF".into(),
         "table-open-cache=400".into(),
+        "character-set-server=utf8mb4".into(),
+        "collation-server=utf8mb4_general_ci".into(),
     ];
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
