@@ -41,6 +41,15 @@ pub enum ReaderError {
     /// The configured primary changed.
     #[error("the configured primary changed")]
     PrimaryChanged,
+    /// The primary runs MariaDB, whose replication stream (COM_BINLOG_DUMP
+    /// with `@slave_connect_state`, MariaDB GTID events) mysql_async's
+    /// binlog client cannot follow.
+    #[error(
+        "[cache] invalidation = \"binlog\" is not supported on MariaDB (the primary runs \
+         {0}): causeway's binlog reader cannot follow MariaDB's GTID stream; use \
+         invalidation = \"ttl\". The cache serves no entry until then"
+    )]
+    MariadbUnsupported(String),
 }
 
 /// Heartbeat period asked of the primary.
@@ -64,6 +73,14 @@ pub fn spawn(shared: &Arc<Shared>, cache: Arc<Cache>) {
                 _ = shutdown.changed() => return,
             };
             cache.with_fresh(|f| f.stop());
+            if let ReaderError::MariadbUnsupported(_) = err {
+                tracing::error!(error = %err, "cache binlog reader refused");
+                cache.set_reader(|s| {
+                    s.state = "refused";
+                    s.error = Some(err.to_string());
+                });
+                return;
+            }
             tracing::warn!(error = %err, "cache binlog reader stopped; causal reads bypass the cache until it follows again");
             cache.set_reader(|s| {
                 s.state = "disconnected";
@@ -120,6 +137,11 @@ async fn follow(shared: &Weak<Shared>, cache: &Arc<Cache>) -> Result<(), ReaderE
         .user(Some(cfg.user.clone()))
         .pass(Some(cfg.password.clone()));
     let mut conn = mysql_async::Conn::new(opts).await?;
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+    let version = version.unwrap_or_default();
+    if causeway_gtid::Flavor::from_version(&version) == causeway_gtid::Flavor::Mariadb {
+        return Err(ReaderError::MariadbUnsupported(version));
+    }
     let period = HEARTBEAT.as_nanos().to_string();
     conn.query_drop(format!(
         "SET @master_heartbeat_period = {period}, @source_heartbeat_period = {period}"
