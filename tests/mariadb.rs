@@ -348,3 +348,60 @@ async fn oversized_mariadb_token_is_refused_fast() {
     let tok = token(&mut c).await;
     assert_eq!(tok, "", "refused tokens change nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_flavor_mariadb_serves_clients() {
+    use causeway::sandbox_cmd::{self, SandboxOpts};
+    if skip() {
+        return;
+    }
+    let handle = sandbox_cmd::start(SandboxOpts {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: None,
+        flavor: causeway_sandbox::Flavor::Mariadb,
+        ..SandboxOpts::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("sandbox start: {e}"));
+    let text = handle.instructions();
+    assert!(text.contains("MariaDB 10.11"), "{text}");
+    assert!(text.contains("--ssl-verify-server-cert"), "{text}");
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(handle.addr().port())
+        .user(Some("app"))
+        .pass(Some("apppw"))
+        .prefer_socket(false)
+        .into();
+    let mut c = mysql_async::Conn::new(opts).await.unwrap();
+    c.query_drop("CREATE DATABASE demo").await.unwrap();
+    c.query_drop("CREATE TABLE demo.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO demo.t VALUES (1)").await.unwrap();
+    let tok = token(&mut c).await;
+    assert!(tok.starts_with("0-0-"), "{tok}");
+    let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM demo.t").await.unwrap();
+    assert_eq!(n, Some(1));
+    // the printed client command line works (TLS verified against the CA)
+    let mut cli = handle.topology().dist().mysql_client_tokio_command();
+    let ca = handle.ssl_ca().expect("TLS is on");
+    cli.args([
+        "--no-defaults",
+        "--protocol=TCP",
+        "-h127.0.0.1",
+        &format!("-P{}", handle.addr().port()),
+        "-uapp",
+        "-papppw",
+        "--ssl-verify-server-cert",
+        &format!("--ssl-ca={ca}"),
+        "--batch",
+        "-e",
+        "SELECT COUNT(*) + 41 FROM demo.t",
+    ]);
+    let out = cli.output().await.expect("running the mariadb client");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
+    c.disconnect().await.unwrap();
+    handle.stop().await;
+}
