@@ -48,6 +48,9 @@ enum Command {
         /// Address of the HTTP admin endpoint (`/metrics`), or `off`.
         #[arg(long, default_value = causeway::sandbox_cmd::DEFAULT_ADMIN_LISTEN)]
         admin_listen: String,
+        /// Server flavour: `mysql` or `mariadb` (MariaDB 10.11 GTID replicas).
+        #[arg(long, default_value = "mysql")]
+        flavor: String,
     },
 }
 
@@ -94,7 +97,9 @@ fn main() -> anyhow::Result<()> {
             replicas,
             no_tls,
             admin_listen,
+            flavor,
         }) => {
+            let flavor: causeway_sandbox::Flavor = flavor.parse()?;
             causeway::admin::install_recorder();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -106,6 +111,7 @@ fn main() -> anyhow::Result<()> {
                     replicas,
                     tls: !no_tls,
                     admin_listen: (admin_listen != "off").then_some(admin_listen),
+                    flavor,
                     ..Default::default()
                 },
             ))?;

@@ -65,6 +65,7 @@
 //! `last_error` say which case it is.
 
 mod eval;
+mod mariadb;
 mod probe;
 mod settings;
 mod sources;

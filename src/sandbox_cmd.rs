@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use causeway_config::{Config, ConfigError};
 use causeway_sandbox::template::{self, TemplateError};
 use causeway_sandbox::{
-    dist, CertError, CertFiles, DistError, MysqlDist, Options, Topology, TopologyError,
+    dist, CertError, CertFiles, DistError, Flavor, MysqlDist, Options, Topology, TopologyError,
 };
 
 use crate::proxy::{Proxy, ProxyError};
@@ -93,8 +93,11 @@ pub struct SandboxOpts {
     /// Print progress lines for slow steps on stderr (default true).
     pub progress: bool,
     /// Offer TLS to clients with a generated certificate and verify the
-    /// servers' certificates (default true).
+    /// servers' certificates (default true; MariaDB sandboxes have no
+    /// server certificates, so only the client side is TLS there).
     pub tls: bool,
+    /// MySQL (default) or MariaDB (`--flavor mariadb`).
+    pub flavor: Flavor,
 }
 
 impl Default for SandboxOpts {
@@ -105,6 +108,7 @@ impl Default for SandboxOpts {
             replicas: 2,
             progress: true,
             tls: true,
+            flavor: Flavor::Mysql,
         }
     }
 }
@@ -184,7 +188,10 @@ impl SandboxHandle {
             "-papppw".to_string(),
         ]);
         if let Some(ca) = self.ssl_ca() {
-            words.push("--ssl-mode=VERIFY_IDENTITY".to_string());
+            words.push(match self.topology.dist().flavor() {
+                Flavor::Mysql => "--ssl-mode=VERIFY_IDENTITY".to_string(),
+                Flavor::Mariadb => "--ssl-verify-server-cert".to_string(),
+            });
             words.push(shell_quote(&format!("--ssl-ca={ca}")));
         }
         words.join(" ")
@@ -196,7 +203,11 @@ impl SandboxHandle {
         let mut s = String::new();
         let topo = &self.topology;
         s.push_str(&format!(
-            "\ncauseway sandbox is ready (MySQL {}, primary + {} GTID replica(s)).\n\n",
+            "\ncauseway sandbox is ready ({} {}, primary + {} GTID replica(s)).\n\n",
+            match topo.dist().flavor() {
+                Flavor::Mysql => "MySQL",
+                Flavor::Mariadb => "MariaDB",
+            },
             topo.dist().version(),
             topo.replicas().len()
         ));
@@ -299,6 +310,21 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| SandboxError::Task(e.to_string()))
 }
 
+/// Whether [`MysqlDist::locate_flavor`] will have to build the MariaDB
+/// root (nothing in `$CAUSEWAY_MARIADBD`, `PATH` or the default root).
+fn must_build_mariadb_root() -> bool {
+    if std::env::var_os("CAUSEWAY_MARIADBD").is_some() {
+        return false;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("mariadbd").is_file()))
+        .unwrap_or(false);
+    let root = std::env::var_os("CAUSEWAY_MARIADB_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| causeway_sandbox::flavor::DEFAULT_MARIADB_CHROOT.into());
+    !on_path && !root.join("usr/sbin/mariadbd").is_file()
+}
+
 /// Whether [`MysqlDist::locate`] will have to build the Debian sid root
 /// (nothing in `$CAUSEWAY_MYSQLD`, `PATH` or the default root).
 fn must_build_root() -> bool {
@@ -322,6 +348,10 @@ fn must_build_root() -> bool {
 fn make_certs(topo: &Topology) -> Result<CertFiles, SandboxError> {
     let dir = topo.dir().join("tls");
     let files = causeway_sandbox::certs::generate(&dir)?;
+    if topo.dist().flavor() == Flavor::Mariadb {
+        // Debian's MariaDB makes no certificates: only clients get TLS
+        return Ok(files);
+    }
     let mut bundle = Vec::new();
     for s in topo.servers() {
         let ca = s.datadir().join("ca.pem");
@@ -345,6 +375,16 @@ pub fn tls_text(files: &CertFiles) -> String {
         files.cert.display(),
         files.key.display(),
         bundle.display()
+    )
+}
+
+/// The `[tls]` section alone (clients only: MariaDB sandboxes have no
+/// server certificates to verify).
+pub fn client_tls_text(files: &CertFiles) -> String {
+    format!(
+        "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        files.cert.display(),
+        files.key.display()
     )
 }
 
@@ -408,15 +448,19 @@ pub async fn start(opts: SandboxOpts) -> Result<SandboxHandle, SandboxError> {
     }
     let p = opts.progress;
 
-    let step = if must_build_root() {
-        Step::begin(
+    let flavor = opts.flavor;
+    let step = match flavor {
+        Flavor::Mysql if must_build_root() => Step::begin(
             p,
             "building the MySQL root (Debian sid + MySQL with debootstrap; first run only, about a minute)",
-        )
-    } else {
-        Step::begin(p, "locating MySQL")
+        ),
+        Flavor::Mariadb if must_build_mariadb_root() => Step::begin(
+            p,
+            "building the MariaDB root (Debian bookworm + MariaDB 10.11 with debootstrap; first run only)",
+        ),
+        _ => Step::begin(p, &format!("locating {flavor}")),
     };
-    let mysql = blocking(MysqlDist::shared).await??;
+    let mysql = blocking(move || MysqlDist::shared_flavor(flavor)).await??;
     step.done();
     if p {
         eprintln!("    mysqld {} ({})", mysql.version(), describe(&mysql));
@@ -432,7 +476,7 @@ pub async fn start(opts: SandboxOpts) -> Result<SandboxHandle, SandboxError> {
     let step = Step::begin(
         p,
         &format!(
-            "starting MySQL: a GTID primary and {} replica(s)",
+            "starting {flavor}: a GTID primary and {} replica(s)",
             opts.replicas
         ),
     );
@@ -444,7 +488,11 @@ pub async fn start(opts: SandboxOpts) -> Result<SandboxHandle, SandboxError> {
     let mut text = config_text(&topology, &opts.listen, opts.admin_listen.as_deref());
     let tls = if opts.tls {
         let files = make_certs(&topology)?;
-        text.push_str(&tls_text(&files));
+        if flavor == Flavor::Mariadb {
+            text.push_str(&client_tls_text(&files));
+        } else {
+            text.push_str(&tls_text(&files));
+        }
         Some(files)
     } else {
         None
@@ -474,7 +522,7 @@ pub async fn start(opts: SandboxOpts) -> Result<SandboxHandle, SandboxError> {
 
 fn describe(d: &MysqlDist) -> String {
     match d.root() {
-        Some(root) => format!("Debian sid root {}", root.display()),
+        Some(root) => format!("Debian root {}", root.display()),
         None => d
             .mysqld_path()
             .parent()

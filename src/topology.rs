@@ -79,6 +79,8 @@ pub struct View {
     /// `server_uuid` (None while either is unknown). See
     /// `monitor::source_mismatch`.
     pub source_mismatch: Option<bool>,
+    /// MySQL or MariaDB, as the monitor detected (None until connected).
+    pub flavor: Option<causeway_gtid::Flavor>,
 }
 
 impl View {
@@ -113,6 +115,7 @@ impl Default for View {
             server_uuid: None,
             source_uuids: None,
             source_mismatch: None,
+            flavor: None,
         }
     }
 }

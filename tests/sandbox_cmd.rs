@@ -49,6 +49,7 @@ async fn sandbox_start_serves_clients_and_stop_cleans_up() {
         replicas: 2,
         progress: true,
         tls: true,
+        ..SandboxOpts::default()
     })
     .await
     .unwrap_or_else(|e| panic!("sandbox start: {e}"));

@@ -125,6 +125,8 @@ pub struct BackendConn<S = Stream> {
     pub server: String,
     /// Server version string.
     pub version: String,
+    /// MySQL or MariaDB, from the greeting ([`super::flavor::detect`]).
+    pub flavor: causeway_gtid::Flavor,
     /// Status flags of the last reply read to its end (the EOF a client
     /// without DEPRECATE_EOF is owed before a result's status is known).
     pub status: u16,
@@ -190,6 +192,7 @@ pub(crate) struct Identity {
     pub(crate) thread_id: u32,
     pub(crate) server: String,
     pub(crate) version: String,
+    pub(crate) flavor: causeway_gtid::Flavor,
     pub(crate) key: LinkKey,
     pub(crate) db: Option<String>,
 }
@@ -204,6 +207,7 @@ impl<S> BackendConn<S> {
             thread_id: who.thread_id,
             server: who.server,
             version: who.version,
+            flavor: who.flavor,
             key: who.key,
             db: who.db,
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits(),
@@ -229,6 +233,7 @@ impl<S> BackendConn<S> {
             thread_id: 1,
             server: "test".into(),
             version: String::new(),
+            flavor: causeway_gtid::Flavor::Mysql,
             key: LinkKey {
                 user: "test".into(),
                 caps: 0,
@@ -549,12 +554,10 @@ impl BackendConn {
             err,
         };
         self.command(0x1F, &[]).await?.map_err(to_err)?;
-        self.query_ok(SETUP_SQL).await?.map_err(to_err)?;
-        let cs = collation_names(self.key.collation);
-        if let Some((charset, collation)) = cs {
-            self.query_ok(&format!("SET NAMES {charset} COLLATE {collation}"))
-                .await?
-                .map_err(to_err)?;
+        let setup = super::flavor::setup_sql(self.flavor);
+        self.query_ok(setup).await?.map_err(to_err)?;
+        if let Some(names) = super::flavor::set_names(self.flavor, self.key.collation) {
+            self.query_ok(&names).await?.map_err(to_err)?;
         }
         Ok(())
     }

@@ -45,6 +45,15 @@ pub enum ReaderError {
     /// The configured primary changed.
     #[error("the configured primary changed")]
     PrimaryChanged,
+    /// The primary runs MariaDB, whose replication stream (COM_BINLOG_DUMP
+    /// with `@slave_connect_state`, MariaDB GTID events) mysql_async's
+    /// binlog client cannot follow.
+    #[error(
+        "the binlog reader does not follow MariaDB (the primary runs {0}): use [cache] \
+         invalidation = \"ttl\"; the cache serves no entry and fresh reads need the \
+         primary's whole executed set until then"
+    )]
+    MariadbUnsupported(String),
 }
 
 /// Heartbeat period asked of the primary.
@@ -73,15 +82,21 @@ pub fn spawn(shared: &Arc<Shared>, binlog: Arc<Binlog>, cache: Option<Arc<Cache>
                 },
                 _ = shutdown.changed() => return,
             };
+            let refused = matches!(err, ReaderError::MariadbUnsupported(_));
+            let state = if refused { "refused" } else { "disconnected" };
             sink.binlog.with(|v| v.stop());
-            sink.binlog.set_state("disconnected");
+            sink.binlog.set_state(state);
             sink.binlog.set_error(Some(err.to_string()));
             if let Some(cache) = &sink.cache {
                 cache.with_fresh(|f| f.stop());
                 cache.set_reader(|s| {
-                    s.state = "disconnected";
+                    s.state = state;
                     s.error = Some(err.to_string());
                 });
+            }
+            if refused {
+                tracing::error!(error = %err, "binlog reader refused");
+                return;
             }
             tracing::warn!(error = %err, "binlog reader stopped; causal reads bypass the cache and fresh reads need the primary's whole executed set until it follows again");
             if weak.upgrade().is_none() {
@@ -180,6 +195,11 @@ async fn follow(shared: &Weak<Shared>, sink: &Sink) -> Result<(), ReaderError> {
         .user(Some(user))
         .pass(Some(password));
     let mut conn = mysql_async::Conn::new(opts).await?;
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+    let version = version.unwrap_or_default();
+    if causeway_gtid::Flavor::from_version(&version) == causeway_gtid::Flavor::Mariadb {
+        return Err(ReaderError::MariadbUnsupported(version));
+    }
     let period = HEARTBEAT.as_nanos().to_string();
     conn.query_drop(format!(
         "SET @master_heartbeat_period = {period}, @source_heartbeat_period = {period}"

@@ -145,7 +145,7 @@ impl Settings {
         };
         match name {
             "token" => {
-                self.token = GtidSet::parse_limited(value, &TOKEN_LIMITS)
+                self.token = causeway_gtid::parse_token(value, &TOKEN_LIMITS)
                     .map_err(|e| bad(format!(": {e}")))?;
             }
             "consistency" => {

@@ -95,10 +95,11 @@ impl Session {
                 return self.missed(writer, token, cmd, expect, Some(&f.err)).await;
             }
         };
-        let wait = format!(
-            "SELECT WAIT_FOR_EXECUTED_GTID_SET('{missing}', {:.3})",
-            timeout.as_secs_f64()
-        );
+        let flavor = self.held.get(idx).map(|h| h.conn.flavor).unwrap_or_default();
+        let Some(wait) = super::causal_sql::wait_sql(flavor, &missing, timeout, writer) else {
+            // a MySQL token on a MariaDB server (or the reverse): never reached
+            return self.missed(writer, token, cmd, expect, None).await;
+        };
         let mut kills = self.shared.subscribe_kills();
         let Some(h) = self.held.get_mut(idx) else {
             return (self.reply_err(&lost_wait()).await, None, None);
@@ -174,7 +175,7 @@ impl Session {
                 "causeway: no reachable server has executed consistency token '{}' \
                  (the writer '{}' was waited on: {why}); the read is refused rather than \
                  answered from a server that lacks it",
-                crate::consistency::clip_value(&token.to_string()),
+                crate::consistency::clip_value(&causeway_gtid::token_text(token)),
                 self.topo.primary.name()
             ),
         );
@@ -217,7 +218,7 @@ impl Session {
                             "member of pool '{}'",
                             p.1
                         )),
-                        crate::consistency::clip_value(&token.to_string()),
+                        crate::consistency::clip_value(&causeway_gtid::token_text(token)),
                         if pool.is_some() {
                             "the pool's on_timeout"
                         } else {

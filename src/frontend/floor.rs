@@ -36,10 +36,21 @@ impl Session {
     pub(super) async fn ask_primary(&mut self, primary: &Arc<crate::topology::Backend>) -> Option<GtidSet> {
         let idx = self.conn_for(primary).await.ok()?;
         let h = self.held.get_mut(idx)?;
-        match h.conn.query_value("SELECT @@GLOBAL.gtid_executed").await {
-            Ok(Ok(Some(v))) => std::str::from_utf8(&v)
-                .ok()
-                .and_then(|t| GtidSet::parse(t).ok()),
+        let mariadb = h.conn.flavor == causeway_gtid::Flavor::Mariadb;
+        let sql = if mariadb {
+            // its own writes: the primary's binlog position
+            "SELECT @@GLOBAL.gtid_binlog_pos"
+        } else {
+            "SELECT @@GLOBAL.gtid_executed"
+        };
+        match h.conn.query_value(sql).await {
+            Ok(Ok(Some(v))) => std::str::from_utf8(&v).ok().and_then(|t| {
+                if mariadb {
+                    causeway_gtid::MariadbPos::parse(t).ok().map(|p| p.to_gtid_set())
+                } else {
+                    GtidSet::parse(t).ok()
+                }
+            }),
             Ok(_) => None,
             Err(_) => {
                 self.drop_conn(idx);

@@ -3,6 +3,7 @@
 mod admin_rows;
 mod cached;
 mod causal;
+mod causal_sql;
 mod change_user;
 mod connection;
 mod failure;

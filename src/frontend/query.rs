@@ -306,7 +306,7 @@ impl Session {
                     .map(Sent::label)
                     .unwrap_or_default(),
             ),
-            "token" => Some(s.token.to_string()),
+            "token" => Some(causeway_gtid::token_text(&s.token)),
             "consistency" => Some(s.mode.as_str().to_string()),
             "wait_timeout_ms" => Some(s.wait_timeout.as_millis().to_string()),
             "on_timeout" => Some(s.on_timeout.as_str().to_string()),

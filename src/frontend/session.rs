@@ -542,6 +542,12 @@ pub(super) fn merge_token(ok: &mut OkPacket, token: &mut causeway_gtid::GtidSet)
                     continue;
                 }
             }
+        } else if ty == track::SYSTEM_VARIABLES {
+            if let Some(entry) = merge_last_gtid(data, token) {
+                rebuilt.extend_from_slice(&entry);
+                changed = true;
+                continue;
+            }
         }
         rebuilt.push(ty);
         put_lenenc_str(&mut rebuilt, data);
@@ -550,6 +556,24 @@ pub(super) fn merge_token(ok: &mut OkPacket, token: &mut causeway_gtid::GtidSet)
         ok.session_state = rebuilt;
     }
     changed
+}
+
+/// MariaDB: merges an OK's `last_gtid` (a SESSION_TRACK_SYSTEM_VARIABLES
+/// entry) into the session token per domain; returns the entry rewritten
+/// to carry the whole token when the server's value lacks part of it.
+fn merge_last_gtid(data: &[u8], token: &mut causeway_gtid::GtidSet) -> Option<Vec<u8>> {
+    let (name, value) = messages::sysvar_from_state_data(data)?;
+    if !name.eq_ignore_ascii_case(b"last_gtid") {
+        return None;
+    }
+    let pos = causeway_gtid::MariadbPos::parse(std::str::from_utf8(value).ok()?).ok()?;
+    let set = pos.to_gtid_set();
+    token.union(&set);
+    if set.contains(token) {
+        return None;
+    }
+    let text = causeway_gtid::token_text(token);
+    Some(messages::sysvar_state_entry("last_gtid", &text))
 }
 
 pub(super) fn stmt_id_of(payload: &[u8]) -> u32 {

@@ -2,7 +2,7 @@
 //! a [`View`], and publishing it when it changed. Also the state shared by
 //! all tasks of one monitor (the primary's GTID history, for replica lag).
 
-use causeway_gtid::GtidSet;
+use causeway_gtid::{Flavor, GtidSet};
 use mysql_async::Conn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +39,8 @@ pub struct Shared {
     primary: Mutex<(usize, LagHistory)>,
     /// The primary's `server_uuid`, as its task last read it.
     primary_uuid: Mutex<Option<String>>,
+    /// The primary's flavour, as its task last detected it.
+    primary_flavor: Mutex<Option<Flavor>>,
     /// Every server's replication sources (follow mode).
     sources: super::sources::Sources,
 }
@@ -76,6 +78,10 @@ impl Shared {
         self.uuid_lock().clone()
     }
 
+    fn flavor_lock(&self) -> std::sync::MutexGuard<'_, Option<Flavor>> {
+        self.primary_flavor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn observe(&self, key: usize, set: &Arc<GtidSet>, at: Instant) {
         let mut g = self.lock();
         if g.0 == key {
@@ -89,24 +95,51 @@ impl Shared {
 }
 
 /// One successful read of a backend.
-struct Reading {
+pub(super) struct Reading {
     /// Whether this was a health check (read-only and replication read).
-    health: bool,
-    gtid: GtidSet,
+    pub(super) health: bool,
+    pub(super) gtid: GtidSet,
     /// When the GTID query was sent.
-    sent: Instant,
-    at: Instant,
-    read_only: Option<bool>,
+    pub(super) sent: Instant,
+    pub(super) at: Instant,
+    pub(super) read_only: Option<bool>,
     /// `Some` on health checks.
-    server_uuid: Option<String>,
+    pub(super) server_uuid: Option<String>,
     /// `Some` on health checks of replicas whose source UUIDs were readable.
-    source_uuids: Option<Vec<String>>,
+    pub(super) source_uuids: Option<Vec<String>>,
     /// `Some` on health checks of replicas; `Err` when refused.
-    replication: Option<Result<bool, ProbeError>>,
+    pub(super) replication: Option<Result<bool, ProbeError>>,
 }
 
-async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
+impl Reading {
+    /// A GTID-only reading (no health facts) sent at `sent`, read now.
+    pub(super) fn gtid_only(gtid: GtidSet, sent: Instant) -> Reading {
+        Reading {
+            health: false,
+            gtid,
+            sent,
+            at: Instant::now(),
+            read_only: None,
+            server_uuid: None,
+            source_uuids: None,
+            replication: None,
+        }
+    }
+}
+
+async fn read(
+    conn: &mut Conn,
+    s: &Settings,
+    health: bool,
+    flavor: &mut Option<Flavor>,
+) -> Result<Reading, ProbeError> {
     let t = s.connect_timeout;
+    if flavor.is_none() {
+        *flavor = Some(super::mariadb::flavor(conn, t).await?);
+    }
+    if *flavor == Some(Flavor::Mariadb) {
+        return super::mariadb::read(conn, s, health).await;
+    }
     let sent = Instant::now();
     if let Some(q) = &s.watermark_query {
         // a read model fed by CDC: its watermark is its executed set
@@ -182,6 +215,10 @@ pub struct Task {
     warned_mismatch: bool,
     /// After a refused login, no new attempt before this instant.
     refused_until: Option<Instant>,
+    /// The flavour of the server behind `conn` (None: not connected yet).
+    flavor: Option<Flavor>,
+    /// The flavour this replica was refused for (logged once).
+    flavor_refused: Option<Flavor>,
     /// The error code and health case of the last failed check, if the
     /// backend is failing now (for logging changes only).
     failure: Option<(Option<u16>, &'static str)>,
@@ -217,6 +254,8 @@ impl Task {
             warned_writable: false,
             warned_mismatch: false,
             refused_until: None,
+            flavor: None,
+            flavor_refused: None,
             failure: None,
             state,
         }
@@ -251,6 +290,7 @@ impl Task {
     }
 
     async fn close(&mut self, s: &Settings) {
+        self.flavor = None;
         if let Some(conn) = self.conn.take() {
             probe::close(conn, s.connect_timeout).await;
         }
@@ -297,7 +337,7 @@ impl Task {
                 self.conn = Some(conn);
             }
             let conn = self.conn.as_mut().expect("connected above");
-            match read(conn, s, health || fresh).await {
+            match read(conn, s, health || fresh, &mut self.flavor).await {
                 Ok(r) => return Ok(r),
                 Err(e) if e.server_answered() && !e.connection_ended_by_server() => return Err(e),
                 Err(e) => {
@@ -455,8 +495,11 @@ impl Task {
         }
         self.lag_excluded = verdict.lag_excluded;
         let source_mismatch = self.safety(s);
+        let mixed = self.mixed_flavor(s);
         // follow mode: a replica that does not follow the writer serves no read
-        let eligible = verdict.eligible && !(s.follow && source_mismatch == Some(true));
+        let eligible = verdict.eligible
+            && !(s.follow && source_mismatch == Some(true))
+            && mixed.is_none();
         let now = Instant::now();
         let view = View {
             reachable: self.reachable,
@@ -467,15 +510,17 @@ impl Task {
             },
             gtid_executed: Arc::clone(&self.gtid),
             lag_ms: self.lag_ms,
-            last_error: self
-                .conn_error
-                .clone()
-                .or_else(|| self.health_error.clone()),
+            last_error: mixed.or_else(|| {
+                self.conn_error
+                    .clone()
+                    .or_else(|| self.health_error.clone())
+            }),
             measured_at: Some(now),
             eligible,
             server_uuid: self.server_uuid.clone(),
             source_uuids: self.source_uuids.clone(),
             source_mismatch,
+            flavor: self.flavor,
         };
         let old = self.state.view.load();
         let heartbeat = self
@@ -495,6 +540,28 @@ impl Task {
 }
 
 impl Task {
+    /// Records the primary's flavour (primary task) and, on a replica of
+    /// another flavour than the primary, returns the refusal (logged once
+    /// per change).
+    fn mixed_flavor(&mut self, s: &Settings) -> Option<String> {
+        let mine = self.flavor?;
+        if s.role == Role::Primary {
+            *self.shared.flavor_lock() = Some(mine);
+            return None;
+        }
+        let primary = (*self.shared.flavor_lock())?;
+        if primary == mine {
+            self.flavor_refused = None;
+            return None;
+        }
+        let msg = super::mariadb::mixed(&s.name, mine, primary);
+        if self.flavor_refused != Some(mine) {
+            tracing::error!(backend = %s.name, "{msg}");
+            self.flavor_refused = Some(mine);
+        }
+        Some(msg)
+    }
+
     /// The split-brain checks of a replica: warns once per transition when
     /// it is writable (`read_only` and `super_read_only` both off) or
     /// replicates from a server that is not the configured primary, and

@@ -66,6 +66,9 @@ pub fn put_lenenc_str(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Session-state change types (`SESSION_TRACK_*`).
 pub mod track {
+    /// A system variable changed (`session_track_system_variables`;
+    /// MariaDB reports `last_gtid` this way).
+    pub const SYSTEM_VARIABLES: u8 = 0;
     /// The current schema changed.
     pub const SCHEMA: u8 = 1;
     /// Some session state changed.
@@ -192,6 +195,24 @@ pub fn gtids_state_entry(gtids: &str) -> Vec<u8> {
     let mut data = vec![0u8];
     put_lenenc_str(&mut data, gtids.as_bytes());
     let mut out = vec![track::GTIDS];
+    put_lenenc_str(&mut out, &data);
+    out
+}
+
+/// Decodes the data of a SESSION_TRACK_SYSTEM_VARIABLES entry into the
+/// variable's name and value.
+pub fn sysvar_from_state_data(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (name, n) = read_lenenc_str(data)?;
+    let (value, _) = read_lenenc_str(data.get(n..)?)?;
+    Some((name, value))
+}
+
+/// Builds a SESSION_TRACK_SYSTEM_VARIABLES entry `name = value`.
+pub fn sysvar_state_entry(name: &str, value: &str) -> Vec<u8> {
+    let mut data = Vec::with_capacity(name.len() + value.len() + 2);
+    put_lenenc_str(&mut data, name.as_bytes());
+    put_lenenc_str(&mut data, value.as_bytes());
+    let mut out = vec![track::SYSTEM_VARIABLES];
     put_lenenc_str(&mut out, &data);
     out
 }

@@ -17,6 +17,11 @@
 //! );
 //! ```
 //!
+//! MariaDB positions (`domain-server-seq`) are parsed by [`MariadbPos`]
+//! and carried inside a [`GtidSet`] ([`parse_token`], [`token_text`]; see
+//! the `mariadb` module for the encoding and why containment is
+//! `MASTER_GTID_WAIT`'s rule).
+//!
 //! Modules: [`ids`] (UUID, tag, source, single GTID), `parse` (text
 //! parsers), `limits` ([`Limits`] for untrusted text), `set` ([`GtidSet`]
 //! operations), `display` (canonical printing),
@@ -26,12 +31,14 @@ mod display;
 mod error;
 pub mod ids;
 mod limits;
+mod mariadb;
 mod parse;
 mod set;
 
 pub use error::GtidError;
 pub use ids::{Gtid, Tag, Tsid, Uuid, MAX_TAG_LEN};
 pub use limits::Limits;
+pub use mariadb::{looks_mariadb, parse_token, token_text, Flavor, MariadbPos};
 pub use parse::MAX_GNO;
 pub use set::{GtidSet, Interval};
 

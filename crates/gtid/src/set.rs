@@ -262,6 +262,11 @@ impl GtidSet {
         Ok(())
     }
 
+    /// Adds an already validated interval (the MariaDB carrier).
+    pub(crate) fn insert_raw(&mut self, tsid: Tsid, iv: Interval) {
+        self.insert(tsid, iv);
+    }
+
     /// Adds one transaction `uuid[:tag]:gno`.
     pub fn add(&mut self, uuid: Uuid, tag: Tag, gno: u64) -> Result<(), GtidError> {
         self.add_interval(Tsid::new(uuid, tag), gno, gno)

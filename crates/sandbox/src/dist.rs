@@ -8,10 +8,19 @@
 //!
 //! In chroot mode every path handed to mysqld is a path *inside* the chroot;
 //! [`MysqlDist::inner_path`] maps host paths to those.
+//!
+//! MariaDB ([`MysqlDist::locate_flavor`] with [`Flavor::Mariadb`]) is found
+//! the same way: `$CAUSEWAY_MARIADBD`, `mariadbd` on PATH, else a Debian
+//! bookworm root at `${CAUSEWAY_MARIADB_ROOT:-/var/tmp/causeway/mariadb-root}`
+//! built by `integration/provide-mariadb.sh` (never installed on the host:
+//! Debian's package puts a MariaDB `mysqld` on PATH). The MySQL search
+//! refuses a `mysqld` whose `--version` says MariaDB, and the reverse.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+
+use crate::flavor::Flavor;
 
 /// Default location of the Debian sid chroot.
 pub const DEFAULT_CHROOT: &str = "/var/tmp/causeway/sid-root";
@@ -50,6 +59,24 @@ pub enum DistError {
         /// What mysqld printed.
         output: String,
     },
+    /// The binary found is not of the flavour asked for (e.g. a MariaDB
+    /// `mysqld` on PATH where MySQL is wanted).
+    #[error(
+        "{path} is {found}, not {wanted} (its --version: {version:?}); set {var} \
+         to a {wanted} server binary or remove it from PATH"
+    )]
+    WrongFlavor {
+        /// The binary.
+        path: PathBuf,
+        /// What it is.
+        found: Flavor,
+        /// What was asked for.
+        wanted: Flavor,
+        /// Its version text.
+        version: String,
+        /// The environment variable that selects the binary.
+        var: &'static str,
+    },
     /// Chroot mode needs root.
     #[error("the MySQL chroot at {root} needs root privileges to use (or set CAUSEWAY_MYSQLD)")]
     NotRoot {
@@ -69,85 +96,131 @@ pub struct MysqlDist {
     mysql: PathBuf,
     /// e.g. `9.7.4-2`.
     version: String,
+    /// MySQL or MariaDB, from `--version`.
+    flavor: Flavor,
 }
 
 static SHARED: Mutex<Option<Arc<MysqlDist>>> = Mutex::new(None);
+static SHARED_MARIADB: Mutex<Option<Arc<MysqlDist>>> = Mutex::new(None);
 
 impl MysqlDist {
     /// Locates MySQL (see the module docs), building the chroot if nothing is
     /// found. Blocking: may take minutes the very first time on a machine.
     pub fn locate() -> Result<MysqlDist, DistError> {
-        if let Some(d) = Self::find_existing()? {
+        Self::locate_flavor(Flavor::Mysql)
+    }
+
+    /// Locates a server of `flavor` (see the module docs).
+    pub fn locate_flavor(flavor: Flavor) -> Result<MysqlDist, DistError> {
+        if let Some(d) = Self::find_existing(flavor)? {
             return Ok(d);
         }
-        Self::provide()
+        Self::provide(flavor)
     }
 
     /// Like [`MysqlDist::locate`] but cached for the whole process.
     pub fn shared() -> Result<Arc<MysqlDist>, DistError> {
-        let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        Self::shared_flavor(Flavor::Mysql)
+    }
+
+    /// Like [`MysqlDist::locate_flavor`] but cached for the whole process.
+    pub fn shared_flavor(flavor: Flavor) -> Result<Arc<MysqlDist>, DistError> {
+        let cell = match flavor {
+            Flavor::Mysql => &SHARED,
+            Flavor::Mariadb => &SHARED_MARIADB,
+        };
+        let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = guard.as_ref() {
             return Ok(Arc::clone(d));
         }
-        let d = Arc::new(Self::locate()?);
+        let d = Arc::new(Self::locate_flavor(flavor)?);
         *guard = Some(Arc::clone(&d));
         Ok(d)
     }
 
-    /// Uses explicit host binaries.
+    /// Uses explicit host binaries (the flavour comes from `--version`).
     pub fn from_binaries(mysqld: PathBuf, mysql: PathBuf) -> Result<MysqlDist, DistError> {
         let mut d = MysqlDist {
             root: None,
             mysqld,
             mysql,
             version: String::new(),
+            flavor: Flavor::Mysql,
         };
-        d.version = d.probe_version()?;
+        d.probe_version()?;
         Ok(d)
     }
 
     /// Uses a chroot whose `/usr/sbin/mysqld` and `/usr/bin/mysql` are used.
     pub fn from_chroot(root: PathBuf) -> Result<MysqlDist, DistError> {
+        Self::from_chroot_bins(root, Flavor::Mysql)
+    }
+
+    /// Uses a chroot holding `flavor`'s server and client binaries.
+    pub fn from_chroot_bins(root: PathBuf, flavor: Flavor) -> Result<MysqlDist, DistError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(DistError::NotRoot { root });
         }
         let mut d = MysqlDist {
             root: Some(root),
-            mysqld: PathBuf::from("/usr/sbin/mysqld"),
-            mysql: PathBuf::from("/usr/bin/mysql"),
+            mysqld: Path::new("/usr/sbin").join(flavor.server_bin()),
+            mysql: Path::new("/usr/bin").join(flavor.client_bin()),
             version: String::new(),
+            flavor,
         };
-        d.version = d.probe_version()?;
+        d.probe_version()?;
         Ok(d)
     }
 
-    fn find_existing() -> Result<Option<MysqlDist>, DistError> {
-        if let Some(m) = std::env::var_os("CAUSEWAY_MYSQLD") {
+    /// Refuses a distribution of another flavour than `wanted`.
+    fn expect_flavor(self, wanted: Flavor) -> Result<MysqlDist, DistError> {
+        if self.flavor == wanted {
+            return Ok(self);
+        }
+        Err(DistError::WrongFlavor {
+            path: self.mysqld.clone(),
+            found: self.flavor,
+            wanted,
+            version: self.version.clone(),
+            var: wanted.server_env(),
+        })
+    }
+
+    fn find_existing(flavor: Flavor) -> Result<Option<MysqlDist>, DistError> {
+        let var = flavor.server_env();
+        if let Some(m) = std::env::var_os(var) {
             let mysqld = PathBuf::from(m);
             if !mysqld.is_file() {
-                return Err(DistError::BadEnvPath {
-                    var: "CAUSEWAY_MYSQLD",
-                    path: mysqld,
-                });
+                return Err(DistError::BadEnvPath { var, path: mysqld });
             }
-            let mysql = client_beside(&mysqld);
-            return Self::from_binaries(mysqld, mysql).map(Some);
+            let mysql = client_beside(&mysqld, flavor);
+            return Self::from_binaries(mysqld, mysql)?
+                .expect_flavor(flavor)
+                .map(Some);
         }
-        if let Some(mysqld) = which("mysqld") {
-            let mysql = client_beside(&mysqld);
-            return Self::from_binaries(mysqld, mysql).map(Some);
+        if let Some(mysqld) = which(flavor.server_bin()) {
+            let mysql = client_beside(&mysqld, flavor);
+            return Self::from_binaries(mysqld, mysql)?
+                .expect_flavor(flavor)
+                .map(Some);
         }
-        let root = chroot_root();
-        if root.join("usr/sbin/mysqld").is_file() {
-            return Self::from_chroot(root).map(Some);
+        let root = flavor.chroot_root();
+        if root
+            .join("usr/sbin")
+            .join(flavor.server_bin())
+            .is_file()
+        {
+            return Self::from_chroot_bins(root, flavor)?
+                .expect_flavor(flavor)
+                .map(Some);
         }
         Ok(None)
     }
 
-    /// Runs `integration/provide-mysql.sh` and parses its last line.
-    fn provide() -> Result<MysqlDist, DistError> {
-        let script = Self::provide_script();
+    /// Runs the flavour's provide script and parses its last line.
+    fn provide(flavor: Flavor) -> Result<MysqlDist, DistError> {
+        let script = Self::provide_script_for(flavor);
         tracing::info!(script = %script.display(), "no MySQL found; running provide script");
         let out = Command::new("bash")
             .arg(&script)
@@ -171,16 +244,18 @@ impl MysqlDist {
             detail: d,
         };
         match parse_provide_line(&last) {
-            Some(ProvideLine::Binaries { mysqld, mysql }) => Self::from_binaries(mysqld, mysql),
+            Some(ProvideLine::Binaries { mysqld, mysql }) => {
+                Self::from_binaries(mysqld, mysql)?.expect_flavor(flavor)
+            }
             Some(ProvideLine::Chroot {
                 root,
                 mysqld,
                 mysql,
             }) => {
-                let mut d = Self::from_chroot(root)?;
+                let mut d = Self::from_chroot_bins(root, flavor)?;
                 d.mysqld = mysqld;
                 d.mysql = mysql;
-                Ok(d)
+                d.expect_flavor(flavor)
             }
             None => Err(detail(format!("unparsable output line {last:?}"))),
         }
@@ -188,10 +263,18 @@ impl MysqlDist {
 
     /// Path of `integration/provide-mysql.sh` in the source tree.
     pub fn provide_script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integration/provide-mysql.sh")
+        Self::provide_script_for(Flavor::Mysql)
     }
 
-    fn probe_version(&self) -> Result<String, DistError> {
+    /// Path of the provide script for `flavor` in the source tree.
+    pub fn provide_script_for(flavor: Flavor) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../integration")
+            .join(flavor.script())
+    }
+
+    /// Sets `version` and `flavor` from `mysqld --version`.
+    fn probe_version(&mut self) -> Result<(), DistError> {
         let out = self
             .mysqld_command()
             .arg("--version")
@@ -206,11 +289,18 @@ impl MysqlDist {
         while let Some(w) = words.next() {
             if w == "Ver" {
                 if let Some(v) = words.next() {
-                    return Ok(v.to_string());
+                    self.version = v.to_string();
+                    self.flavor = Flavor::from_version_text(&text);
+                    return Ok(());
                 }
             }
         }
         Err(DistError::Version { output: text })
+    }
+
+    /// MySQL or MariaDB.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     /// The chroot root, when running from a chroot.
@@ -238,6 +328,13 @@ impl MysqlDist {
     /// needed). Connect with e.g. `-h127.0.0.1 -P<port> -uroot`.
     pub fn mysql_client_command(&self) -> Command {
         self.wrapped(&self.mysql)
+    }
+
+    /// A command running `name` from the client's directory (e.g.
+    /// `mariadb-install-db`), chroot-wrapped when needed.
+    pub fn tool_command(&self, name: &str) -> Command {
+        let dir = self.mysql.parent().unwrap_or(Path::new("/usr/bin"));
+        self.wrapped(&dir.join(name))
     }
 
     /// [`mysql_client_command`](Self::mysql_client_command) as a tokio command.
@@ -310,12 +407,6 @@ fn parse_provide_line(line: &str) -> Option<ProvideLine> {
     }
 }
 
-fn chroot_root() -> PathBuf {
-    std::env::var_os("CAUSEWAY_MYSQL_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHROOT))
-}
-
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -323,18 +414,19 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn client_beside(mysqld: &Path) -> PathBuf {
-    if let Some(c) = std::env::var_os("CAUSEWAY_MYSQL") {
+fn client_beside(mysqld: &Path, flavor: Flavor) -> PathBuf {
+    if let Some(c) = std::env::var_os(flavor.client_env()) {
         return PathBuf::from(c);
     }
+    let name = flavor.client_bin();
     if let Some(dir) = mysqld.parent() {
-        for cand in [dir.join("mysql"), dir.join("../bin/mysql")] {
+        for cand in [dir.join(name), dir.join("../bin").join(name)] {
             if cand.is_file() {
                 return cand;
             }
         }
     }
-    which("mysql").unwrap_or_else(|| PathBuf::from("mysql"))
+    which(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
 #[cfg(test)]
@@ -368,6 +460,7 @@ mod tests {
             mysqld: "/usr/sbin/mysqld".into(),
             mysql: "/usr/bin/mysql".into(),
             version: "9.7.4".into(),
+            flavor: Flavor::Mysql,
         };
         assert_eq!(
             d.inner_path(Path::new("/var/tmp/r/tmp/causeway/x")),

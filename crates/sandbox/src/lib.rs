@@ -18,6 +18,8 @@
 
 pub mod certs;
 pub mod dist;
+pub mod flavor;
+pub mod mariadb;
 pub mod process;
 pub mod replication;
 pub mod server;
@@ -27,6 +29,7 @@ pub mod users;
 
 pub use certs::{Ca, CertError, CertFiles};
 pub use dist::{DistError, MysqlDist};
+pub use flavor::{Flavor, FlavorError};
 pub use replication::{ReplicaStatus, ReplicationError};
 pub use server::{Server, ServerError};
 pub use topology::{Options, Topology, TopologyError};

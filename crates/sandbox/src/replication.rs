@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+use crate::flavor::Flavor;
+use crate::mariadb;
 use crate::server::{Server, ServerError};
 use crate::users;
 
@@ -66,6 +68,11 @@ impl std::fmt::Display for ReplicaStatus {
 /// Runs CHANGE REPLICATION SOURCE TO + START REPLICA on `replica`.
 pub async fn configure(replica: &Server, source: &Server) -> Result<(), ReplicationError> {
     let mut conn = replica.conn().await?;
+    if replica.flavor() == Flavor::Mariadb {
+        let r = mariadb::configure(&mut conn, source.port()).await;
+        let _ = conn.disconnect().await;
+        return r.map_err(|e| replica.mysql_err(e).into());
+    }
     let sql = format!(
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
          SOURCE_USER='{}', SOURCE_PASSWORD='{}', SOURCE_AUTO_POSITION=1, \
@@ -83,7 +90,13 @@ pub async fn configure(replica: &Server, source: &Server) -> Result<(), Replicat
     r.map_err(|e| replica.mysql_err(e).into())
 }
 
-async fn query_status(conn: &mut mysql_async::Conn) -> Result<ReplicaStatus, mysql_async::Error> {
+async fn query_status(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+) -> Result<ReplicaStatus, mysql_async::Error> {
+    if flavor == Flavor::Mariadb {
+        return mariadb::status(conn).await;
+    }
     let recv: Option<(String, String)> = conn
         .query_first(
             "SELECT SERVICE_STATE, LAST_ERROR_MESSAGE \
@@ -113,15 +126,19 @@ async fn query_status(conn: &mut mysql_async::Conn) -> Result<ReplicaStatus, mys
 /// Reads replication thread states of `replica`.
 pub async fn status(replica: &Server) -> Result<ReplicaStatus, ReplicationError> {
     let mut conn = replica.conn().await?;
-    let r = query_status(&mut conn).await;
+    let r = query_status(&mut conn, replica.flavor()).await;
     let _ = conn.disconnect().await;
     r.map_err(|e| replica.mysql_err(e).into())
 }
 
-/// `@@GLOBAL.gtid_executed` of `server`.
+/// `@@GLOBAL.gtid_executed` of `server` (on MariaDB `@@gtid_binlog_pos`).
 pub async fn gtid_executed(server: &Server) -> Result<String, ReplicationError> {
     let mut conn = server.conn().await?;
-    let r: Result<Option<String>, _> = conn.query_first("SELECT @@GLOBAL.gtid_executed").await;
+    let sql = match server.flavor() {
+        Flavor::Mysql => "SELECT @@GLOBAL.gtid_executed",
+        Flavor::Mariadb => mariadb::POSITION_SQL,
+    };
+    let r: Result<Option<String>, _> = conn.query_first(sql).await;
     let _ = conn.disconnect().await;
     Ok(r.map_err(|e| server.mysql_err(e))?.unwrap_or_default())
 }
@@ -141,24 +158,31 @@ pub async fn wait_caught_up(
     loop {
         match replica.conn().await {
             Ok(mut conn) => {
+                let flavor = replica.flavor();
                 let r = async {
-                    let row: Option<(i64, String)> = conn
-                        .exec_first(
-                            "SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed), @@GLOBAL.gtid_executed",
-                            (wanted,),
-                        )
-                        .await?;
-                    let st = query_status(&mut conn).await?;
+                    let row = if flavor == Flavor::Mariadb {
+                        mariadb::contains(&mut conn, wanted).await?
+                    } else {
+                        let row: Option<(i64, String)> = conn
+                            .exec_first(
+                                "SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed), \
+                                 @@GLOBAL.gtid_executed",
+                                (wanted,),
+                            )
+                            .await?;
+                        let (subset, executed) = row.unwrap_or_default();
+                        (subset == 1, executed)
+                    };
+                    let st = query_status(&mut conn, flavor).await?;
                     Ok::<_, mysql_async::Error>((row, st))
                 }
                 .await;
                 let _ = conn.disconnect().await;
                 match r {
-                    Ok((row, st)) => {
-                        let (subset, executed) = row.unwrap_or_default();
+                    Ok(((subset, executed), st)) => {
                         has = executed;
                         status = st.to_string();
-                        if subset == 1 && (!require_threads || st.running()) {
+                        if subset && (!require_threads || st.running()) {
                             return Ok(());
                         }
                     }
@@ -184,6 +208,9 @@ pub async fn wait_caught_up(
 /// `STOP REPLICA; RESET REPLICA ALL;` then makes it writable
 /// (`super_read_only` and `read_only` off).
 pub async fn promote(server: &Server) -> Result<(), ReplicationError> {
+    if server.flavor() == Flavor::Mariadb {
+        return run_all(server, mariadb::PROMOTE).await;
+    }
     run_all(
         server,
         &[
@@ -198,6 +225,9 @@ pub async fn promote(server: &Server) -> Result<(), ReplicationError> {
 
 /// Makes `server` read-only (`read_only` and `super_read_only` on).
 pub async fn demote(server: &Server) -> Result<(), ReplicationError> {
+    if server.flavor() == Flavor::Mariadb {
+        return run_all(server, mariadb::DEMOTE).await;
+    }
     run_all(
         server,
         &[
@@ -211,7 +241,11 @@ pub async fn demote(server: &Server) -> Result<(), ReplicationError> {
 /// Re-points `replica` to `source` with `SOURCE_AUTO_POSITION = 1`
 /// (stops replication first, then [`configure`]).
 pub async fn repoint(replica: &Server, source: &Server) -> Result<(), ReplicationError> {
-    run_all(replica, &["STOP REPLICA"]).await?;
+    let stop: &[&str] = match replica.flavor() {
+        Flavor::Mysql => &["STOP REPLICA"],
+        Flavor::Mariadb => mariadb::STOP,
+    };
+    run_all(replica, stop).await?;
     configure(replica, source).await
 }
 

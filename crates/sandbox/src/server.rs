@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 
 use crate::dist::MysqlDist;
+use crate::flavor::Flavor;
 use crate::process::{self, ProcessError};
 use crate::template::{self, TemplateError};
 use crate::users;
@@ -220,6 +221,20 @@ impl Server {
             c.push_str("user=root\n");
         }
         let port = self.port();
+        if self.dist.flavor() == Flavor::Mariadb {
+            let lines = crate::mariadb::config_lines(
+                &inner(self.datadir()),
+                &inner(self.dir.clone()),
+                port,
+                self.spec.server_id,
+            );
+            for line in lines.iter().chain(self.spec.extra.iter()) {
+                c.push_str(line);
+                c.push('\n');
+            }
+            let path = self.config_path();
+            return fs::write(&path, c).map_err(io_err("writing", &path));
+        }
         for line in [
             format!("datadir={}", inner(self.datadir())),
             format!("socket={}", inner(self.datadir().join("mysqld.sock"))),
@@ -356,6 +371,11 @@ impl Server {
             name: self.spec.name.clone(),
             source,
         }
+    }
+
+    /// MySQL or MariaDB.
+    pub fn flavor(&self) -> Flavor {
+        self.dist.flavor()
     }
 
     /// The `mysql` CLI preset with `-h127.0.0.1 -P<port> -uroot --protocol=TCP`.

@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::dist::MysqlDist;
+use crate::flavor::Flavor;
 use crate::process::{self, ProcessError};
 use crate::users;
 
@@ -39,6 +40,18 @@ pub enum TemplateError {
     /// Could not start mysqld.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// `mariadb-install-db` or the MariaDB bootstrap failed.
+    #[error("{step} failed ({status}) in {dir}; output tail:\n{log}")]
+    MariadbInit {
+        /// Which step.
+        step: &'static str,
+        /// Exit status.
+        status: String,
+        /// The build directory (kept for inspection).
+        dir: PathBuf,
+        /// Output tail.
+        log: String,
+    },
     /// `mysqld --initialize-insecure` failed.
     #[error("mysqld --initialize-insecure failed ({status}) in {dir}; error log tail:\n{log}")]
     Initialize {
@@ -70,7 +83,7 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// Where the template for `dist` lives (it may not exist yet).
 pub fn template_path(dist: &MysqlDist) -> PathBuf {
-    let sql = users::bootstrap_sql();
+    let sql = users::bootstrap_sql_for(dist.flavor());
     let version: String = dist
         .version()
         .chars()
@@ -116,6 +129,9 @@ pub fn ensure_template(dist: &MysqlDist) -> Result<PathBuf, TemplateError> {
 }
 
 fn build(dist: &MysqlDist, final_path: &Path) -> Result<(), TemplateError> {
+    if dist.flavor() == Flavor::Mariadb {
+        return build_mariadb(dist, final_path);
+    }
     let started = Instant::now();
     let name = final_path
         .file_name()
@@ -180,6 +196,90 @@ fn build(dist: &MysqlDist, final_path: &Path) -> Result<(), TemplateError> {
     let _ = fs::remove_dir_all(&tmp);
     tracing::info!(elapsed = ?started.elapsed(), "MySQL template datadir ready");
     Ok(())
+}
+
+/// The MariaDB template: `mariadb-install-db` (system tables), then
+/// `mariadbd --bootstrap` with the sandbox accounts on stdin, binary log
+/// off so every copy starts with an empty `gtid_binlog_pos`.
+fn build_mariadb(dist: &MysqlDist, final_path: &Path) -> Result<(), TemplateError> {
+    let started = Instant::now();
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = final_path.with_file_name(format!("{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io_err("removing", &tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
+    let data = tmp.join("data");
+    let sql_path = tmp.join("bootstrap.sql");
+    let cnf_path = tmp.join("init.cnf");
+    let log_path = tmp.join("init.log");
+    let inner = |p: &Path| dist.inner_path(p).display().to_string();
+    fs::write(&sql_path, users::bootstrap_sql_for(Flavor::Mariadb))
+        .map_err(io_err("writing", &sql_path))?;
+    let cnf = format!(
+        "[mysqld]\nuser=root\ndatadir={}\nskip-log-bin\nskip-name-resolve\n\
+         innodb-log-file-size=32M\ninnodb-buffer-pool-size=64M\n",
+        inner(&data)
+    );
+    fs::write(&cnf_path, cnf).map_err(io_err("writing", &cnf_path))?;
+    tracing::info!(template = %final_path.display(), "initializing MariaDB template datadir");
+    let log = fs::File::create(&log_path).map_err(io_err("creating", &log_path))?;
+    let log2 = log.try_clone().map_err(io_err("creating", &log_path))?;
+    let mut cmd = dist.tool_command("mariadb-install-db");
+    cmd.arg(format!("--defaults-file={}", inner(&cnf_path)))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+        .args(["--force", "--skip-name-resolve"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    run_step(cmd, "mariadb-install-db", &tmp, &log_path, None)?;
+    let mut cmd = dist.mysqld_command();
+    cmd.arg(format!("--defaults-file={}", inner(&cnf_path)))
+        .arg("--bootstrap")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    run_step(cmd, "mariadbd --bootstrap", &tmp, &log_path, Some(&sql_path))?;
+    let _ = fs::remove_file(data.join("ib_buffer_pool"));
+    match fs::rename(&data, final_path) {
+        Ok(()) => {}
+        Err(_) if final_path.is_dir() => {}
+        Err(e) => return Err(io_err("renaming into", final_path)(e)),
+    }
+    let _ = fs::remove_dir_all(&tmp);
+    tracing::info!(elapsed = ?started.elapsed(), "MariaDB template datadir ready");
+    Ok(())
+}
+
+/// Runs one template step (stdin from `input` when given) and checks it.
+fn run_step(
+    mut cmd: Command,
+    step: &'static str,
+    dir: &Path,
+    log_path: &Path,
+    input: Option<&Path>,
+) -> Result<(), TemplateError> {
+    if let Some(input) = input {
+        let f = fs::File::open(input).map_err(io_err("opening", input))?;
+        cmd.stdin(f);
+    }
+    let child = process::spawn_tied(cmd)?;
+    let out = child
+        .wait_with_output()
+        .map_err(io_err("waiting for", dir))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut log = process::tail(log_path, 30);
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    Err(TemplateError::MariadbInit {
+        step,
+        status: out.status.to_string(),
+        dir: dir.to_path_buf(),
+        log,
+    })
 }
 
 /// Copies the template to `dest` (which must not exist) and removes `auto.cnf`.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dist::{DistError, MysqlDist};
+use crate::flavor::Flavor;
 use crate::process;
 use crate::replication::{self, ReplicaStatus, ReplicationError};
 use crate::server::{Server, ServerError, ServerSpec};
@@ -59,8 +60,11 @@ pub struct Options {
     pub replica_read_only: bool,
     /// Extra `[mysqld]` option lines for every server, e.g. `"binlog-format=ROW"`.
     pub extra_mysqld_options: Vec<String>,
-    /// Use this distribution instead of [`MysqlDist::shared`].
+    /// Use this distribution instead of [`MysqlDist::shared_flavor`].
     pub dist: Option<Arc<MysqlDist>>,
+    /// MySQL (default) or MariaDB (primary + GTID replicas with
+    /// `MASTER_USE_GTID = slave_pos`, `gtid_strict_mode`, ROW binlog).
+    pub flavor: Flavor,
 }
 
 impl Default for Options {
@@ -71,6 +75,7 @@ impl Default for Options {
             replica_read_only: true,
             extra_mysqld_options: Vec::new(),
             dist: None,
+            flavor: Flavor::Mysql,
         }
     }
 }
@@ -163,7 +168,10 @@ impl Topology {
         let started = Instant::now();
         let dist = match opts.dist.clone() {
             Some(d) => d,
-            None => blocking(MysqlDist::shared).await??,
+            None => {
+                let flavor = opts.flavor;
+                blocking(move || MysqlDist::shared_flavor(flavor)).await??
+            }
         };
         let work = dist.work_dir();
         let (tpl, dir) = {

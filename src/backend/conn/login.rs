@@ -12,7 +12,7 @@ use mysql_common::constants::CapabilityFlags;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-use super::{base_capabilities, BackendConn, BackendError, Identity, LinkKey, Login, SETUP_SQL};
+use super::{base_capabilities, BackendConn, BackendError, Identity, LinkKey, Login};
 use crate::protocol::handshake::{self, ServerHello, CACHING_SHA2, NATIVE};
 use crate::protocol::packet::tune_socket;
 use crate::protocol::{ErrPacket, PacketConn, PacketError};
@@ -125,21 +125,32 @@ impl BackendConn {
             .await?;
         auth.respond(&mut io, hello_caps, key.collation, db).await?;
         auth.run(&mut io).await?;
+        let flavor = crate::backend::flavor::detect(&hello.version, hello.caps);
+        let key_collation = key.collation;
         let who = Identity {
             caps,
             thread_id: hello.connection_id,
             server: server.to_string(),
+            flavor,
             version: hello.version,
             key,
             db: db.map(str::to_string),
         };
         let mut conn = BackendConn::logged_in(io, who);
-        conn.query_ok(SETUP_SQL)
+        let to_err = |err| BackendError::Server {
+            server: server.to_string(),
+            err,
+        };
+        conn.query_ok(crate::backend::flavor::setup_sql(flavor))
             .await?
-            .map_err(|err| BackendError::Server {
-                server: server.to_string(),
-                err,
-            })?;
+            .map_err(to_err)?;
+        if flavor == causeway_gtid::Flavor::Mariadb {
+            // the greeting's collation id may be one MariaDB does not know
+            // (utf8mb4_0900_ai_ci): name the character set explicitly
+            if let Some(names) = crate::backend::flavor::set_names(flavor, key_collation) {
+                conn.query_ok(&names).await?.map_err(to_err)?;
+            }
+        }
         Ok(conn)
     }
 }
