@@ -2,6 +2,7 @@
 //! their pools.
 
 pub mod conn;
+pub mod pipeline;
 pub mod pool;
 pub mod reply;
 pub mod stmt_cache;

@@ -10,6 +10,7 @@ mod floor;
 pub(crate) mod local;
 pub mod login;
 mod multiplex;
+mod pipelined;
 mod prepared;
 mod processlist;
 mod query;
