@@ -42,6 +42,9 @@ pub const BACKEND_CONNECTIONS_IDLE: &str = "causeway_backend_connections_idle";
 /// Histogram (seconds): time a statement (or login) waited for a backend
 /// connection from its pool, label `backend`.
 pub const POOL_WAIT_SECONDS: &str = "causeway_pool_wait_seconds";
+/// Histogram: commands in flight on a pipelined backend connection each
+/// time it writes (`[server] pipeline_depth`), label `backend`.
+pub const PIPELINE_DEPTH: &str = "causeway_pipeline_depth";
 /// Counter: sessions pinned to one backend connection (state causeway
 /// cannot replay on another), label `reason`.
 pub const SESSION_PINS: &str = "causeway_session_pins_total";

@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod flavor;
+pub mod pipeline;
 pub mod pool;
 pub mod reply;
 pub mod stmt_cache;

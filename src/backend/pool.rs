@@ -71,6 +71,8 @@ pub struct Pool {
     /// `causeway_pool_wait_seconds{backend}`, made at the first acquire
     /// (after the metrics recorder is installed).
     wait_seconds: OnceLock<metrics::Histogram>,
+    /// Pipelined connections (`[server] pipeline_depth`, `super::pipeline`).
+    pub(crate) pipes: super::pipeline::Pipes,
 }
 
 /// A borrower waiting for a returning connection.
@@ -99,6 +101,7 @@ impl Pool {
             wait_seconds: OnceLock::new(),
             swept_ms: AtomicU64::new(0),
             born: Instant::now(),
+            pipes: super::pipeline::Pipes::default(),
         })
     }
 

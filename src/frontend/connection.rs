@@ -187,6 +187,7 @@ impl Session {
             warned: false,
             insert_id: 0,
             needs_insert_id: false,
+            pipe_ok: false,
             diag_hold: None,
             link_identity: None,
             shared,

@@ -13,6 +13,7 @@ pub(crate) mod local;
 pub mod login;
 mod multiplex;
 mod observe;
+mod pipelined;
 mod prepared;
 mod processlist;
 mod query;

@@ -114,10 +114,12 @@ impl Session {
         let started = Instant::now();
         self.needs_insert_id =
             self.mode == PoolMode::Transaction && reads_last_insert_id(sql_bytes);
+        self.pipe_ok = self.may_pipeline(&c, &target, sql, fill.is_some());
         let (flow, sent, outcome) = self
             .run_cmd(&target, mode, &token, &Cmd::Raw(payload), Expect::Query)
             .await;
         self.needs_insert_id = false;
+        self.pipe_ok = false;
         self.end_rules();
         if borrowed {
             self.restore_token(token);
@@ -426,7 +428,7 @@ fn option_error(e: &ConsistencyError) -> ErrPacket {
 
 /// Whether `sql` holds one statement (a trailing `;` allowed), judged
 /// conservatively: any other `;` counts as a second statement.
-fn is_single_statement(sql: &str) -> bool {
+pub(super) fn is_single_statement(sql: &str) -> bool {
     let t = sql.trim().trim_end_matches(';');
     !t.contains(';')
 }

@@ -141,7 +141,11 @@ impl Session {
                 // A read that fails on a replica before anything reached the
                 // client is retried once on another eligible backend (and
                 // does not wait for a pool slot here).
-                match self.send_cmd(&b, cmd, expect, !read).await {
+                let relayed = match self.try_pipeline(&b, cmd, expect).await {
+                    Some(r) => r,
+                    None => self.send_cmd(&b, cmd, expect, !read).await,
+                };
+                match relayed {
                     Ok((flow, out)) => (flow, Some(Sent::direct(b)), out),
                     Err(f) if read && f.may_retry() => {
                         count_failure(&f);

@@ -101,6 +101,8 @@ pub struct Session {
     /// Set for a statement that reads `LAST_INSERT_ID()` in `transaction`
     /// pool mode: `ready` gives the connection the client's value first.
     pub(super) needs_insert_id: bool,
+    /// The statement running now may be pipelined (`frontend::pipelined`).
+    pub(super) pipe_ok: bool,
     /// The backend login and link key of the user, capabilities and
     /// collation (built on first use, not per statement; cleared when
     /// COM_CHANGE_USER changes them).
@@ -348,19 +350,9 @@ impl Session {
 
     /// Takes a connection to `backend` from its pool into `held` (its index).
     async fn acquire(&mut self, backend: &Arc<Backend>, wait: bool) -> Result<usize, Failure> {
-        let (login, key) = self.link_identity.get_or_insert_with(|| {
-            let login = login::backend_login(&self.user);
-            // every link negotiates DEPRECATE_EOF, so its result sets end
-            // in an OK carrying the GTID set (the relay gives a client
-            // without it EOF packets); clients with and without share links
-            let shaping = self.caps & handshake::reply_shaping_capabilities();
-            let key = LinkKey {
-                user: login.user.clone(),
-                caps: (shaping | CapabilityFlags::CLIENT_DEPRECATE_EOF).bits(),
-                collation: self.collation,
-            };
-            (login, key)
-        });
+        let (login, key) = self
+            .link_identity
+            .get_or_insert_with(|| link_identity(&self.user, self.caps, self.collation));
         let failed = |e: BackendError| Failure::from_backend(&e, backend);
         // An idle connection the server closed (it died or restarted) is
         // dropped and another taken, so the error, if any, is the real one
@@ -592,4 +584,19 @@ pub(super) fn count_failure(f: &Failure) {
     if f.is_backend_error() {
         metrics::counter!(crate::metrics::BACKEND_ERRORS).increment(1);
     }
+}
+
+/// The backend login and link key of a session of `user` whose client
+/// asked for `caps` and `collation`. Every link negotiates DEPRECATE_EOF,
+/// so its result sets end in an OK carrying the GTID set (the relay gives
+/// a client without it EOF packets); clients with and without share links.
+pub(super) fn link_identity(user: &User, caps: CapabilityFlags, collation: u8) -> (Login, LinkKey) {
+    let login = login::backend_login(user);
+    let shaping = caps & handshake::reply_shaping_capabilities();
+    let key = LinkKey {
+        user: login.user.clone(),
+        caps: (shaping | CapabilityFlags::CLIENT_DEPRECATE_EOF).bits(),
+        collation,
+    };
+    (login, key)
 }

@@ -111,7 +111,18 @@ pub struct Server {
     /// holds one only for a statement or a transaction, or while pinned)
     /// or `session` (a client keeps its connections until it disconnects).
     pub pool_mode: PoolMode,
+    /// Most commands in flight at once on one pipelined backend connection
+    /// (1 = no pipelining; 1..=1024). Only safe autocommit reads of
+    /// sessions in `transaction` pool mode are pipelined.
+    pub pipeline_depth: u32,
+    /// A pipelined statement running longer than this many ms stops new
+    /// commands from queueing behind it on that connection (they take the
+    /// ordinary path) (> 0).
+    pub pipeline_stall_ms: u64,
 }
+
+/// Largest `pipeline_depth`.
+pub const MAX_PIPELINE_DEPTH: u32 = 1024;
 
 /// Smallest `max_client_packet` (MySQL's minimum `max_allowed_packet`).
 pub const MIN_CLIENT_PACKET: u64 = 1024;
@@ -135,6 +146,8 @@ impl Default for Server {
             client_idle_timeout_ms: 0,
             max_pending_logins: 1024,
             pool_mode: PoolMode::Transaction,
+            pipeline_depth: 1,
+            pipeline_stall_ms: 5,
         }
     }
 }

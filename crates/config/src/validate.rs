@@ -89,6 +89,16 @@ fn check_server(c: &Config) -> Result<(), Problem> {
         );
     }
     check_client_limits(s)?;
+    if !(1..=crate::model::MAX_PIPELINE_DEPTH).contains(&s.pipeline_depth) {
+        return fail(
+            key(&["server", "pipeline_depth"]),
+            format!(
+                "must be between 1 and {} (1 = no pipelining)",
+                crate::model::MAX_PIPELINE_DEPTH
+            ),
+        );
+    }
+    positive(s.pipeline_stall_ms, &["server", "pipeline_stall_ms"])?;
 
     if c.admin.enabled {
         if let Err(e) = check_listen_addr(&c.admin.listen) {
