@@ -414,6 +414,8 @@ pub fn replayed(reply: Reply) -> BackendConn<tokio::io::Empty> {
             collation: 0,
         },
         db: None,
+        // Pipelined statements are reads: no GTID to track in their OKs.
+        flavor: causeway_gtid::Flavor::Mysql,
     };
     let mut c = BackendConn::logged_in(PacketConn::with_stream(tokio::io::empty()), who);
     c.io.rbuf = bytes;
