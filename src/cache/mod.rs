@@ -22,8 +22,8 @@ pub mod wire;
 
 use causeway_gtid::GtidSet;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
