@@ -412,7 +412,8 @@ impl Cache {
     }
 
     /// A write through causeway to `tables` (None: not known, every entry
-    /// dies), with the GTIDs its session knows.
+    /// dies), with the GTIDs its session knows. Their entries are freed
+    /// when the binlog reader reports the write (at once in ttl mode).
     pub fn invalidate(&self, tables: Option<&[String]>, gtids: Option<&GtidSet>) {
         let dropped = self.fresh.write().ok().map(|mut f| {
             match tables {
@@ -425,9 +426,12 @@ impl Cache {
                     metrics::counter!(INVALIDATIONS, "reason" => "write_unknown").increment(1);
                 }
             }
-            f.take_dropped()
+            // with a reader, its report of the same write frees the
+            // entries (off this session's path); without one, now
+            (self.config.invalidation == causeway_config::Invalidation::Ttl)
+                .then(|| f.take_dropped())
         });
-        if let Some((all, tables)) = dropped {
+        if let Some(Some((all, tables))) = dropped {
             self.free(all, tables);
         }
     }
