@@ -369,7 +369,7 @@ async fn a_frozen_redis_costs_hits_never_answers_and_recovers() {
         .breaker
         .state();
     println!("frozen: B timeouts {timeouts}, skipped {skipped}, breaker {state}, slowest read {slowest:?}");
-    assert!(timeouts >= 1 && timeouts <= 10, "timeouts {timeouts}");
+    assert!((1..=10).contains(&timeouts), "timeouts {timeouts}");
     assert!(skipped >= 20, "the breaker opened: skipped {skipped}");
     // thawed: the breaker's probe closes it and the shared level serves again
     redis.freeze(false);
