@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod binlog;
 pub mod fresh;
+mod index;
 pub mod key;
 mod second;
 pub mod shared;
@@ -22,12 +23,12 @@ pub mod wire;
 
 use causeway_gtid::GtidSet;
 use dashmap::DashMap;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use fresh::{Fresh, Ticket};
+use index::{unindex, Index};
 pub use key::Key;
 
 /// Counter: cache requests by `rule` and `result` (hit, miss, bypass).
@@ -193,9 +194,6 @@ pub enum Lookup {
     Bypass(&'static str),
 }
 
-/// Keys of the entries reading each table (eager freeing).
-type Index = Arc<Mutex<HashMap<String, HashSet<Key>>>>;
-
 /// The cache of one proxy instance.
 pub struct Cache {
     store: moka::sync::Cache<Key, Arc<Entry>>,
@@ -341,44 +339,6 @@ impl Cache {
         Lookup::Miss(ticket)
     }
 
-    /// Puts `entry` in memory and in the index (the caller holds the
-    /// freshness read lock, so no invalidation passes in between).
-    pub(crate) fn store_entry(&self, key: Key, entry: Arc<Entry>) {
-        if let Ok(mut ix) = self.index.lock() {
-            for (t, _) in &entry.ticket.tables {
-                ix.entry(t.clone()).or_default().insert(key.clone());
-            }
-        }
-        self.store.insert(key, entry);
-        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
-    }
-
-    /// Frees the entries of `tables` (every entry when `all`) at once.
-    fn free(&self, all: bool, tables: Vec<String>) {
-        if all {
-            if let Ok(mut ix) = self.index.lock() {
-                ix.clear();
-            }
-            self.store.invalidate_all();
-            self.store.run_pending_tasks();
-        } else if !tables.is_empty() {
-            let mut keys = Vec::new();
-            if let Ok(mut ix) = self.index.lock() {
-                for t in &tables {
-                    if let Some(set) = ix.remove(t) {
-                        keys.extend(set);
-                    }
-                }
-            }
-            for k in &keys {
-                self.store.invalidate(k);
-            }
-        } else {
-            return;
-        }
-        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
-    }
-
     /// Offers the reply of a miss. `executed` is what the monitor knew the
     /// serving backend had executed before the read. Returns whether it was
     /// stored.
@@ -499,20 +459,6 @@ impl Cache {
     pub fn bytes(&self) -> u64 {
         self.store.run_pending_tasks();
         self.store.weighted_size()
-    }
-}
-
-/// Removes `key` from the index entries of `ticket`'s tables.
-fn unindex(index: &Index, key: &Key, ticket: &Ticket) {
-    if let Ok(mut ix) = index.lock() {
-        for (t, _) in &ticket.tables {
-            if let Some(set) = ix.get_mut(t) {
-                set.remove(key);
-                if set.is_empty() {
-                    ix.remove(t);
-                }
-            }
-        }
     }
 }
 
