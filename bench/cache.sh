@@ -9,12 +9,20 @@
 #  2. the binlog reader's cost: sysbench oltp_write_only directly on the
 #     primary with C running (its reader follows the primary) and with C
 #     stopped: the primary mysqld's CPU µs per transaction in both, and C's
-#     own CPU µs per transaction while it follows.
+#     own CPU µs per transaction while it follows;
+#  3. the shared level (`[cache] redis_url`, a redis-server started here): a
+#     second instance's cold start with a warm shared store vs a cold one.
+#     Each round: FLUSHALL, a fresh instance S1 warms the store for
+#     CB_WARM_TIME s; then a fresh instance S2 runs CB_COLD_TIME s right
+#     after its start (warm store), then, after FLUSHALL, another fresh S2
+#     (cold store): QPS, p50, S2's local/shared hits and misses, and the
+#     SELECTs the replicas ran (Com_select, monitor probes included).
 # Run as root.
 #
 #   bench/cache.sh [BIN]        # BIN: causeway binary (default $CARGO_TARGET_DIR/release/causeway)
 #
-# Environment: CB_THREADS (4), CB_TIME (10 s per run), CB_ROUNDS (3), CB_CONSISTENCY (causal),
+# Environment: CB_PARTS (all; `shared`: part 3 only), CB_WARM_TIME (10), CB_COLD_TIME (5),
+# CB_THREADS (4), CB_TIME (10 s per run), CB_ROUNDS (3), CB_CONSISTENCY (causal),
 # CB_TABLE_SIZE (1000 rows per table; the keys the warm-up caches),
 # CB_TOPOLOGY (the `topology` bin of causeway-bench). Writes
 # bench/results/<UTC stamp>-cache.md.
@@ -26,6 +34,9 @@ TIME=${CB_TIME:-10}
 ROUNDS=${CB_ROUNDS:-3}
 CONSISTENCY=${CB_CONSISTENCY:-causal}
 TABLE_SIZE=${CB_TABLE_SIZE:-1000}
+PARTS=${CB_PARTS:-all}
+WARM_TIME=${CB_WARM_TIME:-10}
+COLD_TIME=${CB_COLD_TIME:-5}
 TOPOLOGY=${CB_TOPOLOGY:-$TARGET/release/topology}
 CHROOT=${CAUSEWAY_CHROOT:-/var/tmp/causeway/sid-root}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,7 +49,7 @@ start_topology "$TOPOLOGY"
 PU=$FREE1
 PC=$FREE2
 
-config() { # port cache(0|1)
+config() { # port cache(0|1) [more [cache] lines]
     cat <<CONF
 [server]
 listen = "127.0.0.1:$1"
@@ -64,6 +75,7 @@ enabled = true
 max_memory_mb = 256
 user = "repl"
 password = "replpw"
+${3:-}
 [[rules]]
 name = "sbtest"
 match_tables = ["sbtest.sbtest1", "sbtest.sbtest2", "sbtest.sbtest3", "sbtest.sbtest4"]
@@ -71,8 +83,8 @@ cache_ttl_ms = 600000
 CONF
     fi
 }
-start() { # port cache name -> sets LAST_PID
-    config "$1" "$2" >"$WORK/$3.toml"
+start() { # port cache name [more [cache] lines] -> sets LAST_PID
+    config "$1" "$2" "${4:-}" >"$WORK/$3.toml"
     CAUSEWAY_LOG=warn "$BIN" --config "$WORK/$3.toml" >"$WORK/$3.log" 2>&1 &
     LAST_PID=$!
     PIDS+=($LAST_PID)
@@ -91,9 +103,6 @@ G=$(mysql_do "$PRIMARY" "SELECT @@GLOBAL.gtid_executed" | tr -d '\n')
 for r in "$R1" "$R2"; do
     [[ $(mysql_do "$r" "SELECT WAIT_FOR_EXECUTED_GTID_SET('$G', 120)") == 0 ]] || { echo "replica $r did not catch up" >&2; exit 1; }
 done
-start "$PU" 0 U; PID_U=$LAST_PID
-start "$PC" 1 C; PID_C=$LAST_PID
-sleep 2   # the reader connects, the monitor measures
 
 point() { # port pid seconds -> "qps p50_ms cpu_us_per_query"
     local t0 t1 out
@@ -105,6 +114,14 @@ point() { # port pid seconds -> "qps p50_ms cpu_us_per_query"
         /50th percentile:/ {p=$3}
         END {printf "%.0f %s %.1f\n", q/t, p, dt * 1e6 / hz / q}' <<<"$out"
 }
+{
+echo "# Cache tier (bench/cache.sh, $STAMP, parts: $PARTS)"
+echo
+} >"$OUT"
+if [[ $PARTS == all ]]; then
+start "$PU" 0 U; PID_U=$LAST_PID
+start "$PC" 1 C; PID_C=$LAST_PID
+sleep 2   # the reader connects, the monitor measures
 point "$PU" "$PID_U" 5 >/dev/null
 point "$PC" "$PID_C" 10 >/dev/null   # fills the cache (4 x TABLE_SIZE keys)
 {
@@ -118,7 +135,7 @@ echo "average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
 echo "| round | U qps | U p50 ms | U CPU µs/query | C qps | C p50 ms | C CPU µs/query |"
 echo "|---|---|---|---|---|---|---|"
-} >"$OUT"
+} >>"$OUT"
 for i in $(seq "$ROUNDS"); do
     read -r uq up uc < <(point "$PU" "$PID_U" "$TIME")
     read -r cq cp cc < <(point "$PC" "$PID_C" "$TIME")
@@ -157,4 +174,56 @@ echo "|---|---|---|---|"
 echo "| running | $on_tps | $on_p | $on_c |"
 echo "| stopped | $off_tps | $off_p | — |"
 } | tee -a "$OUT"
+kill "$PID_U"; wait "$PID_U" 2>/dev/null || true
+fi
+
+# 3. the shared level: a second instance's cold start, warm vs cold store
+REDIS_PORT=$FREE3
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] && break; sleep 0.1; done
+SHARED="redis_url = \"redis://127.0.0.1:$REDIS_PORT\""
+com_select() { # total Com_select of both replicas
+    local n=0 r v
+    for r in "$R1" "$R2"; do
+        v=$(mysql_do "$r" "SHOW GLOBAL STATUS LIKE 'Com_select'" | awk '{print $2}')
+        n=$((n + v))
+    done
+    echo "$n"
+}
+rule_row() { # port -> "hits misses local_hits shared_hits"
+    chroot "$CHROOT" mysql -h127.0.0.1 -P"$1" -uadmin -padminpw -N -B -e "SHOW CAUSEWAY CACHE" 2>/dev/null |
+        awk -F'\t' '$1 == "rule" {print $5, $6, $11, $12}'
+}
+fresh() { # port name -> runs COLD_TIME s on a fresh instance: "qps p50 hits misses local shared replica_selects"
+    local pid s0 s1 q
+    start "$1" 1 "$2" "$SHARED"; pid=$LAST_PID
+    sleep 2   # the reader connects, the monitor measures
+    s0=$(com_select)
+    q=$(point "$1" "$pid" "$3")
+    s1=$(com_select)
+    echo "$(awk '{print $1, $2}' <<<"$q") $(rule_row "$1") $((s1 - s0))"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+{
+echo
+echo "Shared level: a fresh instance's first ${COLD_TIME} s (after its reader follows), with the shared"
+echo "store warmed by another fresh instance for ${WARM_TIME} s (warm) or flushed (cold); redis-server"
+echo "$(redis-server --version | awk '{print $3}'), sysbench as above. Replica SELECTs: Com_select on both"
+echo "replicas during the run (monitor probes included)."
+echo
+echo "| round | store | qps | p50 ms | hits | misses | local hits | shared hits | replica SELECTs |"
+echo "|---|---|---|---|---|---|---|---|---|"
+} | tee -a "$OUT"
+for i in $(seq "$ROUNDS"); do
+    redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+    fresh "$PC" S1 "$WARM_TIME" >/dev/null
+    keys=$(redis-cli -p "$REDIS_PORT" DBSIZE)
+    read -r q p h m l sh rs < <(fresh "$PU" S2warm "$COLD_TIME")
+    echo "| $i | warm ($keys keys) | $q | $p | $h | $m | $l | $sh | $rs |" | tee -a "$OUT"
+    redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+    read -r q p h m l sh rs < <(fresh "$PU" S2cold "$COLD_TIME")
+    echo "| $i | cold | $q | $p | $h | $m | $l | $sh | $rs |" | tee -a "$OUT"
+done
 echo "results in $OUT"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what the tests need on a fresh
 # Debian/Ubuntu machine (a MySQL 9.x server via integration/provide-mysql.sh,
-# PyMySQL), then runs every test of the workspace against real MySQL, then the
+# PyMySQL, Redis and Valkey), then runs every test of the workspace against real MySQL, then the
 # clients' own suites (PyMySQL, SQLAlchemy) directly and through causeway
 # (integration/suites.sh; CAUSEWAY_SUITES=0 skips them).
 set -euo pipefail
@@ -46,6 +46,28 @@ fi
 if ! command -v sysbench >/dev/null 2>&1; then
   step "sysbench"
   apt-get update -qq && apt-get install -y -qq sysbench
+fi
+# tests/cache_shared.rs: the cache's shared level on Redis and on Valkey
+if ! command -v redis-server >/dev/null 2>&1; then
+  step "redis-server"
+  apt-get update -qq && apt-get install -y -qq redis-server
+fi
+if ! command -v valkey-server >/dev/null 2>&1; then
+  step "valkey-server"
+  apt-get update -qq
+  if apt-cache show valkey-server >/dev/null 2>&1; then
+    apt-get install -y -qq valkey-server
+  else
+    # not in this release (bookworm): from the MySQL sid root, without systemd
+    ROOT=${CAUSEWAY_MYSQL_ROOT:-/var/tmp/causeway/sid-root}
+    if [ -d "$ROOT" ] && [ ! -e "$ROOT/usr/bin/valkey-server" ]; then
+      mount -t proc proc "$ROOT/proc"
+      chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive sh -c \
+        'apt-get install -y -qq --no-install-recommends valkey-server systemd-standalone-tmpfiles systemd-standalone-sysusers || { apt-get update -qq && apt-get install -y -qq --no-install-recommends valkey-server systemd-standalone-tmpfiles systemd-standalone-sysusers; }' \
+        || { umount "$ROOT/proc"; exit 1; }
+      umount "$ROOT/proc"
+    fi
+  fi
 fi
 
 step "cargo test --workspace --no-fail-fast"

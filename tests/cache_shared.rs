@@ -29,7 +29,11 @@ async fn shared_proxy(db: &str, redis: &RedisServer, extra: &str) -> support::Te
     let cache = p.proxy.cache.clone().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while cache.shared().unwrap().link_state() != "connected" {
-        assert!(Instant::now() < deadline, "never connected to {}", redis.url());
+        assert!(
+            Instant::now() < deadline,
+            "never connected to {}",
+            redis.url()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     p
@@ -174,7 +178,10 @@ async fn b_with_a_token_never_reads_the_old_value(kind: Kind) {
         assert_eq!(v, Some(i - 1));
         let deadline = Instant::now() + Duration::from_secs(5);
         while redis.dbsize() == 0 {
-            assert!(Instant::now() < deadline, "nothing reached the shared level");
+            assert!(
+                Instant::now() < deadline,
+                "nothing reached the shared level"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
             let v: Option<i64> = ca.query_first(&sql).await.unwrap();
             assert_eq!(v, Some(i - 1));
@@ -193,7 +200,10 @@ async fn b_with_a_token_never_reads_the_old_value(kind: Kind) {
     }
     let refused = stat!(&b, refused);
     println!("{kind:?}: B refused {refused} shared entries older than A's writes");
-    assert!(refused >= 10, "the stale shared entries were found and refused: {refused}");
+    assert!(
+        refused >= 10,
+        "the stale shared entries were found and refused: {refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -237,9 +247,11 @@ async fn a_direct_write_on_the_primary_reaches_b_within_3s() {
         }
         let new = format!("n{round}");
         let mut d = support::direct_conn().await;
-        d.query_drop(format!("UPDATE {db}.products SET name = '{new}' WHERE id = 4"))
-            .await
-            .unwrap();
+        d.query_drop(format!(
+            "UPDATE {db}.products SET name = '{new}' WHERE id = 4"
+        ))
+        .await
+        .unwrap();
         let wrote = Instant::now();
         let mut cb = b.conn().await;
         loop {
@@ -253,7 +265,10 @@ async fn a_direct_write_on_the_primary_reaches_b_within_3s() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        println!("round {round}: B saw the direct write after {:?}", wrote.elapsed());
+        println!(
+            "round {round}: B saw the direct write after {:?}",
+            wrote.elapsed()
+        );
     }
     // the shared level was in use: B refused A's entries made before writes
     assert!(stat!(&b, found) >= 1);
@@ -302,7 +317,10 @@ async fn redis_killed_mid_run_every_read_still_answered() {
         s.breaker.state()
     );
     assert!(failed + skipped >= 1, "the dead Redis was never asked");
-    assert!(slowest < Duration::from_secs(2), "a read waited {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a read waited {slowest:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -333,16 +351,25 @@ async fn a_frozen_redis_costs_hits_never_answers_and_recovers() {
         assert_eq!(v.as_deref(), Some("two"));
         // a new key each time: B's memory cannot answer
         let other = format!("SELECT name FROM {db}.products WHERE id = 2 AND {i} = {i}");
-        let v: Option<String> = tokio::time::timeout(Duration::from_secs(5), cb.query_first(&other))
-            .await
-            .unwrap_or_else(|_| panic!("read {i} hung on a frozen Redis"))
-            .unwrap();
+        let v: Option<String> =
+            tokio::time::timeout(Duration::from_secs(5), cb.query_first(&other))
+                .await
+                .unwrap_or_else(|_| panic!("read {i} hung on a frozen Redis"))
+                .unwrap();
         assert_eq!(v.as_deref(), Some("two"));
     }
     let (timeouts, skipped) = (stat!(&b, timeouts), stat!(&b, skipped));
-    let state = b.proxy.cache.clone().unwrap().shared().unwrap().breaker.state();
+    let state = b
+        .proxy
+        .cache
+        .clone()
+        .unwrap()
+        .shared()
+        .unwrap()
+        .breaker
+        .state();
     println!("frozen: B timeouts {timeouts}, skipped {skipped}, breaker {state}, slowest read {slowest:?}");
-    assert!(timeouts >= 1 && timeouts <= 10, "timeouts {timeouts}");
+    assert!((1..=10).contains(&timeouts), "timeouts {timeouts}");
     assert!(skipped >= 20, "the breaker opened: skipped {skipped}");
     // thawed: the breaker's probe closes it and the shared level serves again
     redis.freeze(false);
@@ -350,7 +377,10 @@ async fn a_frozen_redis_costs_hits_never_answers_and_recovers() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut n = 0;
     while stat!(&b, found) == found {
-        assert!(Instant::now() < deadline, "the shared level never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the shared level never came back"
+        );
         let probe = format!("SELECT name FROM {db}.products WHERE id = 2 AND 1000 = {n}");
         n += 1;
         let _: Option<String> = ca.query_first(&probe).await.unwrap();

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod fresh;
+mod index;
 pub mod key;
 mod second;
 pub mod shared;
@@ -22,11 +23,11 @@ pub mod wire;
 use causeway_gtid::GtidSet;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use fresh::{Fresh, Ticket};
+use index::{unindex, Index};
 pub use key::Key;
 
 /// Counter: cache requests by `rule` and `result` (hit, miss, bypass).
@@ -192,9 +193,6 @@ pub enum Lookup {
     Bypass(&'static str),
 }
 
-/// Keys of the entries reading each table (eager freeing).
-type Index = Arc<Mutex<HashMap<String, HashSet<Key>>>>;
-
 /// The cache of one proxy instance.
 pub struct Cache {
     store: moka::sync::Cache<Key, Arc<Entry>>,
@@ -340,44 +338,6 @@ impl Cache {
         Lookup::Miss(ticket)
     }
 
-    /// Puts `entry` in memory and in the index (the caller holds the
-    /// freshness read lock, so no invalidation passes in between).
-    pub(crate) fn store_entry(&self, key: Key, entry: Arc<Entry>) {
-        if let Ok(mut ix) = self.index.lock() {
-            for (t, _) in &entry.ticket.tables {
-                ix.entry(t.clone()).or_default().insert(key.clone());
-            }
-        }
-        self.store.insert(key, entry);
-        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
-    }
-
-    /// Frees the entries of `tables` (every entry when `all`) at once.
-    fn free(&self, all: bool, tables: Vec<String>) {
-        if all {
-            if let Ok(mut ix) = self.index.lock() {
-                ix.clear();
-            }
-            self.store.invalidate_all();
-            self.store.run_pending_tasks();
-        } else if !tables.is_empty() {
-            let mut keys = Vec::new();
-            if let Ok(mut ix) = self.index.lock() {
-                for t in &tables {
-                    if let Some(set) = ix.remove(t) {
-                        keys.extend(set);
-                    }
-                }
-            }
-            for k in &keys {
-                self.store.invalidate(k);
-            }
-        } else {
-            return;
-        }
-        metrics::gauge!(BYTES).set(self.store.weighted_size() as f64);
-    }
-
     /// Offers the reply of a miss. `executed` is what the monitor knew the
     /// serving backend had executed before the read. Returns whether it was
     /// stored.
@@ -411,7 +371,8 @@ impl Cache {
     }
 
     /// A write through causeway to `tables` (None: not known, every entry
-    /// dies), with the GTIDs its session knows.
+    /// dies), with the GTIDs its session knows. Their entries are freed
+    /// when the binlog reader reports the write (at once in ttl mode).
     pub fn invalidate(&self, tables: Option<&[String]>, gtids: Option<&GtidSet>) {
         let dropped = self.fresh.write().ok().map(|mut f| {
             match tables {
@@ -424,9 +385,12 @@ impl Cache {
                     metrics::counter!(INVALIDATIONS, "reason" => "write_unknown").increment(1);
                 }
             }
-            f.take_dropped()
+            // with a reader, its report of the same write frees the
+            // entries (off this session's path); without one, now
+            (self.config.invalidation == causeway_config::Invalidation::Ttl)
+                .then(|| f.take_dropped())
         });
-        if let Some((all, tables)) = dropped {
+        if let Some(Some((all, tables))) = dropped {
             self.free(all, tables);
         }
     }
@@ -494,20 +458,6 @@ impl Cache {
     pub fn bytes(&self) -> u64 {
         self.store.run_pending_tasks();
         self.store.weighted_size()
-    }
-}
-
-/// Removes `key` from the index entries of `ticket`'s tables.
-fn unindex(index: &Index, key: &Key, ticket: &Ticket) {
-    if let Ok(mut ix) = index.lock() {
-        for (t, _) in &ticket.tables {
-            if let Some(set) = ix.get_mut(t) {
-                set.remove(key);
-                if set.is_empty() {
-                    ix.remove(t);
-                }
-            }
-        }
     }
 }
 

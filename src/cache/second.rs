@@ -61,7 +61,8 @@ impl Cache {
             return refuse();
         };
         let now = unix_ms();
-        let same_tables = e.tables.len() == tables.len() && tables.iter().all(|t| e.tables.contains(t));
+        let same_tables =
+            e.tables.len() == tables.len() && tables.iter().all(|t| e.tables.contains(t));
         if e.key != key.bytes()
             || e.bytes.len() > self.max_entry_bytes
             || !same_tables

@@ -125,7 +125,10 @@ impl Breaker {
     }
 
     fn failure(&self) {
-        let n = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let probe = self.probing.load(Ordering::Acquire);
         if n >= TRIP_AFTER || probe {
             let cool = u64::try_from(COOLDOWN.as_millis()).unwrap_or(1000);
@@ -357,8 +360,8 @@ impl SharedStore {
             };
             let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let cmd = redis::cmd("SET").arg(&key).arg(v).arg("PX").arg(ms).clone();
-            let r =
-                tokio::time::timeout(wait, async move { cmd.query_async::<()>(&mut c).await }).await;
+            let r = tokio::time::timeout(wait, async move { cmd.query_async::<()>(&mut c).await })
+                .await;
             match r {
                 Ok(Ok(())) => bump(&me.stats.sets, "set", "ok"),
                 Ok(Err(e)) => {

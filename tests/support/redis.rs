@@ -26,7 +26,8 @@ pub struct RedisServer {
 }
 
 fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
 fn free_port() -> u16 {
@@ -68,7 +69,9 @@ fn command(kind: Kind, port: u16) -> Command {
             let root = std::env::var("CAUSEWAY_MYSQL_ROOT")
                 .unwrap_or_else(|_| causeway_sandbox::dist::DEFAULT_CHROOT.to_string());
             assert!(
-                std::path::Path::new(&root).join("usr/bin/valkey-server").exists(),
+                std::path::Path::new(&root)
+                    .join("usr/bin/valkey-server")
+                    .exists(),
                 "valkey-server not found on PATH nor in {root} (integration/test.sh installs it)"
             );
             let mut c = Command::new("chroot");
@@ -109,7 +112,10 @@ impl RedisServer {
                     panic!("{kind:?} server exited at start: {st}");
                 }
             }
-            assert!(Instant::now() < deadline, "{kind:?} server never answered PING");
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} server never answered PING"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         s
