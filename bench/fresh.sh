@@ -33,10 +33,17 @@ $(topology_toml)
 user = "root"
 password = ""
 CONF
+sed -e "s/:$FREE1\"/:$FREE2\"/" "$WORK/fresh.toml" >"$WORK/sync.toml"
+printf '[routing]\nfresh_sync = true\n' >>"$WORK/sync.toml"
 CAUSEWAY_LOG=warn "$BIN" --config "$WORK/fresh.toml" >"$WORK/fresh.log" 2>&1 &
 PID=$!
 PIDS+=($!)
-for _ in $(seq 100); do (exec 9<>"/dev/tcp/127.0.0.1/$FREE1") 2>/dev/null && break; sleep 0.1; done
+CAUSEWAY_LOG=warn "$BIN" --config "$WORK/sync.toml" >"$WORK/sync.log" 2>&1 &
+SYNC_PID=$!
+PIDS+=($!)
+for port in "$FREE1" "$FREE2"; do
+    for _ in $(seq 100); do (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+done
 {
     echo "# consistency modes under writes ($(date -u +%FT%TZ))"
     echo
@@ -45,6 +52,6 @@ for _ in $(seq 100); do (exec 9<>"/dev/tcp/127.0.0.1/$FREE1") 2>/dev/null && bre
     echo "routes sampled after every 4th read; $(nproc) vCPUs shared by the driver, 3 mysqld and causeway;"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg). Binary: $BIN"
     echo
-    "$DRIVER" --proxy "$FREE1" --primary "$PRIMARY" --replicas "$R1" "$R2" --pid "$PID" \
+    "$DRIVER" --proxy "$FREE1" --primary "$PRIMARY" --replicas "$R1" "$R2" --pid "$PID" --sync "$FREE2" "$SYNC_PID" \
         --time "$TIME" --threads "$THREADS"
 } | tee "$OUT"

@@ -28,6 +28,9 @@ struct Args {
     /// causeway's pid (CPU).
     #[arg(long)]
     pid: u32,
+    /// A second causeway with `[routing] fresh_sync = true` (port, pid).
+    #[arg(long, num_args = 2)]
+    sync: Vec<u32>,
     /// Seconds per run.
     #[arg(long, default_value_t = 5)]
     time: u64,
@@ -89,8 +92,8 @@ struct Tally {
     routes: BTreeMap<&'static str, u64>,
 }
 
-async fn client(a: &Args, mode: &str, pct: u32, table: &str, until: Instant) -> Result<Tally> {
-    let mut c = mysql_async::Conn::new(opts(a.proxy, "app", "apppw")).await?;
+async fn client(port: u16, mode: &str, pct: u32, table: &str, until: Instant) -> Result<Tally> {
+    let mut c = mysql_async::Conn::new(opts(port, "app", "apppw")).await?;
     c.query_drop(format!("SET @@causeway.consistency = '{mode}'"))
         .await?;
     let mut t = Tally::default();
@@ -127,19 +130,23 @@ async fn client(a: &Args, mode: &str, pct: u32, table: &str, until: Instant) -> 
     Ok(t)
 }
 
-async fn run(a: &Args, mode: &str, pct: u32, table: &str) -> Result<String> {
-    let t0 = ticks(a.pid)?;
+async fn run(a: &Args, sync: bool, mode: &str, pct: u32, table: &str) -> Result<String> {
+    let (port, pid) = match (sync, a.sync.as_slice()) {
+        (true, [port, pid]) => (u16::try_from(*port)?, *pid),
+        _ => (a.proxy, a.pid),
+    };
+    let t0 = ticks(pid)?;
     let start = Instant::now();
     let until = start + Duration::from_secs(a.time);
     let tasks = (0..a.threads)
-        .map(|_| Box::pin(client(a, mode, pct, table, until)))
+        .map(|_| Box::pin(client(port, mode, pct, table, until)))
         .collect();
     let results = futures_join_all(tasks)
         .await
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
     let secs = start.elapsed().as_secs_f64();
-    let t1 = ticks(a.pid)?;
+    let t1 = ticks(pid)?;
     let mut all = Tally::default();
     for r in results {
         all.reads += r.reads;
@@ -154,8 +161,9 @@ async fn run(a: &Args, mode: &str, pct: u32, table: &str) -> Result<String> {
     let stmts = (all.reads + all.writes).max(1) as f64;
     let cpu_us = (t1 - t0) as f64 / hz * 1e6 / stmts;
     let target = if pct == 0 { "-" } else { table };
+    let label = if sync { format!("{mode} + fresh_sync") } else { mode.to_string() };
     Ok(format!(
-        "| {mode} | {pct}% | {target} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {cpu_us:.1} |",
+        "| {label} | {pct}% | {target} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {cpu_us:.1} |",
         stmts / secs,
         share("replica"),
         share("waited"),
@@ -194,11 +202,15 @@ async fn main() -> Result<()> {
         "| mode | writes | written table | statements/s | replica % | waited % | fallback % | primary % | causeway CPU µs/statement |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for mode in ["eventual", "causal", "fresh"] {
+    let mut modes = vec![(false, "eventual"), (false, "causal"), (false, "fresh")];
+    if !a.sync.is_empty() {
+        modes.push((true, "fresh"));
+    }
+    for (sync, mode) in modes {
         // warm
-        run(&a, mode, 0, "hot").await?;
+        run(&a, sync, mode, 0, "hot").await?;
         for (pct, table) in [(0, "hot"), (1, "hot"), (1, "cold"), (10, "hot"), (10, "cold")] {
-            println!("{}", run(&a, mode, pct, table).await?);
+            println!("{}", run(&a, sync, mode, pct, table).await?);
         }
     }
     Ok(())
