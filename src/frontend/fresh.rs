@@ -15,7 +15,6 @@ use causeway_gtid::GtidSet;
 use std::sync::Arc;
 
 use super::session::Session;
-use crate::metrics as m;
 use crate::relay::Outcome;
 use crate::router::Target;
 
@@ -72,8 +71,7 @@ impl Session {
         };
         let binlog = Arc::clone(&self.ctx.binlog);
         binlog.want();
-        let label = if tables.is_some() { "known" } else { "unknown" };
-        metrics::counter!(m::FRESH_READS, "tables" => label).increment(1);
+        binlog.count_fresh_read(tables.is_some());
         let (mut need, live) = binlog.need(tables.as_deref());
         if !live || self.topo.config.routing.fresh_sync {
             let primary = Arc::clone(&self.topo.primary);
