@@ -90,7 +90,10 @@ async fn appliers(running: bool) {
 /// Delays both replicas' appliers by `secs` (they keep replicating).
 async fn source_delay(secs: u32) {
     replicas_sql("STOP REPLICA SQL_THREAD").await;
-    replicas_sql(&format!("CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {secs}")).await;
+    replicas_sql(&format!(
+        "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {secs}"
+    ))
+    .await;
     replicas_sql("START REPLICA SQL_THREAD").await;
 }
 
@@ -127,7 +130,10 @@ async fn pairs(
         if at.starts_with("replica:") {
             on_replica += 1;
         }
-        let kind = at.split(':').filter(|s| *s != "r1" && *s != "r2").collect::<Vec<_>>();
+        let kind = at
+            .split(':')
+            .filter(|s| *s != "r1" && *s != "r2")
+            .collect::<Vec<_>>();
         *routes.entry(kind.join(":")).or_default() += 1;
     }
     println!("routes: {routes:?}");
@@ -151,7 +157,10 @@ async fn fresh_pairs_on_two_connections_are_never_stale_and_causal_ones_are() {
     let (mut w, mut r) = (p.conn().await, p.conn().await);
     let (stale, _) = pairs(&mut w, &mut r, &db, 200, Duration::ZERO).await;
     println!("causal: {stale} stale of 200");
-    assert!(stale > 0, "causal mode read no stale row: the test cannot fail");
+    assert!(
+        stale > 0,
+        "causal mode read no stale row: the test cannot fail"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -163,9 +172,11 @@ async fn ddl_on_one_connection_is_seen_by_reads_on_another() {
     let (mut a, mut b) = (p.conn().await, p.conn().await);
     for i in 0..20 {
         appliers(i % 2 == 1).await;
-        a.query_drop(format!("ALTER TABLE {db}.t ADD COLUMN c{i} INT DEFAULT {i}"))
-            .await
-            .unwrap();
+        a.query_drop(format!(
+            "ALTER TABLE {db}.t ADD COLUMN c{i} INT DEFAULT {i}"
+        ))
+        .await
+        .unwrap();
         let v: Option<i64> = b
             .query_first(format!("SELECT c{i} FROM {db}.t WHERE id = 1"))
             .await
@@ -309,7 +320,10 @@ async fn reads_of_untouched_tables_do_not_wait_for_writes_elsewhere() {
     );
     println!("untouched: {replica} of {total} on a replica directly, {waited} waited; written table read via {at}");
     assert_eq!(v, 991);
-    assert!(!at.starts_with("replica:") || at.ends_with(":waited"), "{at}");
+    assert!(
+        !at.starts_with("replica:") || at.ends_with(":waited"),
+        "{at}"
+    );
     assert_eq!(waited, 0);
     assert!(replica * 100 >= total * 99, "{replica} of {total}");
 }
@@ -327,7 +341,9 @@ async fn tagged_gtids_do_not_stop_the_reader() {
     root.query_drop(format!("UPDATE {db}.t SET v = 7 WHERE id = 1"))
         .await
         .unwrap();
-    root.query_drop("SET gtid_next = 'AUTOMATIC'").await.unwrap();
+    root.query_drop("SET gtid_next = 'AUTOMATIC'")
+        .await
+        .unwrap();
     let executed: String = root
         .query_first("SELECT @@GLOBAL.gtid_executed")
         .await
@@ -343,7 +359,10 @@ async fn tagged_gtids_do_not_stop_the_reader() {
         if processed.contains(&executed) {
             break;
         }
-        assert!(Instant::now() < deadline, "tagged GTID never processed: {processed}");
+        assert!(
+            Instant::now() < deadline,
+            "tagged GTID never processed: {processed}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut r = p.conn().await;
@@ -361,9 +380,11 @@ async fn tagged_gtids_do_not_stop_the_reader() {
         .await
         .unwrap()
         .unwrap();
-    root.query_drop(format!("GRANT REPLICATION CLIENT ON *.* TO 'repl'@'{host}'"))
-        .await
-        .unwrap();
+    root.query_drop(format!(
+        "GRANT REPLICATION CLIENT ON *.* TO 'repl'@'{host}'"
+    ))
+    .await
+    .unwrap();
     let q = proxy("fresh").await;
     let mut w = support::direct_conn().await;
     w.query_drop(format!("UPDATE {db}.t SET v = 8 WHERE id = 1"))
@@ -377,7 +398,10 @@ async fn tagged_gtids_do_not_stop_the_reader() {
     let after = causeway_gtid::GtidSet::parse(&after.replace('\n', "")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !q.proxy.binlog.processed().0.contains(&after) {
-        assert!(Instant::now() < deadline, "restarted reader never caught up");
+        assert!(
+            Instant::now() < deadline,
+            "restarted reader never caught up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(q.proxy.binlog.processed().1);

@@ -31,7 +31,10 @@ fn read_tables(sql: &str, db: Option<&str>) -> Option<Vec<String>> {
     match causeway_classify::tables(sql) {
         Tables::Known(list) => list
             .iter()
-            .map(|t| t.resolve(db).map(|(d, n)| format!("{d}.{n}").to_lowercase()))
+            .map(|t| {
+                t.resolve(db)
+                    .map(|(d, n)| format!("{d}.{n}").to_lowercase())
+            })
             .collect(),
         Tables::Unknown => None,
     }
@@ -129,7 +132,10 @@ mod tests {
         assert_eq!(read_tables("SELECT f(1)", Some("d")), None);
         let w = |sql: &str| written(&causeway_classify::classify(sql), sql, Some("d"));
         assert_eq!(w("SELECT 1 FROM t"), None);
-        assert_eq!(w("INSERT INTO t VALUES (1)"), Some(Some(vec!["d.t".into()])));
+        assert_eq!(
+            w("INSERT INTO t VALUES (1)"),
+            Some(Some(vec!["d.t".into()]))
+        );
         assert_eq!(
             w("ALTER TABLE t ADD c2 INT"),
             Some(Some(vec!["d.t".into()]))

@@ -161,7 +161,11 @@ async fn run(a: &Args, sync: bool, mode: &str, pct: u32, table: &str) -> Result<
     let stmts = (all.reads + all.writes).max(1) as f64;
     let cpu_us = (t1 - t0) as f64 / hz * 1e6 / stmts;
     let target = if pct == 0 { "-" } else { table };
-    let label = if sync { format!("{mode} + fresh_sync") } else { mode.to_string() };
+    let label = if sync {
+        format!("{mode} + fresh_sync")
+    } else {
+        mode.to_string()
+    };
     Ok(format!(
         "| {label} | {pct}% | {target} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {cpu_us:.1} |",
         stmts / secs,
@@ -209,7 +213,13 @@ async fn main() -> Result<()> {
     for (sync, mode) in modes {
         // warm
         run(&a, sync, mode, 0, "hot").await?;
-        for (pct, table) in [(0, "hot"), (1, "hot"), (1, "cold"), (10, "hot"), (10, "cold")] {
+        for (pct, table) in [
+            (0, "hot"),
+            (1, "hot"),
+            (1, "cold"),
+            (10, "hot"),
+            (10, "cold"),
+        ] {
             println!("{}", run(&a, sync, mode, pct, table).await?);
         }
     }

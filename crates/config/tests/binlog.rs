@@ -44,8 +44,16 @@ fn every_key_read_and_round_trips() {
 #[test]
 fn invalid_values_name_file_line_and_key() {
     let cases = [
-        ("\n[binlog]\nmax_tables = 0\n", "binlog.max_tables", Some(14)),
-        ("\n[binlog]\nmax_tables = 2000000\n", "binlog.max_tables", Some(14)),
+        (
+            "\n[binlog]\nmax_tables = 0\n",
+            "binlog.max_tables",
+            Some(14),
+        ),
+        (
+            "\n[binlog]\nmax_tables = 2000000\n",
+            "binlog.max_tables",
+            Some(14),
+        ),
         ("\n[binlog]\nhost = \"x\"\n", "host", Some(14)),
         ("\n[routing]\nfresh_sync = 1\n", "fresh_sync", Some(14)),
     ];
