@@ -77,7 +77,11 @@ pub fn tables(sql: &str, db: Option<&str>) -> Option<Vec<String>> {
     let mut out = Vec::new();
     let kw = |i: usize, k: &str| is(w.get(i), k);
     if kw(0, "ALTER") && kw(1, "TABLE") || kw(0, "TRUNCATE") {
-        i = if kw(0, "TRUNCATE") && !kw(1, "TABLE") { 1 } else { 2 };
+        i = if kw(0, "TRUNCATE") && !kw(1, "TABLE") {
+            1
+        } else {
+            2
+        };
         out.push(name(&w, &mut i, db)?);
         return Some(out);
     }
@@ -160,10 +164,7 @@ mod tests {
             t("CREATE TABLE IF NOT EXISTS n LIKE d.s"),
             v(&["app.n", "d.s"])
         );
-        assert_eq!(
-            t("DROP TABLE IF EXISTS a, d.b"),
-            v(&["app.a", "d.b"])
-        );
+        assert_eq!(t("DROP TABLE IF EXISTS a, d.b"), v(&["app.a", "d.b"]));
         assert_eq!(
             t("RENAME TABLE a TO b, d.c TO d.e"),
             v(&["app.a", "app.b", "d.c", "d.e"])

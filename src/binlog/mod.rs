@@ -36,6 +36,9 @@ pub struct Binlog {
     wake: tokio::sync::Notify,
     state: Mutex<&'static str>,
     error: Mutex<Option<String>>,
+    /// `FRESH_READS{tables}` handles: known, unknown (no registry lookup
+    /// per read).
+    fresh_reads: std::sync::OnceLock<[metrics::Counter; 2]>,
 }
 
 impl Binlog {
@@ -49,6 +52,7 @@ impl Binlog {
             wake: tokio::sync::Notify::new(),
             state: Mutex::new("idle"),
             error: Mutex::new(None),
+            fresh_reads: std::sync::OnceLock::new(),
         }
     }
 
@@ -93,6 +97,17 @@ impl Binlog {
     pub fn processed(&self) -> (GtidSet, bool) {
         let g = self.versions.read().unwrap_or_else(|e| e.into_inner());
         (g.processed().clone(), g.live)
+    }
+
+    /// Counts a fresh read whose tables were (not) known.
+    pub fn count_fresh_read(&self, known: bool) {
+        let c = self.fresh_reads.get_or_init(|| {
+            ["known", "unknown"]
+                .map(|t| metrics::counter!(crate::metrics::FRESH_READS, "tables" => t))
+        });
+        if let Some(c) = c.get(usize::from(!known)) {
+            c.increment(1);
+        }
     }
 
     /// Records the lag of one transaction.

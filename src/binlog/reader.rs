@@ -168,7 +168,9 @@ async fn start_at(conn: &mut mysql_async::Conn) -> Result<(GtidSet, From), Reade
     let file: Option<String> = row.get("File");
     let pos: Option<u64> = row.get("Position");
     let (Some(file), Some(pos)) = (file, pos) else {
-        return Err(ReaderError::Gtid("SHOW BINARY LOG STATUS: no position".into()));
+        return Err(ReaderError::Gtid(
+            "SHOW BINARY LOG STATUS: no position".into(),
+        ));
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let executed: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_executed").await?;
@@ -384,7 +386,8 @@ impl Txn {
             None if unknown => (None, true),
             None => (Some(rows), false),
         };
-        sink.binlog.with(|v| v.commit(gtid.as_ref(), tables.as_deref()));
+        sink.binlog
+            .with(|v| v.commit(gtid.as_ref(), tables.as_deref()));
         if self.commit_us > 0 {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -410,11 +413,14 @@ fn statement_tables(sql: &str, db: Option<&str>) -> Option<Vec<String>> {
         return Some(t);
     }
     match causeway_classify::tables(sql) {
-        causeway_classify::Tables::Known(list) if causeway_classify::classify(sql).route
-            != causeway_classify::Route::Replica =>
+        causeway_classify::Tables::Known(list)
+            if causeway_classify::classify(sql).route != causeway_classify::Route::Replica =>
         {
             list.iter()
-                .map(|t| t.resolve(db).map(|(d, n)| format!("{d}.{n}").to_lowercase()))
+                .map(|t| {
+                    t.resolve(db)
+                        .map(|(d, n)| format!("{d}.{n}").to_lowercase())
+                })
                 .collect()
         }
         _ => None,

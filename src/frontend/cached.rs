@@ -422,7 +422,11 @@ fn covered_tables(facts: &StatementFacts<'_>, rule_tables: &[String]) -> Option<
 
 /// What a successful statement wrote: `None` nothing, `Some(None)` tables
 /// not known (everything), `Some(Some(list))` these tables.
-pub(super) fn written(c: &Classification, sql: &str, db: Option<&str>) -> Option<Option<Vec<String>>> {
+pub(super) fn written(
+    c: &Classification,
+    sql: &str,
+    db: Option<&str>,
+) -> Option<Option<Vec<String>>> {
     if c.route == Route::Replica {
         return None;
     }

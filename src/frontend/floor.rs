@@ -33,7 +33,10 @@ impl Session {
 
     /// The primary's executed GTID set, asked over a session connection
     /// (None when it cannot be asked).
-    pub(super) async fn ask_primary(&mut self, primary: &Arc<crate::topology::Backend>) -> Option<GtidSet> {
+    pub(super) async fn ask_primary(
+        &mut self,
+        primary: &Arc<crate::topology::Backend>,
+    ) -> Option<GtidSet> {
         let idx = self.conn_for(primary).await.ok()?;
         let h = self.held.get_mut(idx)?;
         let mariadb = h.conn.flavor == causeway_gtid::Flavor::Mariadb;

@@ -268,9 +268,10 @@ impl Session {
             Ok(routed) => routed,
             Err(flow) => return flow,
         };
-        let text = self.stmts.get(id).map(|s| {
-            String::from_utf8_lossy(s.prepare.get(1..).unwrap_or_default()).into_owned()
-        });
+        let text = self
+            .stmts
+            .get(id)
+            .map(|s| String::from_utf8_lossy(s.prepare.get(1..).unwrap_or_default()).into_owned());
         let fresh = self
             .fresh_need(mode, &target, text.as_deref().unwrap_or(""))
             .await;

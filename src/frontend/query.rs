@@ -315,9 +315,11 @@ impl Session {
             "max_lag_ms" => s.max_lag_ms.map(|v| v.to_string()),
             "sticky_key" => s.sticky_key.as_deref().map(str::to_string),
             // binlog reader lag over its last transactions: "p50_ms,p99_ms"
-            "binlog_lag_ms" => self.ctx.binlog.lag_quantiles().map(|(a, b)| {
-                format!("{:.3},{:.3}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3)
-            }),
+            "binlog_lag_ms" => {
+                self.ctx.binlog.lag_quantiles().map(|(a, b)| {
+                    format!("{:.3},{:.3}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3)
+                })
+            }
             _ => return None,
         })
     }

@@ -54,7 +54,6 @@ fn invalid_values_name_file_line_and_key() {
             "cache.max_memory_mb",
             Some(15),
         ),
-        ("\n[cache]\nenabled = true\n", "cache.user", None),
         (
             "\n[cache]\ninvalidation = \"sometimes\"\n",
             "invalidation",
@@ -85,6 +84,14 @@ fn invalid_values_name_file_line_and_key() {
         // a missing key has no line of its own
         assert_eq!(e.line(), line, "{shown}");
     }
+}
+
+#[test]
+fn binlog_mode_defaults_to_the_monitor_account() {
+    let c = parse("\n[cache]\nenabled = true\n").unwrap();
+    assert_eq!(c.binlog_credentials().0, c.monitor.user);
+    let c = parse("\n[cache]\nenabled = true\nuser = \"c\"\n").unwrap();
+    assert_eq!(c.binlog_credentials().0, "c");
 }
 
 #[test]

@@ -117,7 +117,7 @@ fn bad_enum_values() {
     assert_err(
         &text,
         Some(13),
-        &["t.toml:13: routing.consistency: invalid consistency 'linearizable' (expected one of eventual, causal, strong)"],
+        &["t.toml:13: routing.consistency: invalid consistency 'linearizable' (expected one of eventual, causal, fresh, strong)"],
     );
     let text = format!("{MINIMAL}[routing]\non_timeout = \"retry\"\n");
     assert_err(
