@@ -405,3 +405,108 @@ async fn sandbox_flavor_mariadb_serves_clients() {
     c.disconnect().await.unwrap();
     handle.stop().await;
 }
+
+/// A proxy with the cache on (`invalidation` as given) caching `{db}.t`.
+async fn cached(db: &str, invalidation: &str) -> TestProxy {
+    let db = db.to_string();
+    let inv = invalidation.to_string();
+    start_proxy_with(move |t| {
+        format!(
+            "{t}\n[cache]\nenabled = true\ninvalidation = \"{inv}\"\nuser = \"repl\"\n\
+             password = \"replpw\"\n\n[[rules]]\nname = \"catalog\"\n\
+             match_tables = [\"{db}.t\"]\ncache_ttl_ms = 60000\n"
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_binlog_refused_on_mariadb_ttl_works() {
+    if skip() {
+        return;
+    }
+    let db = unique_db("mdb_cache");
+    setup(&db).await;
+    // binlog invalidation: the reader refuses MariaDB with a clear error
+    let p = cached(&db, "binlog").await;
+    let cache = p.proxy.cache.clone().expect("cache on");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = cache.reader().expect("reader status");
+        if st.state == "refused" {
+            let e = st.error.unwrap_or_default();
+            assert!(e.contains("not supported on MariaDB") && e.contains("ttl"), "{e}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "reader never refused: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(p);
+    // ttl: a repeated eventual read is answered from memory
+    let p = cached(&db, "ttl").await;
+    let cache = p.proxy.cache.clone().expect("cache on");
+    let mut c = p.conn().await;
+    c.query_drop("SET @@causeway.consistency = 'eventual'")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let n: Option<i64> = c
+            .query_first(format!("SELECT COUNT(*) FROM {db}.t"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(0));
+    }
+    let s = cache.rule_stats(&Arc::from("catalog"));
+    let (hits, misses) = (s.hits.load(Ordering::Relaxed), s.misses.load(Ordering::Relaxed));
+    assert_eq!((hits, misses), (2, 1), "ttl mode caches on MariaDB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_flavours_are_refused() {
+    if skip() {
+        return;
+    }
+    // one MySQL server next to the MariaDB primary and replica
+    let mysql = causeway_sandbox::Topology::start(causeway_sandbox::Options::with_replicas(0))
+        .await
+        .expect("a MySQL server");
+    let my_addr = mysql.primary().addr();
+    let text = config_text(topology()).replace(
+        "[[replicas]]\nname = \"r2\"",
+        &format!("[[replicas]]\nname = \"my\"\naddress = \"{my_addr}\"\nweight = 1\n[[replicas]]\nname = \"r2\""),
+    );
+    // the monitor account exists on MySQL too; the MySQL server is never eligible
+    let config = causeway_config::Config::from_str_named(&text, "mixed.toml").unwrap();
+    let proxy = causeway::proxy::Proxy::new(config).unwrap();
+    let listener = proxy.bind().await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(Arc::clone(&proxy).serve(listener));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let msg = loop {
+        let topo = proxy.shared().topology.load();
+        let b = topo.replicas.iter().find(|b| b.name() == "my").unwrap();
+        let v = b.state.view.load();
+        if let Some(e) = v.last_error.clone().filter(|e| e.contains("mixes")) {
+            assert!(!v.eligible);
+            break e;
+        }
+        assert!(Instant::now() < deadline, "mixed topology not refused: {v:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(msg.contains("'my' runs MySQL but the primary runs MariaDB"), "{msg}");
+    // reads never reach the MySQL server
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some("apppw"))
+        .prefer_socket(false)
+        .into();
+    for _ in 0..10 {
+        let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
+        let v: Option<String> = c.query_first("SELECT VERSION()").await.unwrap();
+        assert!(v.unwrap().contains("MariaDB"));
+        c.disconnect().await.unwrap();
+    }
+    proxy.shutdown();
+}
