@@ -24,16 +24,28 @@ fn fast_monitor(t: String) -> String {
 }
 
 /// Polls `cond` on replica `name`'s view until it holds (bounded).
-async fn wait_view(p: &TestProxy, name: &str, what: &str, cond: impl Fn(&causeway::topology::View) -> bool) {
+async fn wait_view(
+    p: &TestProxy,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&causeway::topology::View) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let topo = p.proxy.shared().topology.load();
-        let b = topo.replicas.iter().find(|b| b.name() == name).expect("replica");
+        let b = topo
+            .replicas
+            .iter()
+            .find(|b| b.name() == name)
+            .expect("replica");
         let v = b.state.view.load();
         if cond(&v) {
             return;
         }
-        assert!(Instant::now() < deadline, "{name} never became {what}: {v:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became {what}: {v:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -55,16 +67,24 @@ async fn lag_budget_excludes_a_lagging_replica_and_readmits_it() {
     }
     let _serial = SERIAL.lock().await;
     let p = start_proxy_with(|t| {
-        fast_monitor(t).replace("[failover]", "[routing]\nmax_lag_ms = 700\nread_balance = \"statement\"\n[failover]")
+        fast_monitor(t).replace(
+            "[failover]",
+            "[routing]\nmax_lag_ms = 700\nread_balance = \"statement\"\n[failover]",
+        )
     })
     .await;
     let db = unique_db("mdb_lag");
     let mut w = root(topology().primary()).await;
     w.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    w.query_drop(format!("CREATE TABLE {db}.t (id INT AUTO_INCREMENT PRIMARY KEY)"))
+    w.query_drop(format!(
+        "CREATE TABLE {db}.t (id INT AUTO_INCREMENT PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    topology()
+        .wait_replicated(Duration::from_secs(30))
         .await
         .unwrap();
-    topology().wait_replicated(Duration::from_secs(30)).await.unwrap();
     let r1 = &topology().replicas()[0];
     set_delay(r1, 3600).await;
     // the primary keeps writing: r1's lag grows past the budget
@@ -75,7 +95,9 @@ async fn lag_budget_excludes_a_lagging_replica_and_readmits_it() {
         tokio::spawn(async move {
             let mut w = root(topology().primary()).await;
             while !stop.load(Ordering::Relaxed) {
-                w.query_drop(format!("INSERT INTO {db}.t VALUES ()")).await.unwrap();
+                w.query_drop(format!("INSERT INTO {db}.t VALUES ()"))
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -86,18 +108,29 @@ async fn lag_budget_excludes_a_lagging_replica_and_readmits_it() {
     .await;
     // eventual reads now come only from r2 (server_id 3), never r1
     let mut c = p.conn().await;
-    c.query_drop("SET @@causeway.consistency = 'eventual'").await.unwrap();
+    c.query_drop("SET @@causeway.consistency = 'eventual'")
+        .await
+        .unwrap();
     for _ in 0..20 {
-        let sid: Option<u32> = c.query_first(format!("SELECT @@server_id FROM {db}.t LIMIT 1")).await.unwrap();
+        let sid: Option<u32> = c
+            .query_first(format!("SELECT @@server_id FROM {db}.t LIMIT 1"))
+            .await
+            .unwrap();
         assert_eq!(sid, Some(3), "a read reached the lagging replica");
     }
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     set_delay(r1, 0).await;
-    wait_view(&p, "r1", "readmitted", |v| v.eligible && v.lag_ms == Some(0)).await;
+    wait_view(&p, "r1", "readmitted", |v| {
+        v.eligible && v.lag_ms == Some(0)
+    })
+    .await;
     let mut seen_r1 = false;
     for _ in 0..40 {
-        let sid: Option<u32> = c.query_first(format!("SELECT @@server_id FROM {db}.t LIMIT 1")).await.unwrap();
+        let sid: Option<u32> = c
+            .query_first(format!("SELECT @@server_id FROM {db}.t LIMIT 1"))
+            .await
+            .unwrap();
         seen_r1 |= sid == Some(2);
     }
     assert!(seen_r1, "r1 serves reads again once within the budget");
@@ -113,9 +146,16 @@ async fn replica_killed_under_load_loses_no_read() {
     let db = unique_db("mdb_kill");
     let mut w = root(topology().primary()).await;
     w.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    w.query_drop(format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)")).await.unwrap();
-    w.query_drop(format!("INSERT INTO {db}.t VALUES (1)")).await.unwrap();
-    topology().wait_replicated(Duration::from_secs(30)).await.unwrap();
+    w.query_drop(format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    w.query_drop(format!("INSERT INTO {db}.t VALUES (1)"))
+        .await
+        .unwrap();
+    topology()
+        .wait_replicated(Duration::from_secs(30))
+        .await
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let on_r2 = Arc::new(AtomicU64::new(0));
@@ -149,7 +189,10 @@ async fn replica_killed_under_load_loses_no_read() {
     let r2 = &topology().replicas()[1];
     let before = ok.load(Ordering::Relaxed);
     let r2_before = on_r2.load(Ordering::Relaxed);
-    assert!(r2_before > 0, "r2 served part of the load before it was killed");
+    assert!(
+        r2_before > 0,
+        "r2 served part of the load before it was killed"
+    );
     r2.kill();
     wait_view(&p, "r2", "down", |v| !v.reachable).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -161,7 +204,10 @@ async fn replica_killed_under_load_loses_no_read() {
         c.await.unwrap();
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    eprintln!("replica killed under load: {ok} reads ok ({} while r2 was down), {failed} failed", during - before);
+    eprintln!(
+        "replica killed under load: {ok} reads ok ({} while r2 was down), {failed} failed",
+        during - before
+    );
     assert_eq!(failed, 0);
     assert!(during > before + 10, "reads went on while r2 was down");
 }
