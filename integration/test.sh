@@ -17,6 +17,12 @@ fi
 step "MySQL server (mysqld on PATH, \$CAUSEWAY_MYSQLD, or a Debian sid root)"
 integration/provide-mysql.sh >/dev/null
 
+if [[ "${CAUSEWAY_MARIADB:-1}" != 0 ]]; then
+  # never installed on the host (its mysqld would shadow MySQL 9 on PATH)
+  step "MariaDB server (mariadbd on PATH, \$CAUSEWAY_MARIADBD, or a Debian bookworm root)"
+  integration/provide-mariadb.sh >/dev/null
+fi
+
 if ! python3 -c 'import pymysql' 2>/dev/null; then
   step "PyMySQL"
   python3 -m pip install --quiet pymysql 2>/dev/null \

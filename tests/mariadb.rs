@@ -84,7 +84,10 @@ async fn routing_basics_on_mariadb() {
             assert!(route(&mut c).await.starts_with("replica:r"));
         }
     }
-    assert_eq!(replica_reads, 10, "reads with a satisfied token go to replicas");
+    assert_eq!(
+        replica_reads, 10,
+        "reads with a satisfied token go to replicas"
+    );
     // prepared statements: a write on the primary, a read on a replica
     c.exec_drop(format!("INSERT INTO {db}.t VALUES (?, ?)"), (2, 20))
         .await
@@ -186,7 +189,17 @@ async fn token_checker_zero_stale_with_appliers_stopped_and_started() {
                     stale.fetch_add(1, Ordering::Relaxed);
                 }
                 let route = route(&mut r).await;
-                let kind = route.split(':').map(|s| if s.starts_with('r') && s.len() == 2 { "rN" } else { s }).collect::<Vec<_>>().join(":");
+                let kind = route
+                    .split(':')
+                    .map(|s| {
+                        if s.starts_with('r') && s.len() == 2 {
+                            "rN"
+                        } else {
+                            s
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(":");
                 *routes.lock().unwrap().entry(kind).or_insert(0u32) += 1;
                 r.disconnect().await.unwrap();
             }
@@ -259,7 +272,11 @@ async fn token_from_instance_a_is_honoured_by_instance_b() {
         .query_first(format!("SELECT COUNT(*) FROM {db}.t"))
         .await
         .unwrap();
-    assert_eq!(n, Some(0), "replicas are stopped: the control read is stale");
+    assert_eq!(
+        n,
+        Some(0),
+        "replicas are stopped: the control read is stale"
+    );
     cb.query_drop(format!("SET @@causeway.token = '{tok}'"))
         .await
         .unwrap();
@@ -272,11 +289,16 @@ async fn token_from_instance_a_is_honoured_by_instance_b() {
     // appliers back: the same token is served by a replica, waited or not
     on_replicas("START SLAVE SQL_THREAD").await;
     let n: Option<i64> = cb
-        .query_first(format!("/* causeway token={tok} */ SELECT COUNT(*) FROM {db}.t"))
+        .query_first(format!(
+            "/* causeway token={tok} */ SELECT COUNT(*) FROM {db}.t"
+        ))
         .await
         .unwrap();
     assert_eq!(n, Some(1));
-    assert!(route(&mut cb).await.starts_with("replica:"), "served by a replica once it has the token");
+    assert!(
+        route(&mut cb).await.starts_with("replica:"),
+        "served by a replica once it has the token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +321,11 @@ async fn future_token_waits_then_falls_back_or_errors() {
     let e = server_err(c.query_drop(format!("SELECT * FROM {db}.t")).await);
     let took = t.elapsed();
     assert_eq!((e.code, e.state.as_str()), (1105, "HY000"), "{}", e.message);
-    assert!(e.message.contains(&future.replace("0-1-", "0-0-")), "{}", e.message);
+    assert!(
+        e.message.contains(&future.replace("0-1-", "0-0-")),
+        "{}",
+        e.message
+    );
     assert!(took >= Duration::from_millis(290), "it waited: {took:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
     // on_timeout = primary: the writer is checked too (its binlog position
@@ -331,7 +357,10 @@ async fn oversized_mariadb_token_is_refused_fast() {
     assert!(big.len() > 1 << 19);
     let big = format!("{big},{}", "1".repeat((1 << 20) - big.len()));
     let t = Instant::now();
-    let e = server_err(c.query_drop(format!("SET @@causeway.token = '{big}'")).await);
+    let e = server_err(
+        c.query_drop(format!("SET @@causeway.token = '{big}'"))
+            .await,
+    );
     let took = t.elapsed();
     eprintln!("1 MB MariaDB token refused in {took:?}");
     assert_eq!((e.code, e.state.as_str()), (1231, "42000"), "{}", e.message);
@@ -339,7 +368,10 @@ async fn oversized_mariadb_token_is_refused_fast() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     // too many domains under the byte limit: same code
     let many = entries[..300].join(",");
-    let e = server_err(c.query_drop(format!("SET @@causeway.token = '{many}'")).await);
+    let e = server_err(
+        c.query_drop(format!("SET @@causeway.token = '{many}'"))
+            .await,
+    );
     assert_eq!(e.code, 1231);
     assert!(e.message.contains("256 domains"), "{}", e.message);
     // two GTIDs for one domain
@@ -400,8 +432,129 @@ async fn sandbox_flavor_mariadb_serves_clients() {
         "SELECT COUNT(*) + 41 FROM demo.t",
     ]);
     let out = cli.output().await.expect("running the mariadb client");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
     c.disconnect().await.unwrap();
     handle.stop().await;
+}
+
+/// A proxy with the cache on (`invalidation` as given) caching `{db}.t`.
+async fn cached(db: &str, invalidation: &str) -> TestProxy {
+    let db = db.to_string();
+    let inv = invalidation.to_string();
+    start_proxy_with(move |t| {
+        format!(
+            "{t}\n[cache]\nenabled = true\ninvalidation = \"{inv}\"\nuser = \"repl\"\n\
+             password = \"replpw\"\n\n[[rules]]\nname = \"catalog\"\n\
+             match_tables = [\"{db}.t\"]\ncache_ttl_ms = 60000\n"
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_binlog_refused_on_mariadb_ttl_works() {
+    if skip() {
+        return;
+    }
+    let db = unique_db("mdb_cache");
+    setup(&db).await;
+    // binlog invalidation: the reader refuses MariaDB with a clear error
+    let p = cached(&db, "binlog").await;
+    let cache = p.proxy.cache.clone().expect("cache on");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = cache.reader().expect("reader status");
+        if st.state == "refused" {
+            let e = st.error.unwrap_or_default();
+            assert!(
+                e.contains("not supported on MariaDB") && e.contains("ttl"),
+                "{e}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "reader never refused: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(p);
+    // ttl: a repeated eventual read is answered from memory
+    let p = cached(&db, "ttl").await;
+    let cache = p.proxy.cache.clone().expect("cache on");
+    let mut c = p.conn().await;
+    c.query_drop("SET @@causeway.consistency = 'eventual'")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let n: Option<i64> = c
+            .query_first(format!("SELECT COUNT(*) FROM {db}.t"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(0));
+    }
+    let s = cache.rule_stats(&Arc::from("catalog"));
+    let (hits, misses) = (
+        s.hits.load(Ordering::Relaxed),
+        s.misses.load(Ordering::Relaxed),
+    );
+    assert_eq!((hits, misses), (2, 1), "ttl mode caches on MariaDB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_flavours_are_refused() {
+    if skip() {
+        return;
+    }
+    // one MySQL server next to the MariaDB primary and replica
+    let mysql = causeway_sandbox::Topology::start(causeway_sandbox::Options::with_replicas(0))
+        .await
+        .expect("a MySQL server");
+    let my_addr = mysql.primary().addr();
+    let text = config_text(topology()).replace(
+        "[[replicas]]\nname = \"r2\"",
+        &format!("[[replicas]]\nname = \"my\"\naddress = \"{my_addr}\"\nweight = 1\n[[replicas]]\nname = \"r2\""),
+    );
+    // the monitor account exists on MySQL too; the MySQL server is never eligible
+    let config = causeway_config::Config::from_str_named(&text, "mixed.toml").unwrap();
+    let proxy = causeway::proxy::Proxy::new(config).unwrap();
+    let listener = proxy.bind().await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(Arc::clone(&proxy).serve(listener));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let msg = loop {
+        let topo = proxy.shared().topology.load();
+        let b = topo.replicas.iter().find(|b| b.name() == "my").unwrap();
+        let v = b.state.view.load();
+        if let Some(e) = v.last_error.clone().filter(|e| e.contains("mixes")) {
+            assert!(!v.eligible);
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mixed topology not refused: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        msg.contains("'my' runs MySQL but the primary runs MariaDB"),
+        "{msg}"
+    );
+    // reads never reach the MySQL server
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some("apppw"))
+        .prefer_socket(false)
+        .into();
+    for _ in 0..10 {
+        let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
+        let v: Option<String> = c.query_first("SELECT VERSION()").await.unwrap();
+        assert!(v.unwrap().contains("MariaDB"));
+        c.disconnect().await.unwrap();
+    }
+    proxy.shutdown();
 }

@@ -57,17 +57,53 @@ mod tests {
 
     #[test]
     fn detects_mariadb_without_the_prefix() {
-        let mysql_caps = CapabilityFlags::CLIENT_LONG_PASSWORD | CapabilityFlags::CLIENT_PROTOCOL_41;
+        let mysql_caps =
+            CapabilityFlags::CLIENT_LONG_PASSWORD | CapabilityFlags::CLIENT_PROTOCOL_41;
         assert_eq!(detect("9.7.4", mysql_caps), Flavor::Mysql);
-        assert_eq!(detect("5.5.5-10.11.6-MariaDB-0+deb12u1", mysql_caps), Flavor::Mariadb);
+        assert_eq!(
+            detect("5.5.5-10.11.6-MariaDB-0+deb12u1", mysql_caps),
+            Flavor::Mariadb
+        );
         // MariaDB 11 without the prefix, or any server clearing CLIENT_MYSQL
         assert_eq!(detect("11.4.2-MariaDB", mysql_caps), Flavor::Mariadb);
-        assert_eq!(detect("11.4.2", CapabilityFlags::CLIENT_PROTOCOL_41), Flavor::Mariadb);
+        assert_eq!(
+            detect("11.4.2", CapabilityFlags::CLIENT_PROTOCOL_41),
+            Flavor::Mariadb
+        );
+    }
+
+    /// Neither side of causeway offers MariaDB's extended capabilities:
+    /// they live in the last 4 bytes of the greeting's 10 reserved bytes
+    /// and of the handshake response's 23-byte filler, both zero; the
+    /// greeting sets CLIENT_MYSQL (bit 0), so MariaDB clients do not look.
+    #[test]
+    fn no_mariadb_extended_capabilities() {
+        use crate::protocol::handshake;
+        let g = handshake::greeting(
+            "10.11.18-MariaDB",
+            7,
+            &[1; 20],
+            45,
+            "mysql_native_password",
+            false,
+        );
+        let v_end = g.iter().position(|&b| b == 0).unwrap();
+        // connection id 4, scramble 8, filler 1, caps 2, collation 1, status 2, caps 2, len 1
+        let caps_lo = u16::from_le_bytes([g[v_end + 14], g[v_end + 15]]);
+        assert_eq!(caps_lo & 1, 1, "CLIENT_MYSQL offered");
+        let reserved = &g[v_end + 22..v_end + 32];
+        assert_eq!(reserved, &[0u8; 10]);
+        let caps = crate::backend::conn::base_capabilities();
+        let hello = handshake::client_hello(caps, 45, "app", b"x", None, "mysql_native_password");
+        assert_eq!(&hello[9..32], &[0u8; 23], "MARIADB_CLIENT_* all zero");
     }
 
     #[test]
     fn set_names_avoids_0900_on_mariadb() {
-        assert_eq!(set_names(Flavor::Mariadb, 255).as_deref(), Some("SET NAMES utf8mb4"));
+        assert_eq!(
+            set_names(Flavor::Mariadb, 255).as_deref(),
+            Some("SET NAMES utf8mb4")
+        );
         assert_eq!(
             set_names(Flavor::Mysql, 255).as_deref(),
             Some("SET NAMES utf8mb4 COLLATE utf8mb4_0900_ai_ci")

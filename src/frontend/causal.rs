@@ -95,7 +95,11 @@ impl Session {
                 return self.missed(writer, token, cmd, expect, Some(&f.err)).await;
             }
         };
-        let flavor = self.held.get(idx).map(|h| h.conn.flavor).unwrap_or_default();
+        let flavor = self
+            .held
+            .get(idx)
+            .map(|h| h.conn.flavor)
+            .unwrap_or_default();
         let Some(wait) = super::causal_sql::wait_sql(flavor, &missing, timeout, writer) else {
             // a MySQL token on a MariaDB server (or the reverse): never reached
             return self.missed(writer, token, cmd, expect, None).await;

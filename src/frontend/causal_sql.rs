@@ -72,7 +72,10 @@ mod tests {
         );
         let w = wait_sql(Flavor::Mariadb, &m, t, true).unwrap();
         assert!(w.starts_with("SELECT IF(1 AND LOCATE(',0-',"), "{w}");
-        assert!(w.ends_with(">= 3, 0, MASTER_GTID_WAIT('0-0-7,2-0-3', 1.500))"), "{w}");
+        assert!(
+            w.ends_with(">= 3, 0, MASTER_GTID_WAIT('0-0-7,2-0-3', 1.500))"),
+            "{w}"
+        );
         let mysql = GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:5").unwrap();
         assert_eq!(wait_sql(Flavor::Mariadb, &mysql, t, false), None);
         assert_eq!(

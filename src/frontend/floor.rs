@@ -49,7 +49,9 @@ impl Session {
         match h.conn.query_value(sql).await {
             Ok(Ok(Some(v))) => std::str::from_utf8(&v).ok().and_then(|t| {
                 if mariadb {
-                    causeway_gtid::MariadbPos::parse(t).ok().map(|p| p.to_gtid_set())
+                    causeway_gtid::MariadbPos::parse(t)
+                        .ok()
+                        .map(|p| p.to_gtid_set())
                 } else {
                     GtidSet::parse(t).ok()
                 }

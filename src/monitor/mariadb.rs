@@ -57,7 +57,11 @@ fn parse_pos(text: String) -> Result<GtidSet, ProbeError> {
 }
 
 /// One reading of a MariaDB backend (see the module docs).
-pub(super) async fn read(conn: &mut Conn, s: &Settings, health: bool) -> Result<Reading, ProbeError> {
+pub(super) async fn read(
+    conn: &mut Conn,
+    s: &Settings,
+    health: bool,
+) -> Result<Reading, ProbeError> {
     let t = s.connect_timeout;
     let sent = Instant::now();
     let pos_var = match s.role {
@@ -128,8 +132,36 @@ async fn slaves(
     Ok((states, sources))
 }
 
+/// Records the primary's flavour (primary task) and, on a replica whose
+/// flavour `mine` differs from the primary's, returns the refusal (logged
+/// once per change, remembered in `refused`).
+pub(super) fn mixed_flavor(
+    primary_flavor: &std::sync::Mutex<Option<Flavor>>,
+    s: &Settings,
+    mine: Flavor,
+    refused: &mut Option<Flavor>,
+) -> Option<String> {
+    let mut g = primary_flavor.lock().unwrap_or_else(|e| e.into_inner());
+    if s.role == Role::Primary {
+        *g = Some(mine);
+        return None;
+    }
+    let primary = (*g)?;
+    drop(g);
+    if primary == mine {
+        *refused = None;
+        return None;
+    }
+    let msg = mixed(&s.name, mine, primary);
+    if *refused != Some(mine) {
+        tracing::error!(backend = %s.name, "{msg}");
+        *refused = Some(mine);
+    }
+    Some(msg)
+}
+
 /// The error a backend of another flavour than the primary's gets.
-pub(super) fn mixed(name: &str, mine: Flavor, primary: Flavor) -> String {
+fn mixed(name: &str, mine: Flavor, primary: Flavor) -> String {
     format!(
         "backend '{name}' runs {mine} but the primary runs {primary}: a topology that mixes \
          MySQL and MariaDB is refused (their GTIDs cannot be compared); this backend serves \

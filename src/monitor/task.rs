@@ -40,7 +40,7 @@ pub struct Shared {
     /// The primary's `server_uuid`, as its task last read it.
     primary_uuid: Mutex<Option<String>>,
     /// The primary's flavour, as its task last detected it.
-    primary_flavor: Mutex<Option<Flavor>>,
+    pub(super) primary_flavor: Mutex<Option<Flavor>>,
     /// Every server's replication sources (follow mode).
     sources: super::sources::Sources,
 }
@@ -76,10 +76,6 @@ impl Shared {
 
     fn primary_uuid(&self) -> Option<String> {
         self.uuid_lock().clone()
-    }
-
-    fn flavor_lock(&self) -> std::sync::MutexGuard<'_, Option<Flavor>> {
-        self.primary_flavor.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn observe(&self, key: usize, set: &Arc<GtidSet>, at: Instant) {
@@ -497,9 +493,8 @@ impl Task {
         let source_mismatch = self.safety(s);
         let mixed = self.mixed_flavor(s);
         // follow mode: a replica that does not follow the writer serves no read
-        let eligible = verdict.eligible
-            && !(s.follow && source_mismatch == Some(true))
-            && mixed.is_none();
+        let eligible =
+            verdict.eligible && !(s.follow && source_mismatch == Some(true)) && mixed.is_none();
         let now = Instant::now();
         let view = View {
             reachable: self.reachable,
@@ -540,26 +535,15 @@ impl Task {
 }
 
 impl Task {
-    /// Records the primary's flavour (primary task) and, on a replica of
-    /// another flavour than the primary, returns the refusal (logged once
-    /// per change).
+    /// See [`super::mariadb::mixed_flavor`].
     fn mixed_flavor(&mut self, s: &Settings) -> Option<String> {
         let mine = self.flavor?;
-        if s.role == Role::Primary {
-            *self.shared.flavor_lock() = Some(mine);
-            return None;
-        }
-        let primary = (*self.shared.flavor_lock())?;
-        if primary == mine {
-            self.flavor_refused = None;
-            return None;
-        }
-        let msg = super::mariadb::mixed(&s.name, mine, primary);
-        if self.flavor_refused != Some(mine) {
-            tracing::error!(backend = %s.name, "{msg}");
-            self.flavor_refused = Some(mine);
-        }
-        Some(msg)
+        super::mariadb::mixed_flavor(
+            &self.shared.primary_flavor,
+            s,
+            mine,
+            &mut self.flavor_refused,
+        )
     }
 
     /// The split-brain checks of a replica: warns once per transition when

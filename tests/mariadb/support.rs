@@ -2,6 +2,8 @@
 //! `integration/provide-mariadb.sh`: a GTID primary and two replicas with
 //! `MASTER_USE_GTID = slave_pos`) and in-process proxies in front of it.
 
+#![allow(dead_code)]
+
 use causeway::proxy::Proxy;
 use causeway_config::Config;
 use causeway_sandbox::{Flavor, Options, Topology};
@@ -33,7 +35,8 @@ pub fn topology() -> &'static Topology {
                 flavor: Flavor::Mariadb,
                 ..Options::default()
             };
-            opts.extra_mysqld_options.push("max_connections=2000".into());
+            opts.extra_mysqld_options
+                .push("max_connections=2000".into());
             rt.block_on(Topology::start(opts))
                 .unwrap_or_else(|e| panic!("starting the MariaDB topology: {e}"))
         })
@@ -153,7 +156,10 @@ pub async fn wait_measured(p: &TestProxy) {
         if ok {
             return;
         }
-        assert!(Instant::now() < deadline, "monitor never measured the MariaDB servers");
+        assert!(
+            Instant::now() < deadline,
+            "monitor never measured the MariaDB servers"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -89,10 +89,17 @@ fn syntax(offending: &str, reason: &'static str) -> GtidError {
 
 fn number<T: std::str::FromStr>(s: &str, entry: &str) -> Result<T, GtidError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(syntax(entry, "expected domain-server-seq (decimal numbers)"));
+        return Err(syntax(
+            entry,
+            "expected domain-server-seq (decimal numbers)",
+        ));
     }
-    s.parse()
-        .map_err(|_| syntax(entry, "number out of range (domain and server id are 32-bit)"))
+    s.parse().map_err(|_| {
+        syntax(
+            entry,
+            "number out of range (domain and server id are 32-bit)",
+        )
+    })
 }
 
 impl MariadbPos {
@@ -156,11 +163,10 @@ impl MariadbPos {
     /// `MASTER_GTID_WAIT`'s rule: every domain of `token` is here with a
     /// seq at least the token's.
     pub fn contains(&self, token: &MariadbPos) -> bool {
-        token.domains.iter().all(|(d, (_, seq))| {
-            self.domains
-                .get(d)
-                .is_some_and(|(_, have)| have >= seq)
-        })
+        token
+            .domains
+            .iter()
+            .all(|(d, (_, seq))| self.domains.get(d).is_some_and(|(_, have)| have >= seq))
     }
 
     /// Per-domain maximum (a new write's `last_gtid` into a session token).
@@ -182,7 +188,7 @@ impl MariadbPos {
         let domains = self
             .domains
             .iter()
-            .filter(|(d, (_, seq))| has.domains.get(d).is_none_or(|(_, h)| h < seq))
+            .filter(|(d, (_, seq))| !has.domains.get(d).is_some_and(|(_, h)| h >= seq))
             .map(|(d, e)| (*d, *e))
             .collect();
         MariadbPos { domains }
@@ -193,7 +199,13 @@ impl MariadbPos {
         let mut set = GtidSet::new();
         for (d, (_, seq)) in &self.domains {
             if *seq > 0 {
-                set.insert_raw(domain_tsid(*d), Interval { start: 1, end: *seq });
+                set.insert_raw(
+                    domain_tsid(*d),
+                    Interval {
+                        start: 1,
+                        end: *seq,
+                    },
+                );
             }
         }
         set
@@ -289,7 +301,10 @@ mod tests {
         let p = pos(" 0-1-5, 2-3-9 ");
         assert_eq!(p.to_string(), "0-1-5,2-3-9");
         assert_eq!(pos("").to_string(), "");
-        assert!(MariadbPos::parse("0-1-5,0-2-6").is_err(), "two GTIDs in one domain");
+        assert!(
+            MariadbPos::parse("0-1-5,0-2-6").is_err(),
+            "two GTIDs in one domain"
+        );
         for bad in ["0-1", "0-1-2-3", "a-1-2", "0--2", "4294967296-1-1", "0-1-x"] {
             assert!(MariadbPos::parse(bad).is_err(), "{bad}");
         }
@@ -348,11 +363,23 @@ mod tests {
         let big = "0-1-1,".repeat(200_000);
         let t0 = std::time::Instant::now();
         let e = parse_token(&big, &Limits::TOKEN).unwrap_err();
-        assert!(matches!(e, GtidError::TooLarge { what: "bytes", .. }), "{e}");
+        assert!(
+            matches!(e, GtidError::TooLarge { what: "bytes", .. }),
+            "{e}"
+        );
         assert!(t0.elapsed() < std::time::Duration::from_millis(50));
         let many: Vec<String> = (0..300).map(|d| format!("{d}-1-1")).collect();
         let e = parse_token(&many.join(","), &Limits::TOKEN).unwrap_err();
-        assert!(matches!(e, GtidError::TooLarge { what: "domains", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                GtidError::TooLarge {
+                    what: "domains",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(parse_token(&many[..256].join(","), &Limits::TOKEN).is_ok());
     }
 }

@@ -206,11 +206,7 @@ impl MysqlDist {
                 .map(Some);
         }
         let root = flavor.chroot_root();
-        if root
-            .join("usr/sbin")
-            .join(flavor.server_bin())
-            .is_file()
-        {
+        if root.join("usr/sbin").join(flavor.server_bin()).is_file() {
             return Self::from_chroot_bins(root, flavor)?
                 .expect_flavor(flavor)
                 .map(Some);

@@ -118,7 +118,11 @@ pub(crate) async fn contains(
 }
 
 /// Statements of promote / demote / stop on MariaDB.
-pub(crate) const PROMOTE: &[&str] = &["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF"];
+pub(crate) const PROMOTE: &[&str] = &[
+    "STOP SLAVE",
+    "RESET SLAVE ALL",
+    "SET GLOBAL read_only = OFF",
+];
 /// Makes a server read-only (MariaDB has no `super_read_only`).
 pub(crate) const DEMOTE: &[&str] = &["SET GLOBAL read_only = ON"];
 /// Stops replication.

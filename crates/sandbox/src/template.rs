@@ -241,7 +241,13 @@ fn build_mariadb(dist: &MysqlDist, final_path: &Path) -> Result<(), TemplateErro
         .arg("--bootstrap")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    run_step(cmd, "mariadbd --bootstrap", &tmp, &log_path, Some(&sql_path))?;
+    run_step(
+        cmd,
+        "mariadbd --bootstrap",
+        &tmp,
+        &log_path,
+        Some(&sql_path),
+    )?;
     let _ = fs::remove_file(data.join("ib_buffer_pool"));
     match fs::rename(&data, final_path) {
         Ok(()) => {}

@@ -33,7 +33,8 @@ async fn mariadb_primary_replicates_to_gtid_replicas() -> Result {
     let version: Option<String> = c.query_first("SELECT VERSION()").await?;
     assert!(version.unwrap_or_default().contains("MariaDB"));
     c.query_drop("CREATE DATABASE t").await?;
-    c.query_drop("CREATE TABLE t.x (id INT PRIMARY KEY)").await?;
+    c.query_drop("CREATE TABLE t.x (id INT PRIMARY KEY)")
+        .await?;
     c.query_drop("INSERT INTO t.x VALUES (1), (2), (3)").await?;
     let pos: Option<String> = c.query_first("SELECT @@gtid_binlog_pos").await?;
     let pos = pos.unwrap_or_default();
@@ -49,7 +50,12 @@ async fn mariadb_primary_replicates_to_gtid_replicas() -> Result {
             )
             .await?;
         let row = row.ok_or("no row")?;
-        assert_eq!(row, (3, pos.clone(), 1, 1, "ROW".to_string()), "{}", r.name());
+        assert_eq!(
+            row,
+            (3, pos.clone(), 1, 1, "ROW".to_string()),
+            "{}",
+            r.name()
+        );
         let using: Option<mysql_async::Row> = c.query_first("SHOW SLAVE STATUS").await?;
         let using = using.ok_or("no slave status")?;
         let use_gtid: Option<String> = using.get("Using_Gtid");

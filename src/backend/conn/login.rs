@@ -366,6 +366,18 @@ pub fn unsupported_plugin(user: &str, plugin: &str) -> ErrPacket {
     } else {
         "which causeway does not support"
     };
+    if plugin == "client_ed25519" || plugin == "ed25519" {
+        // MariaDB's ed25519 (the server asks for it by its client name)
+        return ErrPacket::new(
+            1251,
+            "08004",
+            format!(
+                "backend account '{user}' uses MariaDB's ed25519 authentication plugin \
+                 ({plugin}), {why}; use mysql_native_password on MariaDB \
+                 (ALTER USER ... IDENTIFIED VIA mysql_native_password USING PASSWORD('...'))"
+            ),
+        );
+    }
     ErrPacket::new(
         1251,
         "08004",
@@ -378,6 +390,17 @@ pub fn unsupported_plugin(user: &str, plugin: &str) -> ErrPacket {
 
 #[cfg(test)]
 mod plugin_tests {
+    #[test]
+    fn ed25519_is_refused_by_name() {
+        let e = super::unsupported_plugin("m", "client_ed25519");
+        assert_eq!((e.code, &e.state), (1251, b"08004"));
+        assert!(
+            e.message.contains("ed25519") && e.message.contains("mysql_native_password"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn unsupported_plugins_are_named() {
         let e = super::unsupported_plugin("x", "sha256_password");
