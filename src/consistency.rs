@@ -192,9 +192,8 @@ fn choose_in(
                 } else {
                     crate::zone::any_local(topo, general_ok)
                 };
-                let general = |r: &Backend| {
-                    general_ok(r) && (!any_local || crate::zone::is_local(topo, r))
-                };
+                let general =
+                    |r: &Backend| general_ok(r) && (!any_local || crate::zone::is_local(topo, r));
                 let general: Option<&dyn Fn(&Backend) -> bool> =
                     if pool.is_none() { Some(&general) } else { None };
                 p.home(topo, general, preferable).cloned()
@@ -391,17 +390,38 @@ mod tests {
     fn move_reasons() {
         use crate::balance::reason;
         let t = topo(&[1, 1]);
-        let before = (t.generation, vec![("r1".to_string(), 1), ("r2".to_string(), 1)]);
+        let before = (
+            t.generation,
+            vec![("r1".to_string(), 1), ("r2".to_string(), 1)],
+        );
         assert_eq!(reason(None, "r2", &before, false, &t), "left");
-        assert_eq!(reason(Some((false, false)), "r2", &before, false, &t), "left");
-        assert_eq!(reason(Some((false, true)), "r2", &before, false, &t), "returned");
-        assert_eq!(reason(Some((true, true)), "r1", &before, true, &t), "returned");
-        assert_eq!(reason(Some((true, true)), "r1", &before, false, &t), "rebalanced");
+        assert_eq!(
+            reason(Some((false, false)), "r2", &before, false, &t),
+            "left"
+        );
+        assert_eq!(
+            reason(Some((false, true)), "r2", &before, false, &t),
+            "returned"
+        );
+        assert_eq!(
+            reason(Some((true, true)), "r1", &before, true, &t),
+            "returned"
+        );
+        assert_eq!(
+            reason(Some((true, true)), "r1", &before, false, &t),
+            "rebalanced"
+        );
         let only_r1 = (0, vec![("r1".to_string(), 1)]);
-        assert_eq!(reason(Some((true, true)), "r2", &only_r1, false, &t), "added");
+        assert_eq!(
+            reason(Some((true, true)), "r2", &only_r1, false, &t),
+            "added"
+        );
         let t3 = topo(&[3, 1]);
         let old = (0, before.1.clone());
-        assert_eq!(reason(Some((true, true)), "r1", &old, false, &t3), "reweighted");
+        assert_eq!(
+            reason(Some((true, true)), "r1", &old, false, &t3),
+            "reweighted"
+        );
     }
 
     #[test]
