@@ -2,8 +2,8 @@
 //! r2; `read_balance = "session"`), where each session's reads land read
 //! back from the servers themselves (`@@server_id`):
 //!
-//! 1. 40 sessions at weights 3:1 split 30/10 (±1), and each stays on its
-//!    replica;
+//! 1. 40 sessions at weights 3:1 split 30/10 (±1) as they arrive, without a
+//!    move, and each stays on its replica;
 //! 2. r1 leaves (applier stopped, writes: over the lag budget): exactly its
 //!    sessions move (`left`);
 //! 3. r1 returns: 30/10 (±1) again, with at most the least number of moves
@@ -205,6 +205,7 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     let mut admin = admin(&tp).await;
 
     // 1. 40 sessions at 3:1: 30/10 ±1, each staying where it is
+    let before = moves();
     let mut conns = Vec::new();
     for _ in 0..40 {
         conns.push(tp.conn().await);
@@ -216,6 +217,8 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     for _ in 0..3 {
         assert_eq!(round(&mut conns).await, first, "sessions stay home");
     }
+    let (per, total) = moved(&before);
+    assert_eq!(total, 0, "new sessions alone never move anyone: {per:?}");
     assert_eq!(
         homed(&mut admin).await,
         start,
