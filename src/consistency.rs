@@ -9,12 +9,13 @@
 //! reads the primary.
 //!
 //! Replica choice is weighted: with `read_balance = "session"` (the
-//! default) each session has a home replica by weighted rendezvous hashing
-//! (`crate::balance`), recomputed when the topology or eligibility changes,
-//! so sessions follow the weights and only those that must move do; with
+//! default) each session has a home replica, the live sessions split
+//! exactly by weight (±1, `crate::balance::ledger`), re-checked when the
+//! topology, eligibility or the counts change, and only the sessions needed
+//! to restore the shares move; with
 //! `"statement"` every read advances the session's cursor over the
-//! cumulative weights. Either way there is no shared state on the
-//! per-statement path.
+//! cumulative weights. Either way the per-statement path takes no lock
+//! (the session counts are atomics, read only after a change).
 //!
 //! Zones (`crate::zone`) narrow the preferred replicas to the local zone's
 //! when any of them qualifies; a sticky key (`@@causeway.sticky_key`)
