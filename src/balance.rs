@@ -8,9 +8,10 @@
 //! **Home replica: exact weights with minimal moves.** Every session that
 //! reads has a home, counted per replica (`ledger`): at any time the live
 //! sessions homed on each eligible replica are within ±1 of its weighted
-//! share of all homed sessions. A new session takes the replica with the
-//! largest deficit (weighted share minus homed; ties by the session's
-//! rendezvous score). When a replica leaves, returns, is re-weighted or
+//! share of all homed sessions. A new session takes its weighted rendezvous
+//! winner among the replicas still below the ceiling of their share, or a
+//! replica below the floor of its share when there is one (bounded-load
+//! rendezvous with a lower quota). When a replica leaves, returns, is re-weighted or
 //! sessions end, only sessions on replicas above their quota move, each at
 //! its next read outside a transaction, and only as many as the quota asks
 //! (`ledger`'s module doc gives the rules and why the number of moves is

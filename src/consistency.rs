@@ -9,12 +9,13 @@
 //! reads the primary.
 //!
 //! Replica choice is weighted: with `read_balance = "session"` (the
-//! default) each session has a home replica by weighted rendezvous hashing
-//! (`crate::balance`), recomputed when the topology or eligibility changes,
-//! so sessions follow the weights and only those that must move do; with
+//! default) each session has a home replica, the live sessions split
+//! exactly by weight (±1, `crate::balance::ledger`), re-checked when the
+//! topology, eligibility or the counts change, and only the sessions needed
+//! to restore the shares move; with
 //! `"statement"` every read advances the session's cursor over the
-//! cumulative weights. Either way there is no shared state on the
-//! per-statement path.
+//! cumulative weights. Either way the per-statement path takes no lock
+//! (the session counts are atomics, read only after a change).
 //!
 //! Zones (`crate::zone`) narrow the preferred replicas to the local zone's
 //! when any of them qualifies; a sticky key (`@@causeway.sticky_key`)
@@ -192,9 +193,8 @@ fn choose_in(
                 } else {
                     crate::zone::any_local(topo, general_ok)
                 };
-                let general = |r: &Backend| {
-                    general_ok(r) && (!any_local || crate::zone::is_local(topo, r))
-                };
+                let general =
+                    |r: &Backend| general_ok(r) && (!any_local || crate::zone::is_local(topo, r));
                 let general: Option<&dyn Fn(&Backend) -> bool> =
                     if pool.is_none() { Some(&general) } else { None };
                 p.home(topo, general, preferable).cloned()
@@ -391,17 +391,38 @@ mod tests {
     fn move_reasons() {
         use crate::balance::reason;
         let t = topo(&[1, 1]);
-        let before = (t.generation, vec![("r1".to_string(), 1), ("r2".to_string(), 1)]);
+        let before = (
+            t.generation,
+            vec![("r1".to_string(), 1), ("r2".to_string(), 1)],
+        );
         assert_eq!(reason(None, "r2", &before, false, &t), "left");
-        assert_eq!(reason(Some((false, false)), "r2", &before, false, &t), "left");
-        assert_eq!(reason(Some((false, true)), "r2", &before, false, &t), "returned");
-        assert_eq!(reason(Some((true, true)), "r1", &before, true, &t), "returned");
-        assert_eq!(reason(Some((true, true)), "r1", &before, false, &t), "rebalanced");
+        assert_eq!(
+            reason(Some((false, false)), "r2", &before, false, &t),
+            "left"
+        );
+        assert_eq!(
+            reason(Some((false, true)), "r2", &before, false, &t),
+            "returned"
+        );
+        assert_eq!(
+            reason(Some((true, true)), "r1", &before, true, &t),
+            "returned"
+        );
+        assert_eq!(
+            reason(Some((true, true)), "r1", &before, false, &t),
+            "rebalanced"
+        );
         let only_r1 = (0, vec![("r1".to_string(), 1)]);
-        assert_eq!(reason(Some((true, true)), "r2", &only_r1, false, &t), "added");
+        assert_eq!(
+            reason(Some((true, true)), "r2", &only_r1, false, &t),
+            "added"
+        );
         let t3 = topo(&[3, 1]);
         let old = (0, before.1.clone());
-        assert_eq!(reason(Some((true, true)), "r1", &old, false, &t3), "reweighted");
+        assert_eq!(
+            reason(Some((true, true)), "r1", &old, false, &t3),
+            "reweighted"
+        );
     }
 
     #[test]

@@ -147,7 +147,11 @@ async fn long_lived_sessions_follow_eligibility_and_weights() {
     let even = round(&mut conns).await;
     assert_eq!(on(&even, sid[0]), 8, "{even:?}");
     for _ in 0..10 {
-        assert_eq!(round(&mut conns).await, even, "sessions stay on their replicas");
+        assert_eq!(
+            round(&mut conns).await,
+            even,
+            "sessions stay on their replicas"
+        );
     }
 
     // 2. r1's applier stops while the primary writes: r1 leaves (its
@@ -175,7 +179,11 @@ async fn long_lived_sessions_follow_eligibility_and_weights() {
     r1c.query_drop("START REPLICA SQL_THREAD").await.unwrap();
     let (_, back) = until_split(&mut conns, sid[0], 8, Duration::from_secs(3)).await;
     let after = moves();
-    assert_eq!(delta(&before, &after, "left"), 8.0, "{before:?} → {after:?}");
+    assert_eq!(
+        delta(&before, &after, "left"),
+        8.0,
+        "{before:?} → {after:?}"
+    );
     assert_eq!(
         delta(&before, &after, "returned"),
         8.0,

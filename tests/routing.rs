@@ -346,7 +346,8 @@ async fn show_causeway_backends_for_admins_only() {
             "read_only",
             "source_mismatch",
             "writer",
-            "zone"
+            "zone",
+            "sessions"
         ]
     );
     let first: (String, String, String) = (

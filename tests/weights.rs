@@ -2,8 +2,8 @@
 //! r2; `read_balance = "session"`), where each session's reads land read
 //! back from the servers themselves (`@@server_id`):
 //!
-//! 1. 40 sessions at weights 3:1 split 30/10 (±1), and each stays on its
-//!    replica;
+//! 1. 40 sessions at weights 3:1 split 30/10 (±1) as they arrive, without a
+//!    move, and each stays on its replica;
 //! 2. r1 leaves (applier stopped, writes: over the lag budget): exactly its
 //!    sessions move (`left`);
 //! 3. r1 returns: 30/10 (±1) again, with at most the least number of moves
@@ -158,16 +158,37 @@ fn needed(have: [u64; 2], w: [u32; 2], eligible: [bool; 2]) -> u64 {
     needed_moves(&reps, outside)
 }
 
-/// The proxy's own homed counts `[r1, r2]`.
-fn homed(proxy: &Proxy) -> [u64; 2] {
-    let t = proxy.topology.load_full();
-    let h = |i: usize| {
-        t.replicas[i]
-            .state
-            .homed
-            .load(std::sync::atomic::Ordering::Acquire)
-    };
-    [h(0), h(1)]
+/// An admin session that never reads (no home of its own): mysql_async
+/// reads no settings when both are given.
+async fn admin(tp: &support::TestProxy) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::from_opts(tp.opts("admin", "adminpw"))
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28_800));
+    mysql_async::Conn::new(opts).await.expect("admin connect")
+}
+
+/// The proxy's homed counts `[r1, r2]`, from `SHOW CAUSEWAY BACKENDS`.
+async fn homed(admin: &mut mysql_async::Conn) -> [u64; 2] {
+    let rows: Vec<mysql_async::Row> = admin.query("SHOW CAUSEWAY BACKENDS").await.unwrap();
+    let col = rows[0]
+        .columns_ref()
+        .iter()
+        .position(|c| c.name_str() == "sessions")
+        .expect("a sessions column");
+    let names: Vec<String> = support::topology()
+        .replicas()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    let mut out = [0u64; 2];
+    for row in rows {
+        let name: String = row.get(0).unwrap();
+        let n: String = row.get(col).unwrap();
+        if let Some(i) = names.iter().position(|x| *x == name) {
+            out[i] = n.parse().unwrap();
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,8 +202,10 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     let tp = support::start_proxy_with(|_| config(3)).await;
     wait_view(&tp.proxy, 0, true).await;
     wait_view(&tp.proxy, 1, true).await;
+    let mut admin = admin(&tp).await;
 
     // 1. 40 sessions at 3:1: 30/10 ±1, each staying where it is
+    let before = moves();
     let mut conns = Vec::new();
     for _ in 0..40 {
         conns.push(tp.conn().await);
@@ -194,7 +217,13 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     for _ in 0..3 {
         assert_eq!(round(&mut conns).await, first, "sessions stay home");
     }
-    assert_eq!(homed(&tp.proxy), start, "the proxy's counts match the reads");
+    let (per, total) = moved(&before);
+    assert_eq!(total, 0, "new sessions alone never move anyone: {per:?}");
+    assert_eq!(
+        homed(&mut admin).await,
+        start,
+        "the proxy's counts match the reads"
+    );
 
     // 2. r1 leaves: only its sessions move
     let before = moves();
@@ -230,7 +259,7 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     eprintln!("r1 returned: {back:?} after {total} moves {per:?}, {want} needed");
     assert!(total <= want, "{total} moves, {want} needed: {per:?}");
     assert_eq!(per.get("returned").copied(), Some(total), "{per:?}");
-    assert_eq!(homed(&tp.proxy), back);
+    assert_eq!(homed(&mut admin).await, back);
 
     // 4. 20 of r1's sessions end: the rest rebalance to 15/5 ±1
     let last = round(&mut conns).await;
@@ -255,7 +284,9 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     let before = moves();
     let rest = until_exact(&mut conns, sid, [3, 1]).await;
     let (per, total) = moved(&before);
-    eprintln!("20 of r1's sessions ended: {have:?} → {rest:?} after {total} moves {per:?}, {want} needed");
+    eprintln!(
+        "20 of r1's sessions ended: {have:?} → {rest:?} after {total} moves {per:?}, {want} needed"
+    );
     assert!(total <= want, "{total} moves, {want} needed: {per:?}");
     assert_eq!(per.get("rebalanced").copied(), Some(total), "{per:?}");
 
@@ -268,6 +299,7 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
     let full = split(&got, sid);
     eprintln!("20 new sessions: {full:?}");
     assert!(exact(full, [3, 1]), "{full:?}");
+    assert_eq!(homed(&mut admin).await, full);
     assert_eq!(moved(&before).1, 0, "{:?}", moved(&before).0);
     assert_eq!(round(&mut conns).await, got);
 

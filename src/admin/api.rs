@@ -63,6 +63,8 @@ pub struct BackendJson {
     pub writer: bool,
     /// The replica's configured `zone` (null when none).
     pub zone: Option<String>,
+    /// Live sessions homed on it (`read_balance = "session"`).
+    pub sessions: u64,
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -108,6 +110,7 @@ pub fn backends(topo: &Topology, status: &crate::failover::Status) -> String {
                 queries: b.state.queries.load(Ordering::Relaxed),
                 writer: writer == Some(b.name()),
                 zone: b.config.zone.clone(),
+                sessions: b.state.homed.load(Ordering::Relaxed),
             }
         })
         .collect();

@@ -123,20 +123,19 @@ impl Picker {
     ) {
         let old = topo.replicas.iter().find(|r| r.name() == from);
         let why = reason(
-            old.map(|r| (general(r), r.state.view.load().eligible && r.config.weight > 0)),
+            old.map(|r| {
+                (
+                    general(r),
+                    r.state.view.load().eligible && r.config.weight > 0,
+                )
+            }),
             to,
             &self.weights,
             flips != self.last_flips,
             topo,
         );
         metrics::counter!(m::SESSION_MOVES, "reason" => why).increment(1);
-        tracing::debug!(
-            session = self.id,
-            from,
-            to,
-            reason = why,
-            "session moved"
-        );
+        tracing::debug!(session = self.id, from, to, reason = why, "session moved");
     }
 }
 

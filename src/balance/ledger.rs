@@ -20,8 +20,11 @@
 //! `max(A, B)` moves are needed. The rules below reach a balanced state in
 //! exactly that many when sessions re-check one at a time:
 //!
-//! - a new session takes the replica with the largest deficit
-//!   `w_i·(n+1)/W − homed_i` (ties by the session's rendezvous score);
+//! - a new session takes its weighted rendezvous winner among the replicas
+//!   that stay within their ceiling and keep every floor reachable as more
+//!   sessions arrive (`keeps_quota`, a look-ahead over `W` sizes), else the
+//!   largest deficit `w_i·n/W − homed_i` (bounded-load rendezvous: short
+//!   sessions one after another still split by weight over time);
 //! - a session homed outside the set moves to the largest deficit;
 //! - a session on a replica above its ceiling moves to the largest deficit
 //!   among replicas below their ceiling (a replica below its floor has a
@@ -190,13 +193,71 @@ fn largest_deficit(n: u64, reps: &[Standing], pick: impl Fn(usize) -> bool) -> O
     best
 }
 
+/// Greatest common divisor.
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Above this sum of weights (divided by their gcd) a new session takes the
+/// largest deficit without the look-ahead of [`keeps_quota`].
+const LOOKAHEAD_MAX: u64 = 1024;
+
+/// Whether the new (`n`-th) session may go to `reps[i]` (weights summing
+/// to `total_weight`, already divided by their gcd): `i` stays within the
+/// ceiling of its share, and for every size `m` from `n` to `n + W + 1`
+/// the sessions then homed still leave room for every replica's floor
+/// (`Σ max(homed_j, floor_j(m)) ≤ m`). This is Still's (1979) eligibility
+/// test for house-monotone apportionment within quota: choosing only such
+/// replicas, sessions that only arrive never push a share outside ±1.
+fn keeps_quota(i: usize, n: u64, reps: &[Standing], weights: &[u64], total_weight: u64) -> bool {
+    let clip = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+    let floor =
+        |j: usize, m: u64| clip(u128::from(weights[j]) * u128::from(m) / u128::from(total_weight));
+    let ceil = clip((u128::from(weights[i]) * u128::from(n)).div_ceil(u128::from(total_weight)));
+    if reps[i].homed >= ceil {
+        return false;
+    }
+    (n..=n.saturating_add(total_weight + 1)).all(|m| {
+        let need: u64 = reps
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (s.homed + u64::from(j == i)).max(floor(j, m)))
+            .sum();
+        need <= m
+    })
+}
+
 /// Where a new session goes when `n` sessions (itself included) are
-/// homed: the index of the largest deficit, and the count below which it
-/// may take the place (its ceiling).
+/// homed: the index of its replica and the count below which it may take
+/// the place there (the replica's ceiling). The session's weighted
+/// rendezvous winner among the replicas [`keeps_quota`] accepts (bounded-load
+/// rendezvous), else the largest deficit. (Always the largest deficit
+/// would be exact too, but with few live sessions it sends every new one
+/// to the heaviest replica: short sessions one after another would all
+/// land there. Rendezvous keeps them split by weight over time.)
 pub fn assign(n: u64, reps: &[Standing]) -> Option<(usize, u64)> {
     let total_weight: u64 = reps.iter().map(|s| u64::from(s.weight)).sum();
-    let to = largest_deficit(n, reps, |_| true)?;
-    let below = reps.get(to).map_or(0, |s| bounds(s.weight, total_weight, n).1);
+    let g = reps
+        .iter()
+        .fold(0, |g, s| gcd(g, u64::from(s.weight)))
+        .max(1);
+    let weights: Vec<u64> = reps.iter().map(|s| u64::from(s.weight) / g).collect();
+    let reduced = total_weight / g;
+    let to = (reduced <= LOOKAHEAD_MAX)
+        .then(|| {
+            (0..reps.len())
+                .filter(|&i| keeps_quota(i, n, reps, &weights, reduced))
+                .max_by(|&x, &y| reps[x].score.total_cmp(&reps[y].score))
+        })
+        .flatten()
+        .or_else(|| largest_deficit(n, reps, |_| true))?;
+    let below = reps
+        .get(to)
+        .map_or(0, |s| bounds(s.weight, total_weight, n).1);
     Some((to, below))
 }
 
@@ -225,8 +286,8 @@ pub fn relocate(n: u64, home: Option<usize>, reps: &[Standing]) -> Option<Move> 
     let below_ceil = |i: usize| reps[i].homed < b[i].1;
     let below_floor = |i: usize| reps[i].homed < b[i].0;
     let Some(h) = home else {
-        let to = largest_deficit(n, reps, below_ceil)
-            .or_else(|| largest_deficit(n, reps, |_| true))?;
+        let to =
+            largest_deficit(n, reps, below_ceil).or_else(|| largest_deficit(n, reps, |_| true))?;
         let below = if below_ceil(to) { b[to].1 } else { u64::MAX };
         return Some(Move {
             to,

@@ -110,7 +110,10 @@ fn bounds_are_floor_and_ceiling_of_the_share() {
     assert_eq!(bounds(1, 4, 40), (10, 10));
     assert_eq!(bounds(3, 4, 39), (29, 30));
     assert_eq!(bounds(1, 3, 0), (0, 0));
-    assert_eq!(bounds(u32::MAX, u64::from(u32::MAX), u64::MAX), (u64::MAX, u64::MAX));
+    assert_eq!(
+        bounds(u32::MAX, u64::from(u32::MAX), u64::MAX),
+        (u64::MAX, u64::MAX)
+    );
 }
 
 #[test]
@@ -270,11 +273,16 @@ fn counts_stay_exact_under_threads() {
     use std::sync::Arc;
 
     let t = Arc::new(topo(&[3, 1, 2]));
-    let read = |t: &crate::topology::Topology, p: &mut Picker| {
-        match choose(t, Consistency::Eventual, &GtidSet::new(), None, &[], p) {
-            Choice::Serve(b) => b.name().to_string(),
-            other => panic!("{other:?}"),
-        }
+    let read = |t: &crate::topology::Topology, p: &mut Picker| match choose(
+        t,
+        Consistency::Eventual,
+        &GtidSet::new(),
+        None,
+        &[],
+        p,
+    ) {
+        Choice::Serve(b) => b.name().to_string(),
+        other => panic!("{other:?}"),
     };
     let workers: Vec<_> = (0..4u64)
         .map(|w| {
@@ -336,4 +344,23 @@ fn counts_stay_exact_under_threads() {
     drop(live);
     assert_eq!(homed(), vec![0, 0, 0]);
     assert_eq!(t.ledger.total(), 0);
+}
+
+/// Sessions that never overlap (each alone in the ledger) still split by
+/// weight over time: any replica is within ±1 of a share below 1, and the
+/// rendezvous choice among them follows the weights.
+#[test]
+fn sessions_one_after_another_split_by_weight_over_time() {
+    let mut on_r1 = 0;
+    for id in 0..20_000u64 {
+        let mut m = Model {
+            weights: vec![3, 1],
+            eligible: vec![true, true],
+            sessions: Vec::new(),
+        };
+        m.open(id);
+        on_r1 += usize::from(m.sessions == [0]);
+    }
+    let share = on_r1 as f64 / 20_000.0;
+    assert!((share - 0.75).abs() < 0.02, "{share}");
 }

@@ -7,6 +7,8 @@
 //! split-brain risk the monitor also warns about in the log. `writer` is 1
 //! for the backend that takes writes now (see README, Failover). `zone` is
 //! the replica's configured zone (NULL when none; see README, Zones).
+//! `sessions` counts the live sessions homed on the backend
+//! (`read_balance = "session"`, `crate::balance::ledger`).
 
 use std::sync::atomic::Ordering;
 
@@ -28,6 +30,7 @@ pub const BACKEND_COLUMNS: &[&str] = &[
     "source_mismatch",
     "writer",
     "zone",
+    "sessions",
 ];
 
 fn flag(on: bool) -> String {
@@ -55,6 +58,7 @@ pub fn backends(topo: &Topology, status: &Status) -> Vec<Vec<Option<String>>> {
                 v.source_mismatch.map(flag),
                 Some(flag(writer == Some(b.name()))),
                 b.config.zone.clone(),
+                Some(b.state.homed.load(Ordering::Relaxed).to_string()),
             ]
         })
         .collect()
