@@ -253,6 +253,32 @@ async fn digests_fold_count_by_tier_and_match_the_log() {
         1
     );
 
+    // Prometheus: the top digests' histograms and tier counts, the reasons
+    let (_, metrics) = http_get(admin_addr, "/metrics").await;
+    let point_digest = col(point[0], DIGEST).to_string();
+    let series = |name: &str, extra: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(&point_digest) && l.contains(extra))
+            .filter(|l| l.contains(&format!("schema=\"{db}\"")))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        series("causeway_digest_statements_total{", "tier=\"replica\""),
+        20.0
+    );
+    assert_eq!(
+        series("causeway_digest_statements_total{", "tier=\"primary\""),
+        0.0
+    );
+    assert_eq!(series("causeway_digest_latency_seconds_count{", ""), 20.0);
+    assert_eq!(
+        series("causeway_digest_latency_seconds_bucket{", "le=\"+Inf\""),
+        20.0
+    );
+    assert!(metrics.contains("causeway_routing_reasons_total{reason=\"eventual\"}"));
+
     // the log: one line per statement of this schema, tier and reason set
     let statements: u64 = rows
         .iter()
