@@ -348,6 +348,73 @@ async fn reset_empties_and_only_admins_see_digests() {
     assert_eq!(show(&mut admin).await.len(), 0, "RESET empties the table");
 }
 
+const SHORT: &str = "SELECT {i} AS c{i}";
+/// A statement shape with an 80-byte digest text.
+const LONG: &str =
+    "SELECT id, k, c, pad FROM sbtest_{i} WHERE id BETWEEN {i} AND {i} ORDER BY c LIMIT 7";
+
+/// Runs `shape` for i in `from..to` (each i its own digest) over `conns`,
+/// spread round robin; gives the connections back.
+async fn run(
+    conns: Vec<mysql_async::Conn>,
+    from: usize,
+    to: usize,
+    shape: &'static str,
+) -> Vec<mysql_async::Conn> {
+    let n = conns.len();
+    let mut tasks = Vec::new();
+    for (k, mut c) in conns.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in (from + k..to).step_by(n) {
+                // an unknown table is an error reply: recorded all the same
+                let _ = c.query_drop(shape.replace("{i}", &i.to_string())).await;
+            }
+            c
+        }));
+    }
+    let mut back = Vec::new();
+    for t in tasks {
+        back.push(t.await.unwrap());
+    }
+    back
+}
+
+/// 20,000 distinct statements with 80-byte digest texts through the
+/// real binary: the process grows by under 2 KiB per digest kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_per_digest_is_small() {
+    use support::external::ExternalProxy;
+    let proxy = ExternalProxy::start(|t| {
+        t + "[routing]\nconsistency = \"eventual\"\n[digests]\nmax_digests = 50000\n"
+    })
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(
+            mysql_async::Conn::new(proxy.opts("app", "apppw"))
+                .await
+                .unwrap(),
+        );
+    }
+    // the same digest over and over: pools and buffers warm
+    let conns = run(conns, 0, 400, "SELECT 1 FROM dual WHERE 0 = {i}").await;
+    let before = proxy.status_kib("VmRSS");
+    let _conns = run(conns, 0, 20_000, LONG).await;
+    let after = proxy.status_kib("VmRSS");
+    let per = (after.saturating_sub(before) * 1024) / 20_000;
+    eprintln!("VmRSS {before} KiB -> {after} KiB for 20000 digests: {per} bytes per digest");
+    let mut admin = mysql_async::Conn::new(proxy.opts("admin", "adminpw"))
+        .await
+        .unwrap();
+    let rows = show(&mut admin).await;
+    let long = rows
+        .iter()
+        .filter(|r| col(r, TEXT).starts_with("SELECT id, k, c, pad FROM sbtest_"))
+        .count();
+    assert_eq!(long, 20_000, "every digest is kept");
+    assert!(per < 2048, "{per} bytes per digest");
+}
+
 /// 20,000 distinct statements through the real binary with `max_digests =
 /// 1000`: at most 1000 rows, and the process grows by less than 32 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,27 +437,10 @@ async fn max_digests_bounds_rows_and_memory() {
         );
     }
     // warm up: pools, buffers, and a full store of 1000 digests
-    let run = |conns: Vec<mysql_async::Conn>, from: usize, to: usize| async move {
-        let mut tasks = Vec::new();
-        for (k, mut c) in conns.into_iter().enumerate() {
-            tasks.push(tokio::spawn(async move {
-                for i in (from + k..to).step_by(4) {
-                    let _: Option<i64> =
-                        c.query_first(format!("SELECT {i} AS c{i}")).await.unwrap();
-                }
-                c
-            }));
-        }
-        let mut back = Vec::new();
-        for t in tasks {
-            back.push(t.await.unwrap());
-        }
-        back
-    };
-    let conns = run(conns, 0, 1000).await;
+    let conns = run(conns, 0, 1000, SHORT).await;
     let rss_full = proxy.status_kib("VmRSS");
     let start = Instant::now();
-    let _conns = run(conns, 1000, 21_000).await;
+    let _conns = run(conns, 1000, 21_000, SHORT).await;
     let elapsed = start.elapsed();
     let rss_after = proxy.status_kib("VmRSS");
     let hwm = proxy.vm_hwm_kib();
