@@ -187,6 +187,12 @@ async fn digests_fold_count_by_tier_and_match_the_log() {
     app.query_drop("UPDATE t SET v = v + 1 WHERE id = 3")
         .await
         .unwrap();
+    // an account statement: logged (sample = 1.0), its password not
+    let _ = app
+        .query_drop(format!(
+            "CREATE USER 'zz_{db}'@'%' IDENTIFIED BY 'zzpassword9'"
+        ))
+        .await;
 
     let mut admin = mysql_async::Conn::new(tp.opts("admin", "adminpw"))
         .await
@@ -315,7 +321,13 @@ async fn digests_fold_count_by_tier_and_match_the_log() {
     assert_eq!(upd_line["tier"], "primary");
     assert_eq!(upd_line["reason"], "write");
     assert_eq!(upd_line["affected"], 1);
+    let create = mine
+        .iter()
+        .find(|l| l["digest_text"] == "CREATE USER ? @ ? IDENTIFIED BY ?")
+        .expect("the CREATE USER is logged");
+    assert_eq!(create["tier"], "primary", "{create}");
     let raw = std::fs::read_to_string(&log).unwrap();
+    assert!(!raw.contains("zzpassword9"), "a password reached the log");
     assert!(!raw.contains("zzsecret"), "a literal reached the log");
     assert!(!raw.contains("apppw"), "a password reached the log");
     std::fs::remove_dir_all(&dir).ok();
@@ -440,7 +452,9 @@ async fn max_digests_bounds_rows_and_memory() {
     let conns = run(conns, 0, 1000, SHORT).await;
     let rss_full = proxy.status_kib("VmRSS");
     let start = Instant::now();
-    let _conns = run(conns, 1000, 21_000, SHORT).await;
+    let mut conns = run(conns, 1000, 21_000, SHORT).await;
+    // the most recent statement (the connections ran in parallel)
+    conns[0].query_drop("SELECT 7 AS c_last").await.unwrap();
     let elapsed = start.elapsed();
     let rss_after = proxy.status_kib("VmRSS");
     let hwm = proxy.vm_hwm_kib();
@@ -457,7 +471,7 @@ async fn max_digests_bounds_rows_and_memory() {
         rows.len()
     );
     // the newest statement is kept (least recently used ones went)
-    assert!(rows.iter().any(|r| col(r, TEXT) == "SELECT ? AS c20999"));
+    assert!(rows.iter().any(|r| col(r, TEXT) == "SELECT ? AS c_last"));
     assert!(!rows.iter().any(|r| col(r, TEXT) == "SELECT ? AS c1000"));
     let grown = rss_after.saturating_sub(rss_full);
     assert!(grown < 32 * 1024, "VmRSS grew {grown} KiB");
@@ -507,5 +521,51 @@ async fn a_blocked_log_drops_lines_and_never_blocks() {
     assert!(counted >= dropped as f64, "{counted} < {dropped}");
     // let the writer go (it is blocked opening the FIFO for writing)
     let _ = std::fs::File::open(&fifo);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// SIGHUP reopens the log: after logrotate moved the file away, new lines
+/// go to a new file at the configured path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reopens_the_log() {
+    use support::external::ExternalProxy;
+    let dir = temp_dir("hup");
+    let log = dir.join("decisions.jsonl");
+    let rotated = dir.join("decisions.jsonl.1");
+    let text = format!(
+        "[decision_log]\npath = \"{}\"\nsample = 1.0\n",
+        log.display()
+    );
+    let proxy = ExternalProxy::start(|t| t + &text).await;
+    let mut app = mysql_async::Conn::new(proxy.opts("app", "apppw"))
+        .await
+        .unwrap();
+    let until = |path: PathBuf, what: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = log_lines(&path);
+            if lines.iter().any(|l| l["digest_text"] == what) {
+                return lines;
+            }
+            assert!(Instant::now() < deadline, "{what} never logged in {path:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    app.query_drop("SELECT 1 AS before_rotation").await.unwrap();
+    until(log.clone(), "SELECT ? AS before_rotation").await;
+    std::fs::rename(&log, &rotated).unwrap();
+    proxy.reload();
+    // the reopen happens at the next line; poll with fresh statements
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        app.query_drop("SELECT 1 AS after_rotation").await.unwrap();
+        assert!(Instant::now() < deadline, "the log was never reopened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until(log.clone(), "SELECT ? AS after_rotation").await;
+    let old = log_lines(&rotated);
+    assert!(old
+        .iter()
+        .any(|l| l["digest_text"] == "SELECT ? AS before_rotation"));
     std::fs::remove_dir_all(&dir).ok();
 }
