@@ -197,9 +197,20 @@ pub const ROUTING_REASONS: &str = "causeway_routing_reasons_total";
 /// full (a slow or blocked disk).
 pub const DECISION_LOG_DROPPED: &str = "causeway_decision_log_dropped_total";
 /// Histogram (seconds), rendered from the digest store for the
-/// `[digests] export_top` digests with the largest total time only, labels
-/// `digest` (hash), `user`, `schema`.
+/// `[digests] export_top` rows with the largest total time and those with
+/// the most primary statements only, labels `digest` (hash), `text` (the
+/// digest text's first 80 bytes), `user`, `schema`.
 pub const DIGEST_LATENCY_SECONDS: &str = "causeway_digest_latency_seconds";
+/// Counter, rendered from the digest store for the same rows as
+/// [`DIGEST_LATENCY_SECONDS`]: statements per `tier` (cache, replica,
+/// primary, fallback), labels `digest`, `text`, `user`, `schema`, `tier`.
+pub const DIGEST_STATEMENTS: &str = "causeway_digest_statements_total";
+/// Counter (seconds), rendered like [`DIGEST_STATEMENTS`]: total time of
+/// the digest's statements.
+pub const DIGEST_SECONDS: &str = "causeway_digest_seconds_total";
+/// Gauge (seconds), rendered like [`DIGEST_STATEMENTS`]: the digest's p99
+/// latency from its sketch (within 50 %).
+pub const DIGEST_P99_SECONDS: &str = "causeway_digest_p99_seconds";
 /// Gauge: rows in the digest store.
 pub const DIGESTS: &str = "causeway_digests";
 /// Gauge: digest rows evicted (least recently used) since start.

@@ -187,6 +187,12 @@ async fn digests_fold_count_by_tier_and_match_the_log() {
     app.query_drop("UPDATE t SET v = v + 1 WHERE id = 3")
         .await
         .unwrap();
+    // an account statement: logged (sample = 1.0), its password not
+    let _ = app
+        .query_drop(format!(
+            "CREATE USER 'zz_{db}'@'%' IDENTIFIED BY 'zzpassword9'"
+        ))
+        .await;
 
     let mut admin = mysql_async::Conn::new(tp.opts("admin", "adminpw"))
         .await
@@ -253,6 +259,32 @@ async fn digests_fold_count_by_tier_and_match_the_log() {
         1
     );
 
+    // Prometheus: the top digests' histograms and tier counts, the reasons
+    let (_, metrics) = http_get(admin_addr, "/metrics").await;
+    let point_digest = col(point[0], DIGEST).to_string();
+    let series = |name: &str, extra: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(&point_digest) && l.contains(extra))
+            .filter(|l| l.contains(&format!("schema=\"{db}\"")))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        series("causeway_digest_statements_total{", "tier=\"replica\""),
+        20.0
+    );
+    assert_eq!(
+        series("causeway_digest_statements_total{", "tier=\"primary\""),
+        0.0
+    );
+    assert_eq!(series("causeway_digest_latency_seconds_count{", ""), 20.0);
+    assert_eq!(
+        series("causeway_digest_latency_seconds_bucket{", "le=\"+Inf\""),
+        20.0
+    );
+    assert!(metrics.contains("causeway_routing_reasons_total{reason=\"eventual\"}"));
+
     // the log: one line per statement of this schema, tier and reason set
     let statements: u64 = rows
         .iter()
@@ -289,7 +321,13 @@ async fn digests_fold_count_by_tier_and_match_the_log() {
     assert_eq!(upd_line["tier"], "primary");
     assert_eq!(upd_line["reason"], "write");
     assert_eq!(upd_line["affected"], 1);
+    let create = mine
+        .iter()
+        .find(|l| l["digest_text"] == "CREATE USER ? @ ? IDENTIFIED BY ?")
+        .expect("the CREATE USER is logged");
+    assert_eq!(create["tier"], "primary", "{create}");
     let raw = std::fs::read_to_string(&log).unwrap();
+    assert!(!raw.contains("zzpassword9"), "a password reached the log");
     assert!(!raw.contains("zzsecret"), "a literal reached the log");
     assert!(!raw.contains("apppw"), "a password reached the log");
     std::fs::remove_dir_all(&dir).ok();
@@ -322,6 +360,73 @@ async fn reset_empties_and_only_admins_see_digests() {
     assert_eq!(show(&mut admin).await.len(), 0, "RESET empties the table");
 }
 
+const SHORT: &str = "SELECT {i} AS c{i}";
+/// A statement shape with an 80-byte digest text.
+const LONG: &str =
+    "SELECT id, k, c, pad FROM sbtest_{i} WHERE id BETWEEN {i} AND {i} ORDER BY c LIMIT 7";
+
+/// Runs `shape` for i in `from..to` (each i its own digest) over `conns`,
+/// spread round robin; gives the connections back.
+async fn run(
+    conns: Vec<mysql_async::Conn>,
+    from: usize,
+    to: usize,
+    shape: &'static str,
+) -> Vec<mysql_async::Conn> {
+    let n = conns.len();
+    let mut tasks = Vec::new();
+    for (k, mut c) in conns.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in (from + k..to).step_by(n) {
+                // an unknown table is an error reply: recorded all the same
+                let _ = c.query_drop(shape.replace("{i}", &i.to_string())).await;
+            }
+            c
+        }));
+    }
+    let mut back = Vec::new();
+    for t in tasks {
+        back.push(t.await.unwrap());
+    }
+    back
+}
+
+/// 20,000 distinct statements with 80-byte digest texts through the
+/// real binary: the process grows by under 2 KiB per digest kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_per_digest_is_small() {
+    use support::external::ExternalProxy;
+    let proxy = ExternalProxy::start(|t| {
+        t + "[routing]\nconsistency = \"eventual\"\n[digests]\nmax_digests = 50000\n"
+    })
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(
+            mysql_async::Conn::new(proxy.opts("app", "apppw"))
+                .await
+                .unwrap(),
+        );
+    }
+    // the same digest over and over: pools and buffers warm
+    let conns = run(conns, 0, 400, "SELECT 1 FROM dual WHERE 0 = {i}").await;
+    let before = proxy.status_kib("VmRSS");
+    let _conns = run(conns, 0, 20_000, LONG).await;
+    let after = proxy.status_kib("VmRSS");
+    let per = (after.saturating_sub(before) * 1024) / 20_000;
+    eprintln!("VmRSS {before} KiB -> {after} KiB for 20000 digests: {per} bytes per digest");
+    let mut admin = mysql_async::Conn::new(proxy.opts("admin", "adminpw"))
+        .await
+        .unwrap();
+    let rows = show(&mut admin).await;
+    let long = rows
+        .iter()
+        .filter(|r| col(r, TEXT).starts_with("SELECT id, k, c, pad FROM sbtest_"))
+        .count();
+    assert_eq!(long, 20_000, "every digest is kept");
+    assert!(per < 2048, "{per} bytes per digest");
+}
+
 /// 20,000 distinct statements through the real binary with `max_digests =
 /// 1000`: at most 1000 rows, and the process grows by less than 32 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,27 +449,12 @@ async fn max_digests_bounds_rows_and_memory() {
         );
     }
     // warm up: pools, buffers, and a full store of 1000 digests
-    let run = |conns: Vec<mysql_async::Conn>, from: usize, to: usize| async move {
-        let mut tasks = Vec::new();
-        for (k, mut c) in conns.into_iter().enumerate() {
-            tasks.push(tokio::spawn(async move {
-                for i in (from + k..to).step_by(4) {
-                    let _: Option<i64> =
-                        c.query_first(format!("SELECT {i} AS c{i}")).await.unwrap();
-                }
-                c
-            }));
-        }
-        let mut back = Vec::new();
-        for t in tasks {
-            back.push(t.await.unwrap());
-        }
-        back
-    };
-    let conns = run(conns, 0, 1000).await;
+    let conns = run(conns, 0, 1000, SHORT).await;
     let rss_full = proxy.status_kib("VmRSS");
     let start = Instant::now();
-    let _conns = run(conns, 1000, 21_000).await;
+    let mut conns = run(conns, 1000, 21_000, SHORT).await;
+    // the most recent statement (the connections ran in parallel)
+    conns[0].query_drop("SELECT 7 AS c_last").await.unwrap();
     let elapsed = start.elapsed();
     let rss_after = proxy.status_kib("VmRSS");
     let hwm = proxy.vm_hwm_kib();
@@ -381,7 +471,7 @@ async fn max_digests_bounds_rows_and_memory() {
         rows.len()
     );
     // the newest statement is kept (least recently used ones went)
-    assert!(rows.iter().any(|r| col(r, TEXT) == "SELECT ? AS c20999"));
+    assert!(rows.iter().any(|r| col(r, TEXT) == "SELECT ? AS c_last"));
     assert!(!rows.iter().any(|r| col(r, TEXT) == "SELECT ? AS c1000"));
     let grown = rss_after.saturating_sub(rss_full);
     assert!(grown < 32 * 1024, "VmRSS grew {grown} KiB");
@@ -431,5 +521,51 @@ async fn a_blocked_log_drops_lines_and_never_blocks() {
     assert!(counted >= dropped as f64, "{counted} < {dropped}");
     // let the writer go (it is blocked opening the FIFO for writing)
     let _ = std::fs::File::open(&fifo);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// SIGHUP reopens the log: after logrotate moved the file away, new lines
+/// go to a new file at the configured path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reopens_the_log() {
+    use support::external::ExternalProxy;
+    let dir = temp_dir("hup");
+    let log = dir.join("decisions.jsonl");
+    let rotated = dir.join("decisions.jsonl.1");
+    let text = format!(
+        "[decision_log]\npath = \"{}\"\nsample = 1.0\n",
+        log.display()
+    );
+    let proxy = ExternalProxy::start(|t| t + &text).await;
+    let mut app = mysql_async::Conn::new(proxy.opts("app", "apppw"))
+        .await
+        .unwrap();
+    let until = |path: PathBuf, what: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = log_lines(&path);
+            if lines.iter().any(|l| l["digest_text"] == what) {
+                return lines;
+            }
+            assert!(Instant::now() < deadline, "{what} never logged in {path:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    app.query_drop("SELECT 1 AS before_rotation").await.unwrap();
+    until(log.clone(), "SELECT ? AS before_rotation").await;
+    std::fs::rename(&log, &rotated).unwrap();
+    proxy.reload();
+    // the reopen happens at the next line; poll with fresh statements
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        app.query_drop("SELECT 1 AS after_rotation").await.unwrap();
+        assert!(Instant::now() < deadline, "the log was never reopened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until(log.clone(), "SELECT ? AS after_rotation").await;
+    let old = log_lines(&rotated);
+    assert!(old
+        .iter()
+        .any(|l| l["digest_text"] == "SELECT ? AS before_rotation"));
     std::fs::remove_dir_all(&dir).ok();
 }

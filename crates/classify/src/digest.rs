@@ -6,7 +6,8 @@
 //!
 //! * literals become `?`: strings (with their `_charset`, `N`, `X`, `B`
 //!   introducers), numbers (with a unary sign), `TRUE`/`FALSE`, hex and bit
-//!   values; placeholders stay `?`;
+//!   values, the quoted host of an account name (`'u'@'h'` is `? @ ?`);
+//!   placeholders stay `?`;
 //! * an `IN (...)` list of literals, of any length, becomes `IN (...)`;
 //! * a repeated `VALUES` tuple identical to the previous one is dropped:
 //!   `VALUES (?, ?), (?, ?)` and `VALUES (?, ?)` are one digest;
@@ -161,6 +162,11 @@ impl Writer<'_> {
                 self.out.push_str(q);
                 self.out.push('`');
                 self.done(Kind::Ident, t.end);
+            }
+            Tok::UserVar(v) if self.prev_end == t.start && v.starts_with(['\'', '"']) => {
+                // the host of an account name, `'user'@'host'`: a literal
+                self.emit(Kind::Var, "@", t.start.saturating_add(1));
+                self.emit(Kind::Value, "?", t.end);
             }
             Tok::UserVar(v) => {
                 self.space_for(Kind::Var);

@@ -130,6 +130,7 @@ const TEMPLATES: &[&str] = &[
     "UPDATE t SET c = '{s}' WHERE k BETWEEN -{n} AND {n}.5",
     "/* causeway token=x */ SELECT '{s}' AS x, {n}e3 FROM dual WHERE y LIKE '%{s}%'",
     "DELETE FROM t WHERE s = N'{s}' OR h = X'{s}' LIMIT {n}",
+    "CREATE USER '{s}'@'{s}' IDENTIFIED BY '{s}'; SET PASSWORD FOR '{s}'@\"{s}\" = '{s}'",
 ];
 
 proptest! {
