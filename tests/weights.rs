@@ -12,7 +12,12 @@
 //!    the 5 needed (`rebalanced`); 20 new sessions bring 30/10 back with no
 //!    move;
 //! 5. a reload to 1:1 gives 20/20 (±1) with at most 10 moves
-//!    (`reweighted`).
+//!    (`reweighted`);
+//! 6. 60 sessions connecting and reading at once (counts raced by
+//!    compare-and-swap on two worker threads) split 45/15 (±1).
+//!
+//! The first test stops a replica's applier, so the tests take turns
+//! (`TURN`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -22,6 +27,8 @@ use causeway::proxy::Proxy;
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Config text: fast monitor, a 500 ms lag budget, r1's weight.
 fn config(r1_weight: u32) -> String {
@@ -193,6 +200,7 @@ async fn homed(admin: &mut mysql_async::Conn) -> [u64; 2] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_split_exactly_by_weight_with_the_least_moves() {
+    let _turn = TURN.lock().await;
     causeway::admin::install_recorder();
     let topo = support::topology();
     let sid = [
@@ -317,4 +325,38 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
 
     let _ = std::fs::remove_file(&path);
     p.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_arriving_at_once_split_exactly() {
+    let _turn = TURN.lock().await;
+    let topo = support::topology();
+    let sid = [
+        topo.replicas()[0].server_id(),
+        topo.replicas()[1].server_id(),
+    ];
+    let tp = support::start_proxy_with(|_| config(3)).await;
+    wait_view(&tp.proxy, 0, true).await;
+    wait_view(&tp.proxy, 1, true).await;
+    let mut admin = admin(&tp).await;
+    let port = tp.port();
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
+                    .await
+                    .expect("connect");
+                let _: Option<u32> = c.query_first("SELECT @@server_id").await.expect("read");
+                c
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.expect("session task"));
+    }
+    let got = until_exact(&mut conns, sid, [3, 1]).await;
+    eprintln!("60 sessions arriving at once: {got:?}");
+    assert_eq!(homed(&mut admin).await, got);
+    assert_eq!(tp.proxy.topology.load().ledger.total(), 60);
 }
