@@ -47,7 +47,8 @@ async fn wait_view(proxy: &Proxy, replica: usize, eligible: bool) {
         let topo = proxy.topology.load_full();
         let r = &topo.replicas[replica];
         let v = r.state.view.load();
-        if v.eligible == eligible && (!eligible || v.replicating) {
+        // eligible: measured, not the fail-open default of a new proxy
+        if v.eligible == eligible && (!eligible || (v.replicating && v.measured_at.is_some())) {
             return;
         }
         assert!(
@@ -119,11 +120,16 @@ fn split(sids: &[u32], sid: [u32; 2]) -> [u64; 2] {
     out
 }
 
-/// Whether `got` is within ±1 of weights `w`'s shares of its total.
+/// Whether each count in `got` lies between the floor and the ceiling of
+/// its weighted share of the total (within ±1 of it; exactly it when the
+/// share is whole).
 fn exact(got: [u64; 2], w: [u32; 2]) -> bool {
-    let n = (got[0] + got[1]) as f64;
-    let total = f64::from(w[0] + w[1]);
-    (0..2).all(|i| (got[i] as f64 - n * f64::from(w[i]) / total).abs() <= 1.0)
+    let n = got[0] + got[1];
+    let total = u64::from(w[0] + w[1]);
+    (0..2).all(|i| {
+        let (floor, ceil) = causeway::balance::ledger::bounds(w[i], total, n);
+        (floor..=ceil).contains(&got[i])
+    })
 }
 
 /// Polls rounds until the split is exact for `w`, then checks one more
@@ -339,6 +345,8 @@ async fn sessions_arriving_at_once_split_exactly() {
     wait_view(&tp.proxy, 0, true).await;
     wait_view(&tp.proxy, 1, true).await;
     let mut admin = admin(&tp).await;
+    causeway::admin::install_recorder();
+    let before = moves();
     let port = tp.port();
     let tasks: Vec<_> = (0..60)
         .map(|_| {
@@ -356,7 +364,8 @@ async fn sessions_arriving_at_once_split_exactly() {
         conns.push(t.await.expect("session task"));
     }
     let got = until_exact(&mut conns, sid, [3, 1]).await;
-    eprintln!("60 sessions arriving at once: {got:?}");
+    let (per, total) = moved(&before);
+    eprintln!("60 sessions arriving at once: {got:?} after {total} moves {per:?}");
     assert_eq!(homed(&mut admin).await, got);
     assert_eq!(tp.proxy.topology.load().ledger.total(), 60);
 }
