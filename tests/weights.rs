@@ -12,7 +12,12 @@
 //!    the 5 needed (`rebalanced`); 20 new sessions bring 30/10 back with no
 //!    move;
 //! 5. a reload to 1:1 gives 20/20 (±1) with at most 10 moves
-//!    (`reweighted`).
+//!    (`reweighted`);
+//! 6. 60 sessions connecting and reading at once (counts raced by
+//!    compare-and-swap on two worker threads) split 45/15 (±1).
+//!
+//! The first test stops a replica's applier, so the tests take turns
+//! (`TURN`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -22,6 +27,8 @@ use causeway::proxy::Proxy;
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Config text: fast monitor, a 500 ms lag budget, r1's weight.
 fn config(r1_weight: u32) -> String {
@@ -40,7 +47,8 @@ async fn wait_view(proxy: &Proxy, replica: usize, eligible: bool) {
         let topo = proxy.topology.load_full();
         let r = &topo.replicas[replica];
         let v = r.state.view.load();
-        if v.eligible == eligible && (!eligible || v.replicating) {
+        // eligible: measured, not the fail-open default of a new proxy
+        if v.eligible == eligible && (!eligible || (v.replicating && v.measured_at.is_some())) {
             return;
         }
         assert!(
@@ -112,11 +120,16 @@ fn split(sids: &[u32], sid: [u32; 2]) -> [u64; 2] {
     out
 }
 
-/// Whether `got` is within ±1 of weights `w`'s shares of its total.
+/// Whether each count in `got` lies between the floor and the ceiling of
+/// its weighted share of the total (within ±1 of it; exactly it when the
+/// share is whole).
 fn exact(got: [u64; 2], w: [u32; 2]) -> bool {
-    let n = (got[0] + got[1]) as f64;
-    let total = f64::from(w[0] + w[1]);
-    (0..2).all(|i| (got[i] as f64 - n * f64::from(w[i]) / total).abs() <= 1.0)
+    let n = got[0] + got[1];
+    let total = u64::from(w[0] + w[1]);
+    (0..2).all(|i| {
+        let (floor, ceil) = causeway::balance::ledger::bounds(w[i], total, n);
+        (floor..=ceil).contains(&got[i])
+    })
 }
 
 /// Polls rounds until the split is exact for `w`, then checks one more
@@ -193,6 +206,7 @@ async fn homed(admin: &mut mysql_async::Conn) -> [u64; 2] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_split_exactly_by_weight_with_the_least_moves() {
+    let _turn = TURN.lock().await;
     causeway::admin::install_recorder();
     let topo = support::topology();
     let sid = [
@@ -317,4 +331,41 @@ async fn sessions_split_exactly_by_weight_with_the_least_moves() {
 
     let _ = std::fs::remove_file(&path);
     p.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_arriving_at_once_split_exactly() {
+    let _turn = TURN.lock().await;
+    let topo = support::topology();
+    let sid = [
+        topo.replicas()[0].server_id(),
+        topo.replicas()[1].server_id(),
+    ];
+    let tp = support::start_proxy_with(|_| config(3)).await;
+    wait_view(&tp.proxy, 0, true).await;
+    wait_view(&tp.proxy, 1, true).await;
+    let mut admin = admin(&tp).await;
+    causeway::admin::install_recorder();
+    let before = moves();
+    let port = tp.port();
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(support::opts(port, "app", "apppw", None))
+                    .await
+                    .expect("connect");
+                let _: Option<u32> = c.query_first("SELECT @@server_id").await.expect("read");
+                c
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.expect("session task"));
+    }
+    let got = until_exact(&mut conns, sid, [3, 1]).await;
+    let (per, total) = moved(&before);
+    eprintln!("60 sessions arriving at once: {got:?} after {total} moves {per:?}");
+    assert_eq!(homed(&mut admin).await, got);
+    assert_eq!(tp.proxy.topology.load().ledger.total(), 60);
 }
