@@ -48,7 +48,7 @@ async fn wait_view(proxy: &Proxy, replica: usize, eligible: bool) {
         let topo = proxy.topology.load_full();
         let r = &topo.replicas[replica];
         let v = r.state.view.load();
-        if v.eligible == eligible && (!eligible || v.replicating) {
+        if v.eligible == eligible && (!eligible || (v.replicating && v.measured_at.is_some())) {
             return;
         }
         assert!(
