@@ -406,3 +406,36 @@ async fn tagged_gtids_do_not_stop_the_reader() {
     }
     assert!(q.proxy.binlog.processed().1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_of_a_view_waits_for_writes_to_its_base_table() {
+    let _g = SERIAL.lock().await;
+    let db = support::unique_db("fresh_view");
+    setup(&db).await;
+    let p = proxy("fresh").await;
+    let (mut w, mut r) = (p.conn().await, p.conn().await);
+    // created through causeway: known at once
+    w.query_drop(format!("CREATE VIEW {db}.tv AS SELECT id, v FROM {db}.t"))
+        .await
+        .unwrap();
+    let mut stale = 0;
+    for i in 1..=100u64 {
+        if i % 50 == 1 {
+            appliers((i / 50) % 2 == 1).await;
+        }
+        w.query_drop(format!("UPDATE {db}.t SET v = {i} WHERE id = 1"))
+            .await
+            .unwrap();
+        let v: u64 = r
+            .query_first(format!("SELECT v FROM {db}.tv WHERE id = 1"))
+            .await
+            .unwrap()
+            .unwrap();
+        if v != i {
+            stale += 1;
+        }
+    }
+    appliers(true).await;
+    println!("view: {stale} stale of 100");
+    assert_eq!(stale, 0);
+}
