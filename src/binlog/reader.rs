@@ -190,9 +190,7 @@ async fn follow(shared: &Weak<Shared>, sink: &Sink) -> Result<(), ReaderError> {
     let server_id = 0x4000_0000 | (rand::random::<u32>() >> 2);
     // views the account may see (a read of one needs every table)
     let views: Vec<String> = conn
-        .query(
-            "SELECT LOWER(CONCAT(TABLE_SCHEMA, '.', TABLE_NAME)) FROM information_schema.VIEWS",
-        )
+        .query("SELECT LOWER(CONCAT(TABLE_SCHEMA, '.', TABLE_NAME)) FROM information_schema.VIEWS")
         .await
         .unwrap_or_default();
     sink.binlog.with(|v| v.add_views(views));
