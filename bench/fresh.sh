@@ -48,7 +48,7 @@ done
     echo "# consistency modes under writes ($(date -u +%FT%TZ))"
     echo
     echo "point selects on fb.hot (1,000 rows), $THREADS connections, ${TIME}s per run; writes are"
-    echo "single-row UPDATEs on the same connections to fb.hot (same table) or fb.cold (other table);"
+    echo "single-row UPDATEs on a second connection per client to fb.hot (same table) or fb.cold (other table);"
     echo "routes sampled after every 4th read; $(nproc) vCPUs shared by the driver, 3 mysqld and causeway;"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg). Binary: $BIN"
     echo

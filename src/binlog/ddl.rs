@@ -70,6 +70,22 @@ fn name(w: &[String], i: &mut usize, db: Option<&str>) -> Option<String> {
     Some(format!("{}.{}", db?.to_lowercase(), ident(first)))
 }
 
+/// The view a `CREATE [OR REPLACE] [ALGORITHM=...] [DEFINER=...] [SQL
+/// SECURITY ...] VIEW name` or `ALTER ... VIEW name` statement defines.
+pub fn view(sql: &str, db: Option<&str>) -> Option<String> {
+    let head = sql.trim_start().get(..6)?;
+    if !head.eq_ignore_ascii_case("CREATE") && !head.eq_ignore_ascii_case("ALTER ") {
+        return None;
+    }
+    // the name comes before AS; the view's query may hold anything
+    let upper = sql.to_ascii_uppercase();
+    let end = upper.find(" AS ").or_else(|| upper.find(" AS\n"))?;
+    let w = words(sql.get(..end)?.replace('=', " = ").as_str())?;
+    let at = w.iter().position(|x| is(Some(x), "VIEW"))?;
+    let mut i = at + 1;
+    name(&w, &mut i, db)
+}
+
 /// The tables DDL statement `sql` writes, names resolved against `db`.
 pub fn tables(sql: &str, db: Option<&str>) -> Option<Vec<String>> {
     let w = words(sql.trim())?;
@@ -171,6 +187,27 @@ mod tests {
         );
         assert_eq!(t("CREATE UNIQUE INDEX i ON t (c)"), v(&["app.t"]));
         assert_eq!(t("DROP INDEX i ON d.t"), v(&["d.t"]));
+    }
+
+    #[test]
+    fn views_are_named() {
+        assert_eq!(
+            view("CREATE VIEW v AS SELECT * FROM t", Some("d")),
+            Some("d.v".into())
+        );
+        assert_eq!(
+            view(
+                "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `x`.`V` AS select 'a' AS `a`",
+                None
+            ),
+            Some("x.v".into())
+        );
+        assert_eq!(
+            view("create or replace view w as select 1", Some("d")),
+            Some("d.w".into())
+        );
+        assert_eq!(view("CREATE TABLE t (id INT)", Some("d")), None);
+        assert_eq!(view("SELECT 1 AS VIEW", Some("d")), None);
     }
 
     #[test]

@@ -208,6 +208,12 @@ async fn follow(shared: &Weak<Shared>, sink: &Sink) -> Result<(), ReaderError> {
     ))
     .await?;
     let server_id = 0x4000_0000 | (rand::random::<u32>() >> 2);
+    // views the account may see (a read of one needs every table)
+    let views: Vec<String> = conn
+        .query("SELECT LOWER(CONCAT(TABLE_SCHEMA, '.', TABLE_NAME)) FROM information_schema.VIEWS")
+        .await
+        .unwrap_or_default();
+    sink.binlog.with(|v| v.add_views(views));
     let (start, from) = start_at(&mut conn).await?;
     let request = mysql_async::BinlogStreamRequest::new(server_id);
     let request = match &from {
@@ -356,6 +362,9 @@ impl Txn {
                     // DDL, account management, statement-format DML
                     let schema = q.schema();
                     let db = (!schema.is_empty()).then_some(schema.as_ref());
+                    if let Some(v) = super::ddl::view(t, db) {
+                        sink.binlog.with(|s| s.add_views([v]));
+                    }
                     self.commit(sink, Some(statement_tables(t, db)));
                 }
             }

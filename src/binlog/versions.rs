@@ -8,7 +8,7 @@
 //! Every set only grows: a stale answer is never made fresh by forgetting.
 
 use causeway_gtid::GtidSet;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -25,6 +25,9 @@ pub struct Versions {
     floor: GtidSet,
     latest: GtidSet,
     tables: HashMap<String, Last>,
+    /// Known views (`db.name`): a read of one needs the last write to any
+    /// table (its base tables are not named).
+    views: HashSet<String>,
     clock: u64,
     max_tables: usize,
     /// The reader follows the primary (connected, stream open).
@@ -41,6 +44,7 @@ impl Versions {
             floor: GtidSet::new(),
             latest: GtidSet::new(),
             tables: HashMap::new(),
+            views: HashSet::new(),
             clock: 0,
             max_tables: max_tables.max(1),
             live: false,
@@ -130,10 +134,16 @@ impl Versions {
         self.bound();
     }
 
+    /// Records views (`db.name`, lowercase); kept until restart.
+    pub fn add_views(&mut self, views: impl IntoIterator<Item = String>) {
+        self.views.extend(views);
+    }
+
     /// What a server must contain to hold the last write to every table of
-    /// `tables` (None: the tables are not known: the last write to any).
+    /// `tables` (None: the tables are not known, or one is a view: the last
+    /// write to any).
     pub fn need(&self, tables: Option<&[String]>) -> GtidSet {
-        let Some(tables) = tables else {
+        let Some(tables) = tables.filter(|t| !t.iter().any(|n| self.views.contains(n))) else {
             return self.latest.clone();
         };
         let mut need = self.floor.clone();
@@ -208,6 +218,17 @@ mod tests {
         assert_eq!(v.need(Some(&t(&["d.b"]))), set("6"));
         v.write(None, &set("1-7"));
         assert_eq!(v.need(Some(&t(&["d.z"]))), set("1-7"));
+    }
+
+    #[test]
+    fn a_view_needs_the_last_write_to_any_table() {
+        let mut v = Versions::new(100);
+        v.commit(Some(&set("1")), Some(&t(&["d.base"])));
+        v.commit(Some(&set("2")), Some(&t(&["d.other"])));
+        assert_eq!(v.need(Some(&t(&["d.v"]))), GtidSet::new());
+        v.add_views(t(&["d.v"]));
+        assert_eq!(v.need(Some(&t(&["d.v"]))), set("1-2"));
+        assert_eq!(v.need(Some(&t(&["d.base"]))), set("1"));
     }
 
     #[test]

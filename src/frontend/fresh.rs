@@ -95,6 +95,9 @@ impl Session {
             return;
         };
         if outcome.error.is_none() {
+            if let Some(v) = crate::binlog::ddl::view(sql, self.db.as_deref()) {
+                self.ctx.binlog.with(|s| s.add_views([v]));
+            }
             match written(c, sql, self.db.as_deref()) {
                 Some(Some(t)) => self.fresh_written.extend(t),
                 Some(None) => self.fresh_written.push(String::new()),

@@ -5,7 +5,9 @@
 //! after a wait, or by the primary (sampled: `@@causeway.last_route` after
 //! every 4th read), and causeway's CPU per statement (utime+stime of its
 //! pid from /proc, 10 ms ticks, ÷ reads and writes). Writes go through
-//! causeway on the same connections as the reads.
+//! causeway on a second connection of each client, so the reading session
+//! carries no token of its own: `causal` then never waits, and `fresh`
+//! waits only for writes to the table it reads.
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -96,12 +98,15 @@ async fn client(port: u16, mode: &str, pct: u32, table: &str, until: Instant) ->
     let mut c = mysql_async::Conn::new(opts(port, "app", "apppw")).await?;
     c.query_drop(format!("SET @@causeway.consistency = '{mode}'"))
         .await?;
+    // writes on their own connection, as a pool or another process would
+    // (the reading session has no token of its own)
+    let mut wc = mysql_async::Conn::new(opts(port, "app", "apppw")).await?;
     let mut t = Tally::default();
     let mut rng = rand::rng();
     while Instant::now() < until {
         let id = rng.random_range(1..=ROWS);
         if rng.random_range(0..100) < pct {
-            c.query_drop(format!("UPDATE fb.{table} SET v = v + 1 WHERE id = {id}"))
+            wc.query_drop(format!("UPDATE fb.{table} SET v = v + 1 WHERE id = {id}"))
                 .await?;
             t.writes += 1;
             continue;
