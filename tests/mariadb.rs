@@ -558,3 +558,83 @@ async fn mixed_flavours_are_refused() {
     }
     proxy.shutdown();
 }
+
+/// `MASTER_GTID_WAIT`s running on the replicas for domain 77 (the future
+/// token of the KILL test).
+async fn waits_on_replicas() -> i64 {
+    let mut n = 0;
+    for r in topology().replicas() {
+        let mut c = root(r).await;
+        let k: Option<i64> = c
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE 'SELECT MASTER_GTID_WAIT(''77-%'",
+            )
+            .await
+            .unwrap();
+        n += k.unwrap();
+        c.disconnect().await.unwrap();
+    }
+    n
+}
+
+/// Starts a causal read of a token no server has (domain 77), waiting up
+/// to 30 s, and returns once its wait runs on a replica.
+async fn blocked_read(
+    mut c: mysql_async::Conn,
+) -> tokio::task::JoinHandle<Result<Option<i64>, mysql_async::Error>> {
+    c.query_drop(
+        "SET @@causeway.token = '77-1-5', @@causeway.wait_timeout_ms = 30000, \
+         @@causeway.on_timeout = 'error'",
+    )
+    .await
+    .unwrap();
+    let read = tokio::spawn(async move { c.query_first("SELECT 1").await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waits_on_replicas().await == 0 {
+        assert!(Instant::now() < deadline, "the wait never reached a replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    read
+}
+
+/// Polls until no replica runs the wait (bounded).
+async fn no_wait_left() -> Duration {
+    let t = Instant::now();
+    while waits_on_replicas().await > 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "the replica's wait outlived the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_a_vanished_client_end_the_wait_on_the_replica() {
+    if skip() {
+        return;
+    }
+    let p = start_proxy().await;
+    let c = p.conn().await;
+    let id = c.id();
+    let read = blocked_read(c).await;
+    let mut killer = p.conn().await;
+    let t = Instant::now();
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the read ended")
+        .unwrap();
+    match r {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1317, "{}", e.message),
+        other => panic!("1317 expected, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let gone = no_wait_left().await;
+    eprintln!("MariaDB: KILL QUERY ended the wait; replica wait gone after {gone:?}");
+    // the client goes away mid-wait: the replica's wait ends with it
+    let read = blocked_read(p.conn().await).await;
+    read.abort();
+    let _ = read.await;
+    let gone = no_wait_left().await;
+    eprintln!("MariaDB: a vanished client's wait gone after {gone:?}");
+}
