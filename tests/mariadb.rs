@@ -592,7 +592,10 @@ async fn blocked_read(
     let read = tokio::spawn(async move { c.query_first("SELECT 1").await });
     let deadline = Instant::now() + Duration::from_secs(10);
     while waits_on_replicas().await == 0 {
-        assert!(Instant::now() < deadline, "the wait never reached a replica");
+        assert!(
+            Instant::now() < deadline,
+            "the wait never reached a replica"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     read
@@ -602,7 +605,10 @@ async fn blocked_read(
 async fn no_wait_left() -> Duration {
     let t = Instant::now();
     while waits_on_replicas().await > 0 {
-        assert!(t.elapsed() < Duration::from_secs(5), "the replica's wait outlived the kill");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the replica's wait outlived the kill"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     t.elapsed()
