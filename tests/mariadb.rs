@@ -644,3 +644,87 @@ async fn kill_and_a_vanished_client_end_the_wait_on_the_replica() {
     let gone = no_wait_left().await;
     eprintln!("MariaDB: a vanished client's wait gone after {gone:?}");
 }
+
+/// The `last_gtid` value of an OK packet's session state, if any.
+fn ok_last_gtid(ok: &causeway::protocol::OkPacket) -> Option<String> {
+    use causeway::protocol::messages;
+    ok.state_entries()
+        .filter(|(ty, _)| *ty == messages::track::SYSTEM_VARIABLES)
+        .filter_map(|(_, data)| messages::sysvar_from_state_data(data))
+        .find(|(name, _)| *name == b"last_gtid")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ok_tracker_carries_last_gtid_and_the_token_merges_per_domain() {
+    use causeway::backend::{BackendConn, LinkKey, Login};
+    if skip() {
+        return;
+    }
+    let p = start_proxy().await;
+    let db = unique_db("mdb_ok");
+    setup(&db).await;
+    // a client that asks for CLIENT_SESSION_TRACK (causeway's own link code)
+    let login = Login {
+        user: "app".into(),
+        password: "apppw".into(),
+    };
+    let key = LinkKey {
+        user: "app".into(),
+        caps: 0,
+        collation: 45,
+    };
+    let addr = p.addr.to_string();
+    let mut c = BackendConn::connect(
+        "causeway",
+        &addr,
+        &login,
+        key,
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let ok = c
+        .query_ok(&format!("INSERT INTO {db}.t VALUES (1, 1)"))
+        .await
+        .unwrap()
+        .unwrap();
+    let tracked = ok_last_gtid(&ok).expect("the write's OK tracks last_gtid");
+    assert_eq!(seq0(&tracked), seq0(&primary_pos().await));
+    // a token holding another domain: the OK's entry carries all of it
+    c.query_ok("SET @@causeway.token = '5-1-3'")
+        .await
+        .unwrap()
+        .unwrap();
+    let ok = c
+        .query_ok(&format!("INSERT INTO {db}.t VALUES (2, 2)"))
+        .await
+        .unwrap()
+        .unwrap();
+    let tracked = ok_last_gtid(&ok).expect("the write's OK tracks last_gtid");
+    let pos = primary_pos().await;
+    assert_eq!(
+        tracked, pos,
+        "the write's own GTID, as the primary reports it"
+    );
+    let tok = c
+        .query_value("SELECT @@causeway.token")
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = String::from_utf8(tok.unwrap()).unwrap();
+    assert_eq!(
+        tok,
+        format!("0-0-{},5-0-3", seq0(&pos)),
+        "merged per domain"
+    );
+    // a client without CLIENT_SESSION_TRACK (mysql_async) gets no entry
+    let mut m = p.conn().await;
+    m.query_drop(format!("INSERT INTO {db}.t VALUES (3, 3)"))
+        .await
+        .unwrap();
+    let last = m.last_ok_packet().expect("an OK");
+    assert!(last.session_state_info_ref().is_none(), "{last:?}");
+    assert_eq!(seq0(&token(&mut m).await), seq0(&primary_pos().await));
+}
