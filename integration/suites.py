@@ -75,12 +75,16 @@ def wait_for_line(path, pattern, proc, deadline_s, what):
     raise SystemExit(f"suites: {what} not ready after {deadline_s} s; see {path}")
 
 
+FLAVOR = "mysql"
+
+
 def start_sandbox(procs, causeway, work):
     """Starts `causeway sandbox`; returns {name: (host, port)} of the servers."""
     out = os.path.join(work, "sandbox.out")
     err = os.path.join(work, "sandbox.err")
     p = procs.start(
-        [causeway, "sandbox", "--no-tls", "--listen", "127.0.0.1:0", "--admin-listen", "off"],
+        [causeway, "sandbox", "--no-tls", "--listen", "127.0.0.1:0", "--admin-listen", "off",
+         "--flavor", FLAVOR],
         open(out, "w"),
         open(err, "w"),
     )
@@ -161,15 +165,19 @@ def reset_schemas(servers):
         for db in SCHEMAS:
             cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4")
         cur.execute("SET GLOBAL local_infile = ON")
-        cur.execute("SELECT @@GLOBAL.gtid_executed")
+        mariadb = FLAVOR == "mariadb"
+        cur.execute("SELECT @@GLOBAL.gtid_binlog_pos" if mariadb else "SELECT @@GLOBAL.gtid_executed")
         executed = cur.fetchone()[0]
+    # MariaDB: MASTER_GTID_WAIT(pos, 0) is 0 once the replica applied pos
+    check = ("SELECT MASTER_GTID_WAIT(%s, 0) = 0" if mariadb
+             else "SELECT GTID_SUBSET(%s, @@GLOBAL.gtid_executed)")
     end = time.monotonic() + 120
     for name, addr in servers.items():
         if name == "primary":
             continue
         with connect(addr) as c, c.cursor() as cur:
             while True:
-                cur.execute("SELECT GTID_SUBSET(%s, @@GLOBAL.gtid_executed)", (executed,))
+                cur.execute(check, (executed,))
                 if cur.fetchone()[0] == 1:
                     break
                 if time.monotonic() > end:
@@ -262,11 +270,14 @@ def main():
     ap.add_argument("--sqla-dirs", default="test/dialect/mysql test/sql test/engine test/orm")
     ap.add_argument("--targets", default="direct,transaction,session")
     ap.add_argument("--suites", default="pymysql,sqlalchemy")
+    ap.add_argument("--flavor", default="mysql", help="sandbox flavour: mysql or mariadb")
     ap.add_argument(
         "--baseline",
         help="reuse the direct results of an earlier run in this directory (no direct run)",
     )
     args = ap.parse_args()
+    global FLAVOR
+    FLAVOR = args.flavor
     os.makedirs(args.work, exist_ok=True)
     procs = Procs()
     try:

@@ -1,8 +1,9 @@
 //! causeway in front of real MariaDB 10.11 (a GTID primary and two
 //! replicas): routing basics, MariaDB tokens (`domain-server-seq`) after
 //! writes, causal reads with `MASTER_GTID_WAIT` while appliers stop and
-//! start, tokens across instances, future and oversized tokens. Skipped
-//! only with `CAUSEWAY_MARIADB=0`.
+//! start, tokens across instances, future tokens, mixed flavours, the
+//! sandbox command (edges in `mariadb_edges.rs`, failures in
+//! `mariadb_failures.rs`). Skipped only with `CAUSEWAY_MARIADB=0`.
 
 #[path = "mariadb/support.rs"]
 mod support;
@@ -12,26 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
-
-fn server_err(r: Result<(), mysql_async::Error>) -> mysql_async::ServerError {
-    match r {
-        Err(mysql_async::Error::Server(e)) => e,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
-
-async fn setup(db: &str) {
-    let mut c = root(topology().primary()).await;
-    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    c.query_drop(format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)"))
-        .await
-        .unwrap();
-    c.disconnect().await.unwrap();
-    topology()
-        .wait_replicated(Duration::from_secs(30))
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_basics_on_mariadb() {
@@ -346,42 +327,6 @@ async fn future_token_waits_then_falls_back_or_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_mariadb_token_is_refused_fast() {
-    if skip() {
-        return;
-    }
-    let p = start_proxy().await;
-    let mut c = p.conn().await;
-    let entries: Vec<String> = (0..70_000u32).map(|d| format!("{d}-1-1")).collect();
-    let big = entries.join(",");
-    assert!(big.len() > 1 << 19);
-    let big = format!("{big},{}", "1".repeat((1 << 20) - big.len()));
-    let t = Instant::now();
-    let e = server_err(
-        c.query_drop(format!("SET @@causeway.token = '{big}'"))
-            .await,
-    );
-    let took = t.elapsed();
-    eprintln!("1 MB MariaDB token refused in {took:?}");
-    assert_eq!((e.code, e.state.as_str()), (1231, "42000"), "{}", e.message);
-    assert!(e.message.contains("65536 bytes"), "{}", e.message);
-    assert!(took < Duration::from_secs(2), "{took:?}");
-    // too many domains under the byte limit: same code
-    let many = entries[..300].join(",");
-    let e = server_err(
-        c.query_drop(format!("SET @@causeway.token = '{many}'"))
-            .await,
-    );
-    assert_eq!(e.code, 1231);
-    assert!(e.message.contains("256 domains"), "{}", e.message);
-    // two GTIDs for one domain
-    let e = server_err(c.query_drop("SET @@causeway.token = '0-1-5,0-2-6'").await);
-    assert_eq!(e.code, 1231);
-    let tok = token(&mut c).await;
-    assert_eq!(tok, "", "refused tokens change nothing");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_flavor_mariadb_serves_clients() {
     use causeway::sandbox_cmd::{self, SandboxOpts};
     if skip() {
@@ -440,67 +385,6 @@ async fn sandbox_flavor_mariadb_serves_clients() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
     c.disconnect().await.unwrap();
     handle.stop().await;
-}
-
-/// A proxy with the cache on (`invalidation` as given) caching `{db}.t`.
-async fn cached(db: &str, invalidation: &str) -> TestProxy {
-    let db = db.to_string();
-    let inv = invalidation.to_string();
-    start_proxy_with(move |t| {
-        format!(
-            "{t}\n[cache]\nenabled = true\ninvalidation = \"{inv}\"\nuser = \"repl\"\n\
-             password = \"replpw\"\n\n[[rules]]\nname = \"catalog\"\n\
-             match_tables = [\"{db}.t\"]\ncache_ttl_ms = 60000\n"
-        )
-    })
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cache_binlog_refused_on_mariadb_ttl_works() {
-    if skip() {
-        return;
-    }
-    let db = unique_db("mdb_cache");
-    setup(&db).await;
-    // binlog invalidation: the reader refuses MariaDB with a clear error
-    let p = cached(&db, "binlog").await;
-    let cache = p.proxy.cache.clone().expect("cache on");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = cache.reader().expect("reader status");
-        if st.state == "refused" {
-            let e = st.error.unwrap_or_default();
-            assert!(
-                e.contains("not supported on MariaDB") && e.contains("ttl"),
-                "{e}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "reader never refused: {st:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(p);
-    // ttl: a repeated eventual read is answered from memory
-    let p = cached(&db, "ttl").await;
-    let cache = p.proxy.cache.clone().expect("cache on");
-    let mut c = p.conn().await;
-    c.query_drop("SET @@causeway.consistency = 'eventual'")
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        let n: Option<i64> = c
-            .query_first(format!("SELECT COUNT(*) FROM {db}.t"))
-            .await
-            .unwrap();
-        assert_eq!(n, Some(0));
-    }
-    let s = cache.rule_stats(&Arc::from("catalog"));
-    let (hits, misses) = (
-        s.hits.load(Ordering::Relaxed),
-        s.misses.load(Ordering::Relaxed),
-    );
-    assert_eq!((hits, misses), (2, 1), "ttl mode caches on MariaDB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -342,7 +342,7 @@ impl Session {
     /// `KILL [QUERY | CONNECTION] id` for a causeway connection id: the
     /// target's running statement is killed on its backend with the target's
     /// own backend login; KILL CONNECTION also ends the target session.
-    async fn kill(&mut self, k: Kill) -> Flow {
+    pub(super) async fn kill(&mut self, k: Kill) -> Flow {
         let Some(target) = self.ctx.sessions.get(k.id) else {
             let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {}", k.id));
             return self.reply_err(&err).await;

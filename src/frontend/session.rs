@@ -159,6 +159,7 @@ impl Session {
                     .await
                     .0
             }
+            0x0C => self.process_kill(payload).await,
             0x0E => self.reply_ok().await,
             0x11 => self.change_user(payload).await,
             0x16 => self.prepare(payload).await,
@@ -495,6 +496,20 @@ impl Session {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Quit,
         }
+    }
+
+    /// COM_PROCESS_KILL (old clients, e.g. PyMySQL's `kill()`; MariaDB
+    /// still serves it): `KILL CONNECTION <id>` of a causeway connection.
+    async fn process_kill(&mut self, payload: &[u8]) -> Flow {
+        let Some(&[a, b, c, d]) = payload.get(1..5) else {
+            return self.reply_err(&unknown_command()).await;
+        };
+        let id = u32::from_le_bytes([a, b, c, d]);
+        self.kill(super::registry::Kill {
+            query_only: false,
+            id,
+        })
+        .await
     }
 
     async fn set_option(&mut self, payload: &[u8]) -> Flow {

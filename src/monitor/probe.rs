@@ -197,7 +197,7 @@ pub async fn watermark(
         .and_then(Result::ok)
         .flatten();
     let text = text.unwrap_or_default();
-    GtidSet::parse_limited(&text, &causeway_gtid::Limits::TOKEN)
+    causeway_gtid::parse_token(&text, &causeway_gtid::Limits::TOKEN)
         .map_err(|source| ProbeError::Gtid { text, source })
 }
 

@@ -130,12 +130,6 @@ async fn read(
     flavor: &mut Option<Flavor>,
 ) -> Result<Reading, ProbeError> {
     let t = s.connect_timeout;
-    if flavor.is_none() {
-        *flavor = Some(super::mariadb::flavor(conn, t).await?);
-    }
-    if *flavor == Some(Flavor::Mariadb) {
-        return super::mariadb::read(conn, s, health).await;
-    }
     let sent = Instant::now();
     if let Some(q) = &s.watermark_query {
         // a read model fed by CDC: its watermark is its executed set
@@ -150,6 +144,12 @@ async fn read(
             source_uuids: None,
             replication: health.then_some(Ok(true)),
         });
+    }
+    if flavor.is_none() {
+        *flavor = Some(super::mariadb::flavor(conn, t).await?);
+    }
+    if *flavor == Some(Flavor::Mariadb) {
+        return super::mariadb::read(conn, s, health).await;
     }
     let (gtid, read_only, server_uuid) = if health {
         let h = probe::gtid_and_read_only(conn, t).await?;

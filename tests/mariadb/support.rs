@@ -213,3 +213,25 @@ pub fn seq0(pos: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no domain 0 in {pos:?}"))
 }
+
+/// The server error of a statement that must fail.
+pub fn server_err(r: Result<(), mysql_async::Error>) -> mysql_async::ServerError {
+    match r {
+        Err(mysql_async::Error::Server(e)) => e,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// Creates `{db}.t (id, v)` on the primary and waits for the replicas.
+pub async fn setup(db: &str) {
+    let mut c = root(topology().primary()).await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)"))
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    topology()
+        .wait_replicated(Duration::from_secs(30))
+        .await
+        .unwrap();
+}
