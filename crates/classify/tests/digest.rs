@@ -193,3 +193,49 @@ fn digest_commands() {
     assert!(classify("RESET CAUSEWAY DIGESTS").effects.causeway_var);
     assert!(!classify("RESET MASTER").effects.causeway_var);
 }
+
+/// Hostile shapes for the digest's own work (nesting, folding, signs).
+fn hostile(n: usize) -> Vec<String> {
+    vec![
+        format!("SELECT 1 FROM t WHERE a IN ({}0)", "1, ".repeat(n)),
+        format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("SELECT a IN ({}?{}", "? IN (".repeat(n), ")".repeat(n)),
+        format!("INSERT INTO t VALUES {}(1, 2)", "(1, 2), ".repeat(n)),
+        format!("INSERT INTO t VALUES {}(1)", "((1), (1)), ".repeat(n)),
+        format!("SELECT {}1", "- ".repeat(n)),
+        format!("SELECT {}", "count(".repeat(n)),
+        format!("SELECT {}'x'", "_utf8mb4".repeat(n)),
+    ]
+}
+
+fn min_time(s: &str) -> std::time::Duration {
+    let mut buf = String::new();
+    (0..5)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(causeway_classify::digest_into(s, false, &mut buf));
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Digesting is linear in the input: 16x the input costs under 100x the
+/// time (a quadratic path costs 256x; see robustness.rs for the margin).
+#[test]
+fn digest_is_linear_in_input_length() {
+    for (i, (s, l)) in hostile(1000).iter().zip(hostile(16_000)).enumerate() {
+        let mut ratio = f64::INFINITY;
+        for _ in 0..3 {
+            let r = min_time(&l).as_secs_f64() / min_time(s).as_secs_f64().max(1e-9);
+            ratio = ratio.min(r);
+            if ratio < 100.0 {
+                break;
+            }
+        }
+        assert!(
+            ratio < 100.0,
+            "shape {i}: 16x the input took {ratio:.1}x as long"
+        );
+    }
+}
