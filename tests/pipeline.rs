@@ -79,7 +79,30 @@ async fn client_mix(opts: mysql_async::Opts, client: u64) -> HashSet<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_clients_get_their_own_rows_and_errors_on_shared_connections() {
-    let p = proxy(64, 2000).await;
+    let depth: u32 = std::env::var("PIPE_TEST_DEPTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let p = support::start_proxy_with(|t| {
+        t.replace(
+            "connect_timeout_ms = 5000",
+            &format!(
+                "connect_timeout_ms = 5000\npipeline_depth = {depth}\npipeline_stall_ms = 2000"
+            ),
+        )
+        .replacen(
+            "[admin]\nenabled = false",
+            "[admin]\nenabled = true\nlisten = \"127.0.0.1:0\"",
+            1,
+        )
+    })
+    .await;
+    let admin = p
+        .proxy
+        .serve_admin()
+        .await
+        .expect("admin endpoint")
+        .expect("admin enabled");
     let opts = p.opts("app", "apppw");
     let mut tasks = Vec::new();
     for client in 0..64 {
@@ -102,6 +125,49 @@ async fn sixty_four_clients_get_their_own_rows_and_errors_on_shared_connections(
         "{} backend connections: reads were not pipelined",
         all.len()
     );
+    // and several commands were in flight at once on one connection
+    let text = metrics(admin).await;
+    let (writes, most) = pipeline_depth_seen(&text);
+    eprintln!("pipelined writes {writes}, most in flight at once {most}");
+    assert!(writes > 100.0, "only {writes} pipelined writes:\n{text}");
+    assert!(most >= 2.0, "never more than {most} command in flight");
+}
+
+/// The admin endpoint's `/metrics` text.
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("send");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("admin answers")
+        .expect("read");
+    out
+}
+
+/// From `causeway_pipeline_depth` (a summary): writes recorded, over all
+/// backends, and the largest number of commands in flight at one write.
+fn pipeline_depth_seen(text: &str) -> (f64, f64) {
+    let mut writes = 0.0;
+    let mut most: f64 = 0.0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("causeway_pipeline_depth"))
+    {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let v: f64 = value.parse().unwrap_or(0.0);
+        if series.starts_with("causeway_pipeline_depth_count") {
+            writes += v;
+        } else if series.contains("quantile=\"1\"") {
+            most = most.max(v);
+        }
+    }
+    (writes, most)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
