@@ -29,7 +29,7 @@
 
 use bytes::BytesMut;
 use mysql_common::constants::CapabilityFlags;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
@@ -118,6 +118,21 @@ pub struct Pipe {
 #[derive(Debug, Default)]
 pub struct Pipes {
     map: Mutex<HashMap<PipeKey, Arc<Pipe>>>,
+    /// Pipes being opened now: a second session of the same thread and
+    /// key takes the ordinary path meanwhile instead of opening another.
+    opening: Mutex<HashSet<PipeKey>>,
+}
+
+/// Removes a key from `Pipes::opening` however the opening ends.
+struct Opening<'a> {
+    pipes: &'a Pipes,
+    key: PipeKey,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        lock(&self.pipes.opening).remove(&self.key);
+    }
 }
 
 /// How a submission went.
@@ -194,7 +209,14 @@ impl Pipes {
                 return Submitted::Refused;
             }
         }
-        let Some(pipe) = open(pool, login, key, db).await else {
+        if !lock(&pool.pipes.opening).insert(pk.clone()) {
+            return Submitted::Refused;
+        }
+        let _opening = Opening {
+            pipes: &pool.pipes,
+            key: pk.clone(),
+        };
+        let Some(pipe) = open(pool, login, key, db, limits.depth).await else {
             return Submitted::Refused;
         };
         let rx = pipe.submit(payload, limits);
@@ -212,13 +234,14 @@ impl Pipes {
 }
 
 /// A new pipe on a connection from `pool` in schema `db` with no `SET`s,
-/// its driver spawned on this thread; None when no connection can be had
-/// at once.
+/// its driver spawned on this thread, at most `limit` commands in flight;
+/// None when no connection can be had at once.
 async fn open(
     pool: &Arc<Pool>,
     login: &Login,
     key: &LinkKey,
     db: Option<&str>,
+    limit: usize,
 ) -> Option<Arc<Pipe>> {
     let mut conn = pool.acquire(login, key, db, &[], false).await.ok()?;
     if (!conn.sets.is_empty() || conn.tainted) && conn.reset().await.is_err() {
@@ -247,6 +270,7 @@ async fn open(
         inflight: VecDeque::new(),
         sink: sink(),
         depth,
+        limit,
     };
     tokio::spawn(driver.run(Arc::clone(pool)));
     Some(Arc::new(Pipe { tx, state }))
@@ -270,6 +294,8 @@ struct Driver {
     inflight: VecDeque<Job>,
     sink: PacketConn<tokio::io::Empty>,
     depth: metrics::Histogram,
+    /// Most commands written and unanswered (`pipeline_depth`).
+    limit: usize,
 }
 
 impl Driver {
@@ -291,11 +317,12 @@ impl Driver {
     /// The loop; false when the connection must be closed.
     async fn serve(&mut self) -> bool {
         loop {
-            let mut written = 0;
-            while let Ok(job) = self.rx.try_recv() {
-                written += usize::from(self.queue(job));
+            while self.inflight.len() < self.limit {
+                let Ok(job) = self.rx.try_recv() else { break };
+                self.queue(job);
             }
-            if written > 0 {
+            // a command taken while idle is queued too: flush whatever is
+            if !self.conn.io.wbuf.is_empty() {
                 self.depth.record(self.inflight.len() as f64);
                 if self.conn.io.flush().await.is_err() {
                     self.fail_all();

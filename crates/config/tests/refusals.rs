@@ -290,6 +290,18 @@ fn client_limits_are_bounded() {
             "max_pending_logins = -1",
             "server.max_pending_logins: invalid value",
         ),
+        (
+            "pipeline_depth = 0",
+            "server.pipeline_depth: must be between 1 and 1024",
+        ),
+        (
+            "pipeline_depth = 1025",
+            "server.pipeline_depth: must be between 1 and 1024",
+        ),
+        (
+            "pipeline_stall_ms = 0",
+            "server.pipeline_stall_ms: must be greater than 0",
+        ),
     ] {
         let text = format!("[server]\nlisten = \"127.0.0.1:1\"\n{text}\n{MINIMAL}");
         assert_err(&text, Some(3), &[message]);
