@@ -442,9 +442,7 @@ pub fn replayed(reply: Reply) -> BackendConn<tokio::io::Empty> {
         },
         db: None,
     };
-    let mut c = BackendConn::logged_in(PacketConn::with_stream(tokio::io::empty()), who);
-    c.io.rbuf = bytes;
-    c
+    BackendConn::logged_in(PacketConn::with_buffered(tokio::io::empty(), bytes), who)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
