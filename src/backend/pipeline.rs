@@ -444,9 +444,7 @@ pub fn replayed(reply: Reply) -> BackendConn<tokio::io::Empty> {
         // Pipelined statements are reads: no GTID to track in their OKs.
         flavor: causeway_gtid::Flavor::Mysql,
     };
-    let mut c = BackendConn::logged_in(PacketConn::with_stream(tokio::io::empty()), who);
-    c.io.rbuf = bytes;
-    c
+    BackendConn::logged_in(PacketConn::with_buffered(tokio::io::empty(), bytes), who)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -285,7 +285,7 @@ enum Interrupt {
 /// Resolves when the client has closed its connection (end of stream or a
 /// socket error). Looks without consuming: if the client sent more bytes
 /// (a pipelined command), it is still there and this never resolves.
-pub(super) async fn client_gone(stream: Option<&tokio::net::TcpStream>) {
+async fn client_gone(stream: Option<&tokio::net::TcpStream>) {
     let Some(stream) = stream else {
         return std::future::pending().await;
     };

@@ -15,15 +15,14 @@
 //! KILL QUERY answers 1317 at once and the reply is thrown away when it
 //! arrives (the statement runs to its end on the server: the shared
 //! connection's thread is never killed, it may run another client's
-//! statement next); KILL CONNECTION or the client leaving ends the
-//! session the same way.
+//! statement next); KILL CONNECTION ends the session the same way. A
+//! client that left is noticed when its reply is written to it.
 
 use causeway_classify::Classification;
 use causeway_config::PoolMode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::causal::client_gone;
 use super::failure::Failure;
 use super::prepared::Cmd;
 use super::registry;
@@ -87,11 +86,11 @@ impl Session {
             Submitted::Queued(rx) => rx,
             Submitted::Refused => return None,
         };
-        let client = self.client.tcp();
+        // a client that left is noticed when its reply is written (no
+        // extra peek per statement): the reply then reaches nobody
         let got = tokio::select! {
             r = rx => r,
             k = registry::next_kill(&mut kills) => return Some(Ok((self.pipe_killed(k).await, None))),
-            () = client_gone(client) => return Some(Ok((Flow::Quit, None))),
         };
         match got {
             Ok(Ok(reply)) => Some(self.relay_pipelined(reply, b).await),

@@ -58,6 +58,19 @@ impl<S> PacketConn<S> {
         }
     }
 
+    /// Wraps a stream whose first bytes are already in `rbuf` (a reply read
+    /// elsewhere and replayed); no buffer is preallocated.
+    pub fn with_buffered(stream: S, rbuf: BytesMut) -> Self {
+        Self {
+            stream: Compress::new(stream),
+            rbuf,
+            wbuf: BytesMut::new(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            capture: None,
+            capture_limit: 0,
+        }
+    }
+
     /// Sets the largest logical payload [`Self::read_packet`] accepts.
     pub fn set_max_payload(&mut self, max: usize) {
         self.max_payload = max;
