@@ -22,6 +22,7 @@
 #   bench/cache.sh [BIN]        # BIN: causeway binary (default $CARGO_TARGET_DIR/release/causeway)
 #
 # Environment: CB_PARTS (all; `shared`: part 3 only), CB_WARM_TIME (10), CB_COLD_TIME (5),
+# CB_REDIS_TIMEOUT_MS (5: `redis_timeout_ms` of the part 3 instances),
 # CB_THREADS (4), CB_TIME (10 s per run), CB_ROUNDS (3), CB_CONSISTENCY (causal),
 # CB_TABLE_SIZE (1000 rows per table; the keys the warm-up caches),
 # CB_TOPOLOGY (the `topology` bin of causeway-bench). Writes
@@ -183,7 +184,10 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] && break; sleep 0.1; done
-SHARED="redis_url = \"redis://127.0.0.1:$REDIS_PORT\""
+SHARED="redis_url = \"redis://127.0.0.1:$REDIS_PORT\"
+redis_timeout_ms = ${CB_REDIS_TIMEOUT_MS:-5}"
+# a new port for each instance (a stopped one leaves TIME_WAIT sockets)
+new_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 com_select() { # total Com_select of both replicas
     local n=0 r v
     for r in "$R1" "$R2"; do
@@ -204,12 +208,15 @@ fresh() { # port name -> runs COLD_TIME s on a fresh instance: "qps p50 hits mis
     q=$(point "$1" "$pid" "$3")
     s1=$(com_select)
     echo "$(awk '{print $1, $2}' <<<"$q") $(rule_row "$1") $((s1 - s0))"
+    chroot "$CHROOT" mysql -h127.0.0.1 -P"$1" -uadmin -padminpw -N -B -e "SHOW CAUSEWAY CACHE" 2>/dev/null |
+        awk -F'\t' -v n="$2" '$1 == "shared" {print n ": breaker " $9 ", " $10}' >>"$WORK/shared.txt"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 {
 echo
 echo "Shared level: a fresh instance's first ${COLD_TIME} s (after its reader follows), with the shared"
-echo "store warmed by another fresh instance for ${WARM_TIME} s (warm) or flushed (cold); redis-server"
+echo "store warmed by another fresh instance for ${WARM_TIME} s (warm) or flushed (cold);"
+echo "\`redis_timeout_ms = ${CB_REDIS_TIMEOUT_MS:-5}\`; redis-server"
 echo "$(redis-server --version | awk '{print $3}'), sysbench as above. Replica SELECTs: Com_select on both"
 echo "replicas during the run (monitor probes included)."
 echo
@@ -218,12 +225,20 @@ echo "|---|---|---|---|---|---|---|---|---|"
 } | tee -a "$OUT"
 for i in $(seq "$ROUNDS"); do
     redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
-    fresh "$PC" S1 "$WARM_TIME" >/dev/null
+    fresh "$(new_port)" S1 "$WARM_TIME" >/dev/null
     keys=$(redis-cli -p "$REDIS_PORT" DBSIZE)
-    read -r q p h m l sh rs < <(fresh "$PU" S2warm "$COLD_TIME")
+    read -r q p h m l sh rs < <(fresh "$(new_port)" S2warm "$COLD_TIME")
     echo "| $i | warm ($keys keys) | $q | $p | $h | $m | $l | $sh | $rs |" | tee -a "$OUT"
     redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
-    read -r q p h m l sh rs < <(fresh "$PU" S2cold "$COLD_TIME")
+    read -r q p h m l sh rs < <(fresh "$(new_port)" S2cold "$COLD_TIME")
     echo "| $i | cold | $q | $p | $h | $m | $l | $sh | $rs |" | tee -a "$OUT"
 done
+{
+echo
+echo "Each instance's \`shared\` row of SHOW CAUSEWAY CACHE at its end:"
+echo
+echo '```'
+cat "$WORK/shared.txt"
+echo '```'
+} | tee -a "$OUT"
 echo "results in $OUT"
