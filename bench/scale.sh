@@ -6,8 +6,8 @@
 #    with pipeline_depth = $SCALE_DEPTH, and MySQL Router (ro port), each
 #    point in turn. Per proxy and point: QPS, p50/p99 (sysbench histogram),
 #    proxy CPU µs per query (/proc/<pid>/stat), read and write syscalls per
-#    query (/proc/<pid>/io syscr + syscw) and context switches per query
-#    (/proc/<pid>/status voluntary + nonvoluntary).
+#    query (/proc/<pid>/io syscr + syscw: the read/write family only) and
+#    context switches per query (voluntary + nonvoluntary, all threads).
 # 2. 1,000 concurrent clients with think time (`scale --mode think`)
 #    through each of the three.
 # 3. 10,000 idle clients + 100 active (`scale --mode idle`) through
@@ -97,12 +97,14 @@ for r in "$R1" "$R2"; do
 done
 
 HZ=$(getconf CLK_TCK)
-# counters of a pid: cpu ticks, syscalls (read + write), context switches
+# counters of a pid: cpu ticks, read/write-family syscalls (/proc io
+# syscr + syscw: read(2)/write(2)/readv/writev, not recvfrom/sendto or
+# epoll_wait), context switches of all its threads
 counters() {
     local t s c
     t=$(awk '{print $14 + $15}' "/proc/$1/stat")
     s=$(awk '/^syscr|^syscw/ {n += $2} END {print n}' "/proc/$1/io")
-    c=$(awk '/ctxt_switches/ {n += $2} END {print n}' "/proc/$1/status")
+    c=$(cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}')
     echo "$t $s $c"
 }
 point() { # port pid threads -> one markdown row tail

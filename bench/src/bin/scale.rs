@@ -148,7 +148,8 @@ async fn main() {
     if a.mode == "think" {
         let t0 = ticks(a.pid);
         let started = Instant::now();
-        let (lat, errors) = run_clients(&a, a.clients, Duration::from_millis(a.think_ms), a.secs).await;
+        let (lat, errors) =
+            run_clients(&a, a.clients, Duration::from_millis(a.think_ms), a.secs).await;
         let wall = started.elapsed().as_secs_f64();
         let cpu = (ticks(a.pid) - t0) as f64 / hz;
         let q = lat.len() as f64;
@@ -174,7 +175,11 @@ async fn main() {
         logins.push(tokio::spawn(async move {
             let mut v = Vec::with_capacity(n);
             for _ in 0..n {
-                v.push(mysql_async::Conn::new(opts(port)).await.expect("idle login"));
+                v.push(
+                    mysql_async::Conn::new(opts(port))
+                        .await
+                        .expect("idle login"),
+                );
             }
             v
         }));
