@@ -5,9 +5,11 @@
 #    and 256 threads through causeway with pipeline_depth = 1, causeway
 #    with pipeline_depth = $SCALE_DEPTH, and MySQL Router (ro port), each
 #    point in turn. Per proxy and point: QPS, p50/p99 (sysbench histogram),
-#    proxy CPU µs per query (/proc/<pid>/stat), read and write syscalls per
-#    query (/proc/<pid>/io syscr + syscw: the read/write family only) and
-#    context switches per query (voluntary + nonvoluntary, all threads).
+#    proxy CPU µs per query (/proc/<pid>/stat), syscalls per query (all of
+#    them, from `perf stat -e raw_syscalls:sys_enter -p <pid>`; without perf,
+#    /proc/<pid>/io syscr + syscw, the read/write family only) and context
+#    switches per query (perf's context-switches, else voluntary +
+#    nonvoluntary of all threads from /proc).
 # 2. 1,000 concurrent clients with think time (`scale --mode think`)
 #    through each of the three.
 # 3. 10,000 idle clients + 100 active (`scale --mode idle`) through
@@ -107,12 +109,34 @@ counters() {
     c=$(cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}')
     echo "$t $s $c"
 }
+# all syscalls and context switches of a pid's threads while "$@" runs,
+# from perf's raw_syscalls tracepoint (when perf works here), else the /proc
+# counters above; prints "syscalls switches" on fd 3
+perf_while() { # pid cmd...
+    local pid=$1 pf=$WORK/perf.out pp
+    shift
+    if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, -p "$pid" -- true >/dev/null 2>&1; then
+        perf stat -e raw_syscalls:sys_enter,context-switches -x, -o "$pf" -p "$pid" &
+        pp=$!
+        "$@"
+        kill -INT "$pp"; wait "$pp" || true
+        awk -F, '/raw_syscalls/ {s = $1} /context-switches/ {c = $1} END {print s + 0, c + 0}' "$pf" >&3
+    else
+        "$@"
+        echo "-1 -1" >&3
+    fi
+}
 point() { # port pid threads -> one markdown row tail
-    local before after out
+    local before after out perfc
     read -r -a before < <(counters "$2")
-    out=$(sysbench oltp_point_select "${SB[@]}" --mysql-port="$1" --threads="$3" --time="$TIME" \
-        --db-ps-mode=disable --rand-type=uniform --histogram=on --percentile=99 --report-interval=0 run 2>&1)
+    out=$(perf_while "$2" sysbench oltp_point_select "${SB[@]}" --mysql-port="$1" --threads="$3" --time="$TIME" \
+        --db-ps-mode=disable --rand-type=uniform --histogram=on --percentile=99 --report-interval=0 run 2>&1 3>"$WORK/perfc")
+    read -r -a perfc <"$WORK/perfc"
     read -r -a after < <(counters "$2")
+    if [[ ${perfc[0]} -ge 0 ]]; then
+        after[1]=$((before[1] + perfc[0]))
+        after[2]=$((before[2] + perfc[1]))
+    fi
     awk -v hz="$HZ" -v dt="$((after[0] - before[0]))" -v ds="$((after[1] - before[1]))" \
         -v dc="$((after[2] - before[2]))" '
         /queries:/ && !q {q = $2} /total time:/ {t = $3 + 0} /99th percentile:/ {p99 = $3}

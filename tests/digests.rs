@@ -569,3 +569,61 @@ async fn sighup_reopens_the_log() {
         .any(|l| l["digest_text"] == "SELECT ? AS before_rotation"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A cache rule's reads log `cache_hit`, or `cache_bypass:<why>` when the
+/// cache did not serve them, and the reasons are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_outcomes_are_logged_with_their_reason() {
+    let dir = temp_dir("bypass");
+    let log = dir.join("decisions.jsonl");
+    let db = setup_db("dg_bypass").await;
+    let extra = format!(
+        "[routing]\nconsistency = \"eventual\"\n[decision_log]\npath = \"{}\"\nsample = 1.0\n\
+         [cache]\nenabled = true\ninvalidation = \"ttl\"\n\
+         [[rules]]\nname = \"t_cache\"\nmatch_tables = [\"{db}.t\"]\ncache_ttl_ms = 60000\n",
+        log.display()
+    );
+    let (tp, admin_addr) = start(extra).await;
+    all_eligible(admin_addr).await;
+    let mut app = mysql_async::Conn::new(support::opts(tp.port(), "app", "apppw", Some(&db)))
+        .await
+        .unwrap();
+    // (statement, reason expected in its log line)
+    let cases = [
+        // a miss, stored: the rule that matched it
+        ("SELECT v FROM t WHERE id = 2", "rule:t_cache"),
+        ("SELECT v FROM t WHERE id = 2", "cache_hit"),
+        (
+            "/* causeway cache=off */ SELECT v FROM t WHERE id = 2",
+            "cache_bypass:comment",
+        ),
+        ("SELECT v + 0 * RAND() FROM t WHERE id = 2", "cache_bypass:uncacheable"),
+    ];
+    for (sql, _) in &cases {
+        let v: Option<i64> = app.query_first(*sql).await.unwrap();
+        assert_eq!(v, Some(20), "{sql}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mine = loop {
+        let lines: Vec<_> = log_lines(&log)
+            .into_iter()
+            .filter(|l| l["schema"] == db.as_str() && l["user"] == "app")
+            .filter(|l| l["digest_text"].as_str().unwrap().contains("FROM t "))
+            .collect();
+        if lines.len() >= cases.len() || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reasons: Vec<&str> = mine.iter().map(|l| l["reason"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
+    assert_eq!(reasons, expected, "{mine:?}");
+    assert_eq!(mine[1]["tier"], "cache");
+    assert_eq!(mine[2]["tier"], "replica");
+    let (_, metrics) = http_get(admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains("causeway_routing_reasons_total{reason=\"cache_bypass:comment\"}"),
+        "the bypass reason is counted"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -46,6 +46,9 @@ pub(crate) enum Why {
     Rule(Arc<str>),
     /// Answered from the result cache.
     CacheHit,
+    /// A read a cache rule matched but the cache did not serve, and why
+    /// (`comment`, `tables`, `strong`, `uncacheable`, `floor_unknown`).
+    CacheBypass(&'static str),
 }
 
 impl Why {
@@ -64,7 +67,7 @@ impl Why {
         "cache_hit",
     ];
 
-    /// The position in [`Why::FIXED`]; `None` for a rule.
+    /// The position in [`Why::FIXED`]; `None` for a rule or a bypass.
     pub(crate) fn index(&self) -> Option<usize> {
         Some(match self {
             Why::Eventual => 0,
@@ -78,7 +81,7 @@ impl Why {
             Why::Strong => 8,
             Why::Diagnostics => 9,
             Why::CacheHit => 10,
-            Why::Rule(_) => return None,
+            Why::Rule(_) | Why::CacheBypass(_) => return None,
         })
     }
 
@@ -86,6 +89,7 @@ impl Why {
     pub(crate) fn name(&self) -> std::borrow::Cow<'static, str> {
         match (self, self.index()) {
             (Why::Rule(n), _) => std::borrow::Cow::Owned(format!("rule:{n}")),
+            (Why::CacheBypass(w), _) => std::borrow::Cow::Owned(format!("cache_bypass:{w}")),
             (_, i) => std::borrow::Cow::Borrowed(
                 i.and_then(|i| Self::FIXED.get(i)).copied().unwrap_or(""),
             ),

@@ -117,6 +117,7 @@ impl Session {
             for (k, v) in opts {
                 if k == "cache" {
                     if v.eq_ignore_ascii_case("off") {
+                        self.obs.bypass = "comment";
                         cache.count_bypass(&rule_name);
                         return Before::Skip;
                     } else if !v.eq_ignore_ascii_case("on") {
@@ -126,15 +127,22 @@ impl Session {
             }
         }
         let Some(tables) = covered_tables(&facts, rule.config().match_tables.as_slice()) else {
+            self.obs.bypass = "tables";
             cache.count_bypass(&rule_name);
             return Before::Skip;
         };
         if mode == Consistency::Strong || causeway_classify::cacheable(sql).is_err() {
+            self.obs.bypass = if mode == Consistency::Strong {
+                "strong"
+            } else {
+                "uncacheable"
+            };
             cache.count_bypass(&rule_name);
             return Before::Skip;
         }
         let floor = match (mode, self.floor_set()) {
             (Consistency::Causal, Err(())) => {
+                self.obs.bypass = "floor_unknown";
                 cache.count_bypass(&rule_name);
                 return Before::Skip;
             }

@@ -33,6 +33,9 @@ pub(crate) struct Obs {
     pub rule: Option<Arc<str>>,
     /// Time a causal read waited for its replica.
     pub wait_us: u64,
+    /// Why a cache rule's read was not served by the cache ("" if it was
+    /// not bypassed).
+    pub bypass: &'static str,
     /// Reused digest text buffer.
     buf: String,
 }
@@ -47,6 +50,7 @@ impl Default for Obs {
             why: "",
             rule: None,
             wait_us: 0,
+            bypass: "",
             buf: String::new(),
         }
     }
@@ -61,6 +65,7 @@ impl Obs {
         self.token = token;
         self.why = "";
         self.wait_us = 0;
+        self.bypass = "";
     }
 }
 
@@ -188,6 +193,9 @@ impl Session {
             Via::Fallback if self.obs.why.is_empty() => return Why::LagBudgetFallback,
             Via::Fallback => return Why::NoReplica,
             Via::Direct => {}
+        }
+        if !self.obs.bypass.is_empty() {
+            return Why::CacheBypass(self.obs.bypass);
         }
         if let Some(r) = rule {
             return Why::Rule(r);
