@@ -597,7 +597,10 @@ async fn cache_outcomes_are_logged_with_their_reason() {
             "/* causeway cache=off */ SELECT v FROM t WHERE id = 2",
             "cache_bypass:comment",
         ),
-        ("SELECT v + 0 * RAND() FROM t WHERE id = 2", "cache_bypass:uncacheable"),
+        (
+            "SELECT v + 0 * RAND() FROM t WHERE id = 2",
+            "cache_bypass:uncacheable",
+        ),
     ];
     for (sql, _) in &cases {
         let v: Option<i64> = app.query_first(*sql).await.unwrap();
