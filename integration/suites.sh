@@ -13,6 +13,9 @@
 #   CAUSEWAY_SUITES_DIR      work dir (default target/suites: venv, sdists, logs)
 #   CAUSEWAY_SUITES_SQLA     SQLAlchemy test paths (default: the CI set below;
 #                            "full" = test/dialect/mysql test/sql test/engine test/orm)
+#   CAUSEWAY_SUITES_MODES    proxy targets (default: transaction,session,
+#                            transaction-fresh,session-fresh; "-fresh" runs
+#                            the pool mode with consistency = "fresh")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,13 +71,15 @@ tar -xzf "$DL/sqlalchemy-2.0.59.tar.gz" -C "$SRC"
 step "causeway binary (debug)"
 cargo build --locked --quiet --bin causeway
 
-step "client suites: direct, pool_mode = transaction, pool_mode = session"
+MODES="${CAUSEWAY_SUITES_MODES:-transaction,session,transaction-fresh,session-fresh}"
+step "client suites: direct, then through causeway: $MODES"
 start=$(date +%s)
 "$VENV/bin/python" integration/suites.py \
   --causeway target/debug/causeway \
   --work "$RUN" \
   --pymysql-src "$SRC/PyMySQL-0.10.1" \
   --sqlalchemy-src "$SRC/sqlalchemy-2.0.59" \
-  --sqla-dirs "$SQLA_DIRS"
+  --sqla-dirs "$SQLA_DIRS" \
+  --targets "direct,$MODES"
 step "client suites ran in $(( $(date +%s) - start )) s; comparing outcomes"
-"$VENV/bin/python" integration/suites_compare.py --work "$RUN"
+"$VENV/bin/python" integration/suites_compare.py --work "$RUN" --modes "$MODES"

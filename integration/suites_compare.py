@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-MODES = ["transaction", "session"]
+MODES = ["transaction", "session", "transaction-fresh", "session-fresh"]
 
 
 def outcomes(path, keep=None):
@@ -52,7 +52,7 @@ def load_exclusions(path):
                 sys.exit(f"{path}:{n}: want `suite | mode | test id | reason`")
             suite, mode, tid, reason = parts
             if mode not in MODES + ["*"]:
-                sys.exit(f"{path}:{n}: mode must be transaction, session or *")
+                sys.exit(f"{path}:{n}: mode must be one of {', '.join(MODES)} or *")
             ex[(suite, mode, tid)] = reason
     return ex
 
