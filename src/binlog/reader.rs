@@ -49,7 +49,7 @@ pub enum ReaderError {
     /// with `@slave_connect_state`, MariaDB GTID events) mysql_async's
     /// binlog client cannot follow.
     #[error(
-        "the binlog reader does not follow MariaDB (the primary runs {0}): use [cache] \
+        "the binlog reader is not supported on MariaDB (the primary runs {0}): use [cache] \
          invalidation = \"ttl\"; the cache serves no entry and fresh reads need the \
          primary's whole executed set until then"
     )]
