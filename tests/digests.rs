@@ -26,6 +26,7 @@ const SCHEMA: usize = 3;
 const COUNT: usize = 4;
 const REPLICA: usize = 6;
 const PRIMARY: usize = 7;
+const ROWS_SENT: usize = 15;
 const ROWS_AFFECTED: usize = 16;
 
 type Row = Vec<Option<String>>;
@@ -629,4 +630,39 @@ async fn cache_outcomes_are_logged_with_their_reason() {
         "the bypass reason is counted"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// COM_STMT_EXECUTE is digested from the prepared text: five executions
+/// with different parameters are one row, counted on replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_executions_are_digested() {
+    let (tp, admin_addr) = start("[routing]\nconsistency = \"eventual\"\n".to_string()).await;
+    let db = setup_db("dg_prep").await;
+    all_eligible(admin_addr).await;
+    let mut app = mysql_async::Conn::new(support::opts(tp.port(), "app", "apppw", Some(&db)))
+        .await
+        .unwrap();
+    // ground truth: the server that answered each execution
+    let primary_id: u32 = {
+        let topo = support::topology();
+        let mut p = topo.primary().conn().await.unwrap();
+        p.query_first("SELECT @@server_id").await.unwrap().unwrap()
+    };
+    for id in 1..=5i64 {
+        let row: Option<(i64, u32)> = app
+            .exec_first("SELECT v, @@server_id FROM t WHERE id = ?", (id,))
+            .await
+            .unwrap();
+        let (v, sid) = row.unwrap();
+        assert_eq!(v, id * 10);
+        assert_ne!(sid, primary_id, "execution {id} ran on the primary");
+    }
+    let mut admin = mysql_async::Conn::new(tp.opts("admin", "adminpw"))
+        .await
+        .unwrap();
+    let rows = show(&mut admin).await;
+    let point = rows_of(&rows, &db, "SELECT v, @@server_id FROM t WHERE id = ?");
+    assert_eq!(point.len(), 1, "{rows:?}");
+    assert_eq!((num(point[0], COUNT), num(point[0], REPLICA)), (5, 5));
+    assert_eq!(num(point[0], ROWS_SENT), 5);
 }

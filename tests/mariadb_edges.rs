@@ -250,7 +250,12 @@ async fn ok_tracker_carries_last_gtid_and_the_token_merges_per_domain() {
         .unwrap()
         .unwrap();
     let tracked = ok_last_gtid(&ok).expect("the write's OK tracks last_gtid");
-    within("tracked", seq0(&tracked), before, seq0(&primary_pos().await));
+    within(
+        "tracked",
+        seq0(&tracked),
+        before,
+        seq0(&primary_pos().await),
+    );
     // a token holding another domain: the OK's entry carries all of it
     c.query_ok("SET @@causeway.token = '5-1-3'")
         .await
@@ -265,7 +270,10 @@ async fn ok_tracker_carries_last_gtid_and_the_token_merges_per_domain() {
     let tracked = ok_last_gtid(&ok).expect("the write's OK tracks last_gtid");
     let pos = primary_pos().await;
     within("the write's own GTID", seq0(&tracked), before, seq0(&pos));
-    assert!(tracked.starts_with("0-1-"), "as the primary reports it: {tracked}");
+    assert!(
+        tracked.starts_with("0-1-"),
+        "as the primary reports it: {tracked}"
+    );
     let tok = c
         .query_value("SELECT @@causeway.token")
         .await
@@ -286,5 +294,10 @@ async fn ok_tracker_carries_last_gtid_and_the_token_merges_per_domain() {
     let last = m.last_ok_packet().expect("an OK");
     assert!(last.session_state_info_ref().is_none(), "{last:?}");
     let tok = seq0(&token(&mut m).await);
-    within("mysql_async's token", tok, before, seq0(&primary_pos().await));
+    within(
+        "mysql_async's token",
+        tok,
+        before,
+        seq0(&primary_pos().await),
+    );
 }

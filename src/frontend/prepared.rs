@@ -258,9 +258,9 @@ impl Session {
             let types = if carried { None } else { stmt.types.clone() };
             (text.into_owned(), types.unwrap_or_default())
         });
-        let target = match &stmt.long_data_on {
-            Some(b) => Target::Backend(b.clone()),
-            None => self.route.decide(&class).0,
+        let (target, decided) = match &stmt.long_data_on {
+            Some(b) => (Target::Backend(b.clone()), "long data"),
+            None => self.route.decide(&class),
         };
         self.refresh_topology();
         let mode = self.settings.mode;
@@ -282,6 +282,8 @@ impl Session {
             need.union(&token);
             need
         });
+        self.obs
+            .start(decided, mode, run_token.is_some() || !token.is_empty());
         let mut fill = None;
         if let Some((sql, types)) = &keyed {
             let params = payload.get(5..).unwrap_or_default();
@@ -289,6 +291,7 @@ impl Session {
             let t = run_token.as_ref().unwrap_or(&token);
             match self.cache_before(stmt, &class, &target, mode, t).await {
                 Before::Hit(flow) => {
+                    self.observe(&class, sql, None);
                     self.restore_token(token);
                     self.end_rules();
                     return flow;
@@ -319,6 +322,8 @@ impl Session {
         self.cache_after(fill, &class, sql, sent.as_ref(), outcome.as_ref());
         let text = text.unwrap_or_default();
         self.fresh_after(&class, &text, outcome.as_ref());
+        // the digest of the prepared text (placeholders are already `?`)
+        self.observe(&class, &text, outcome.as_ref());
         if let Some(s) = self.stmts.get_mut(id) {
             s.long_data_on = None;
         }
