@@ -91,6 +91,8 @@ done
 SB=(--mysql-host=127.0.0.1 --mysql-user=app --mysql-password=apppw --mysql-db=sbtest
     --mysql-ssl=off --tables=4 --table-size=10000)
 mysql_do() { chroot "$CHROOT" mysql -h127.0.0.1 -P"$1" -uapp -papppw -N -e "$2" 2>/dev/null; }
+# Router opens one server connection per client: room for 1,000 of them
+for s in "$PRIMARY" "$R1" "$R2"; do mysql_do "$s" "SET GLOBAL max_connections = 4000"; done
 mysql_do "$PRIMARY" "CREATE DATABASE IF NOT EXISTS sbtest"
 sysbench oltp_point_select "${SB[@]}" --mysql-port="$PRIMARY" --threads=4 prepare >/dev/null
 G=$(mysql_do "$PRIMARY" "SELECT @@GLOBAL.gtid_executed" | tr -d '\n')
