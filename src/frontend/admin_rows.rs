@@ -33,6 +33,16 @@ pub const BACKEND_COLUMNS: &[&str] = &[
     "sessions",
 ];
 
+/// The refusal of a causeway admin command to a user without
+/// `admin = true`: 1227 / 42000, as MySQL refuses a missing privilege.
+pub(super) fn not_admin() -> crate::protocol::ErrPacket {
+    crate::protocol::ErrPacket::new(
+        1227,
+        "42000",
+        "Access denied; you need the causeway admin privilege (admin = true) for this operation",
+    )
+}
+
 fn flag(on: bool) -> String {
     if on { "1" } else { "0" }.to_string()
 }

@@ -386,12 +386,7 @@ impl Session {
     /// `SHOW CAUSEWAY CACHE` (admin only).
     pub(super) async fn show_cache(&mut self) -> Flow {
         if !self.user.admin {
-            let err = ErrPacket::new(
-                1227,
-                "42000",
-                "Access denied; you need the causeway admin privilege (admin = true) for this operation",
-            );
-            return self.reply_err(&err).await;
+            return self.reply_err(&super::admin_rows::not_admin()).await;
         }
         let Some(cache) = self.ctx.cache.clone() else {
             let err = ErrPacket::new(

@@ -157,12 +157,7 @@ impl Session {
     /// DIGESTS`: admins only (1227); 1289 when `[digests]` is disabled.
     pub(super) async fn digests_command(&mut self, cmd: &CausewayCommand) -> Flow {
         if !self.user.admin {
-            let err = ErrPacket::new(
-                1227,
-                "42000",
-                "Access denied; you need the causeway admin privilege (admin = true) for this operation",
-            );
-            return self.reply_err(&err).await;
+            return self.reply_err(&super::admin_rows::not_admin()).await;
         }
         let Some(d) = self.ctx.digests.clone() else {
             let err = ErrPacket::new(

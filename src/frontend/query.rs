@@ -277,12 +277,7 @@ impl Session {
             }
             Some(CausewayCommand::ShowBackends) => {
                 if !self.user.admin {
-                    let err = ErrPacket::new(
-                        1227,
-                        "42000",
-                        "Access denied; you need the causeway admin privilege (admin = true) for this operation",
-                    );
-                    return self.reply_err(&err).await;
+                    return self.reply_err(&super::admin_rows::not_admin()).await;
                 }
                 let rows = super::admin_rows::backends(&self.topo, &self.ctx.failover.status());
                 let cols = super::admin_rows::BACKEND_COLUMNS;

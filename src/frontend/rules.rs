@@ -135,12 +135,7 @@ impl Session {
     /// `SHOW CAUSEWAY RULES` (admin users only, else 1227).
     pub(super) async fn show_rules(&mut self) -> Flow {
         if !self.user.admin {
-            let err = ErrPacket::new(
-                1227,
-                "42000",
-                "Access denied; you need the causeway admin privilege (admin = true) for this operation",
-            );
-            return self.reply_err(&err).await;
+            return self.reply_err(&super::admin_rows::not_admin()).await;
         }
         let rows = rule_rows(&self.topo);
         self.reply_rows(RULE_COLUMNS, &rows).await

@@ -27,7 +27,7 @@ use mysql_async::{Conn, Row};
 use std::time::{Duration, Instant};
 
 use super::eval::{self, service_state_from_show};
-use super::probe::ProbeError;
+use super::probe::{bounded, ProbeError};
 use super::settings::Settings;
 use super::task::Reading;
 use crate::topology::Role;
@@ -37,17 +37,6 @@ pub(super) async fn flavor(conn: &mut Conn, timeout: Duration) -> Result<Flavor,
     const WHAT: &str = "SELECT VERSION()";
     let v: Option<String> = bounded(WHAT, timeout, conn.query_first(WHAT)).await?;
     Ok(Flavor::from_version(&v.ok_or(ProbeError::NoRow(WHAT))?))
-}
-
-async fn bounded<T>(
-    what: &'static str,
-    timeout: Duration,
-    fut: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
-) -> Result<T, ProbeError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(ProbeError::QueryTimeout { what, timeout }),
-    }
 }
 
 fn parse_pos(text: String) -> Result<GtidSet, ProbeError> {

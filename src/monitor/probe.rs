@@ -159,7 +159,8 @@ pub async fn close(conn: Conn, timeout: Duration) {
     let _ = tokio::time::timeout(timeout, conn.disconnect()).await;
 }
 
-async fn bounded<T>(
+/// `fut` within `timeout`; its error or the timeout as a [`ProbeError`].
+pub(super) async fn bounded<T>(
     what: &'static str,
     timeout: Duration,
     fut: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
