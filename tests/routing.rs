@@ -119,6 +119,8 @@ async fn writes_locking_reads_and_transactions_use_the_primary() {
         )
     })
     .await;
+    // the reads below expect replicas the monitor has measured
+    support::delay::wait_eligible(&proxy.proxy).await;
     let (primary, replicas) = server_ids().await;
     let mut c = proxy.conn().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();

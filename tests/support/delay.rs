@@ -64,7 +64,11 @@ pub async fn wait_eligible(proxy: &causeway::proxy::Proxy) {
             .iter()
             .map(|r| r.state.view.load_full())
             .collect();
-        if views.iter().all(|v| v.eligible && v.replicating) {
+        // a measured view, not the default one a new proxy starts with
+        if views
+            .iter()
+            .all(|v| v.eligible && v.replicating && v.measured_at.is_some())
+        {
             return;
         }
         assert!(
