@@ -163,8 +163,13 @@ impl Writer<'_> {
                 self.out.push('`');
                 self.done(Kind::Ident, t.end);
             }
-            Tok::UserVar(v) if self.prev_end == t.start && v.starts_with(['\'', '"']) => {
-                // the host of an account name, `'user'@'host'`: a literal
+            Tok::UserVar(v)
+                if self.prev == Kind::Value
+                    && self.prev_end == t.start
+                    && v.starts_with(['\'', '"']) =>
+            {
+                // the host of an account name, `'user'@'host'` (right after
+                // the user, a value): a literal
                 self.emit(Kind::Var, "@", t.start.saturating_add(1));
                 self.emit(Kind::Value, "?", t.end);
             }

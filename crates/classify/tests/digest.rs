@@ -239,3 +239,13 @@ fn digest_is_linear_in_input_length() {
         );
     }
 }
+
+/// A quoted user variable at the very start is not an account's host: the
+/// digest of ` @"` and of its own digest agree (found by the fragments
+/// property in CI).
+#[test]
+fn a_leading_quoted_user_variable_is_not_a_host() {
+    let d = digest(" @\"", false);
+    assert_eq!(digest(&d.text, false), d);
+    assert_eq!(digest("'u'@'h'", false).text, "? @ ?");
+}
