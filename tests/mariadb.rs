@@ -19,6 +19,7 @@ async fn routing_basics_on_mariadb() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let p = start_proxy().await;
     let db = unique_db("mdb_route");
     let mut c = p.conn().await;
@@ -97,7 +98,11 @@ async fn routing_basics_on_mariadb() {
     assert_eq!(row, Some((3, 1)), "inside the transaction: the primary");
     c.query_drop("COMMIT").await.unwrap();
     let after = token(&mut c).await;
-    assert_eq!(seq0(&after), seq0(&primary_pos().await));
+    assert_eq!(
+        seq0(&after),
+        seq0(&primary_pos().await),
+        "the COMMIT's GTID"
+    );
     c.disconnect().await.unwrap();
 }
 
@@ -116,6 +121,7 @@ async fn token_checker_zero_stale_with_appliers_stopped_and_started() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let p = start_proxy_with(|t| {
         t.replace("[failover]", "[routing]\nwait_timeout_ms = 400\n[failover]")
     })
@@ -240,6 +246,7 @@ async fn token_from_instance_a_is_honoured_by_instance_b() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let a = start_proxy().await;
     let b = start_proxy_with(|t| {
         t.replace("[failover]", "[routing]\nwait_timeout_ms = 300\n[failover]")
@@ -293,6 +300,7 @@ async fn future_token_waits_then_falls_back_or_errors() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let p = start_proxy().await;
     let db = unique_db("mdb_future");
     setup(&db).await;
@@ -338,6 +346,7 @@ async fn sandbox_flavor_mariadb_serves_clients() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let handle = sandbox_cmd::start(SandboxOpts {
         listen: "127.0.0.1:0".into(),
         admin_listen: None,
@@ -398,6 +407,7 @@ async fn mixed_flavours_are_refused() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     // one MySQL server next to the MariaDB primary and replica
     let mysql = causeway_sandbox::Topology::start(causeway_sandbox::Options::with_replicas(0))
         .await

@@ -17,6 +17,7 @@ async fn oversized_mariadb_token_is_refused_fast() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let p = start_proxy().await;
     let mut c = p.conn().await;
     let entries: Vec<String> = (0..70_000u32).map(|d| format!("{d}-1-1")).collect();
@@ -67,6 +68,7 @@ async fn cache_binlog_refused_on_mariadb_ttl_works() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let db = unique_db("mdb_cache");
     setup(&db).await;
     // binlog invalidation: the reader refuses MariaDB with a clear error
@@ -169,6 +171,7 @@ async fn kill_and_a_vanished_client_end_the_wait_on_the_replica() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let p = start_proxy().await;
     let c = p.conn().await;
     let id = c.id();
@@ -211,6 +214,7 @@ async fn ok_tracker_carries_last_gtid_and_the_token_merges_per_domain() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let p = start_proxy().await;
     let db = unique_db("mdb_ok");
     setup(&db).await;

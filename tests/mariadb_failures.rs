@@ -65,6 +65,7 @@ async fn lag_budget_excludes_a_lagging_replica_and_readmits_it() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let _serial = SERIAL.lock().await;
     let p = start_proxy_with(|t| {
         fast_monitor(t).replace(
@@ -141,6 +142,7 @@ async fn replica_killed_under_load_loses_no_read() {
     if skip() {
         return;
     }
+    let _serial = serial().await;
     let _serial = SERIAL.lock().await;
     let p = start_proxy_with(fast_monitor).await;
     let db = unique_db("mdb_kill");

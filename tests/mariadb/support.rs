@@ -22,6 +22,14 @@ pub fn skip() -> bool {
     false
 }
 
+/// One test at a time per binary: the tests share one topology, and some
+/// stop appliers, delay or kill replicas, or compare positions that another
+/// test's writes would move.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// The MariaDB topology shared by this binary's tests.
 pub fn topology() -> &'static Topology {
     static TOPO: OnceLock<Topology> = OnceLock::new();
